@@ -1,0 +1,70 @@
+"""The role catalog: which ports each froxlor role opens, and every data default.
+
+Single source of truth, taken from froxlor's "Service Ports" page. The README's
+data table mirrors ``DEFAULTS``; ``tests/test_catalog.py`` keeps the two in step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Every rule this deploy adds carries a comment starting with this marker, so a
+# later run can tell its own rules (removable) from hand-made ones (kept).
+MARKER = "froxlor-fleet:"
+
+FRAGMENT_PATH = "/etc/proftpd/conf.d/froxlor-fleet-passive-ports.conf"
+LOCK_PATH = "/run/froxlor-fleet.lock"
+
+
+@dataclass(frozen=True)
+class Service:
+    """Ports one role opens: ``ports`` share ``proto``; ``sources_key`` names the
+    data key that restricts who may connect (``None``: anywhere)."""
+
+    ports: tuple[str, ...]
+    proto: str
+    sources_key: str | None = None
+
+
+# "ssh" and the FTP passive range depend on data, see ``plan.py``; the rest is fixed.
+ROLE_SERVICES: dict[str, tuple[Service, ...]] = {
+    "web": (Service(("80", "443"), "tcp"),),
+    "ftp": (Service(("21",), "tcp"),),
+    # The froxlor table lists 53/tcp only; ordinary DNS queries arrive over UDP.
+    "dns": (Service(("53",), "tcp"), Service(("53",), "udp")),
+    "ssh": (Service(("{ssh_port}",), "tcp", "ssh_allowed_sources"),),
+    "imap": (Service(("143", "993"), "tcp"),),
+    "pop3": (Service(("110", "995"), "tcp"),),
+    "smtp": (Service(("25", "465", "587"), "tcp"),),
+    # froxlor's UFW example never opens 3306 to the world; neither do we.
+    "mysql": (Service(("3306",), "tcp", "mysql_allowed_sources"),),
+}
+
+# Convenience names that expand to several roles.
+ROLE_ALIASES: dict[str, tuple[str, ...]] = {"mail": ("smtp", "imap")}
+
+VALID_ROLES: tuple[str, ...] = tuple(sorted(set(ROLE_SERVICES) | set(ROLE_ALIASES)))
+
+# Data keys (the public contract of group_data) and their defaults.
+DEFAULTS: dict[str, object] = {
+    "froxlor_roles": [],
+    "ftp_passive_ports": (49152, 65534),
+    "ftp_masquerade_address": None,
+    "ssh_port": 22,
+    "ssh_allowed_sources": [],  # empty: anywhere
+    "mysql_allowed_sources": None,  # required when "mysql" is a role
+    "firewall_extra_rules": [],
+    "firewall_default_incoming": "deny",
+    "firewall_default_outgoing": "allow",
+    "firewall_logging": "low",
+    "firewall_enabled": True,
+    "firewall_purge_unmanaged": False,
+}
+
+# Keys whose values are combined across host data, groups and all.py instead of
+# replaced (pyinfra's own precedence replaces lists: last group wins).
+UNION_KEYS = ("froxlor_roles", "firewall_extra_rules")
+
+POLICIES = ("allow", "deny", "reject")
+LOG_LEVELS = ("off", "low", "medium", "high", "full")
+PROTOCOLS = ("tcp", "udp")

@@ -1,0 +1,39 @@
+"""The packaged deploy: ``froxlor_firewall()`` from a froxlor host's group data."""
+
+from __future__ import annotations
+
+from pyinfra import host, inventory, state
+from pyinfra.api import deploy
+
+from . import firewall, proftpd
+from .catalog import DEFAULTS
+from .validation import HostPlan, check_inventory
+
+
+def fleet_plans() -> dict[str, HostPlan]:
+    """Every host's plan, validated once per run across the whole inventory: one bad
+    host stops the run before any operation touches any host."""
+    plans = getattr(state, "_froxlor_fleet_plans", None)
+    if plans is None:
+        plans = check_inventory(inventory)
+        state._froxlor_fleet_plans = plans
+    return plans
+
+
+@deploy("froxlor firewall", data_defaults=DEFAULTS)
+def froxlor_firewall() -> None:
+    """UFW rules, policies and state, and the ProFTPd passive-port fragment, exactly as
+    the host's ``froxlor_roles`` (and the other data keys, see README) ask."""
+    plan = fleet_plans()[host.name]
+    firewall.rules_and_policies(
+        name="UFW rules, policies and state",
+        rules=plan.rules,
+        incoming=plan.incoming,
+        outgoing=plan.outgoing,
+        logging=plan.logging,
+        enabled=plan.enabled,
+        purge_unmanaged=plan.purge_unmanaged,
+    )
+    fragment = (proftpd.render_fragment(plan.passive_ports, plan.masquerade_address)
+                if plan.passive_ports else None)
+    proftpd.passive_ports_fragment(name="ProFTPd passive-port fragment", content=fragment)

@@ -1,0 +1,195 @@
+"""The UFW operation: make a host's rules, policies, logging and enabled state match.
+
+Reads ``FleetHostState`` and yields nothing when the host already matches (pyinfra
+prints "No change"); otherwise one remote step (see ``remote_ufw.py``).
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+
+from pyinfra import host, logger, state
+from pyinfra.api import OperationError, QuoteString, StringCommand, operation
+from pyinfra.api.state import StateStage
+from pyinfra.api.util import format_text
+
+from .catalog import LOCK_PATH, LOG_LEVELS, POLICIES
+from .hoststate import HostState, UfwState, host_state
+from .ufwrules import RulePlan, UfwRule, admits, expand, plan_rules
+from .validation import RuleSpec
+
+NOOP_MESSAGE = "UFW rules, policies and state already match the roles"
+
+
+def remote_script() -> str:
+    return resources.files(__package__).joinpath("remote_ufw.py").read_text()
+
+
+def locked(command: StringCommand | str) -> StringCommand:
+    """Run ``command`` under the host-side lock shared by all froxlor-fleet steps, so two
+    concurrent runs never interleave their changes on one host."""
+    return StringCommand(
+        "flock", "-w", "300", "-E", "75", LOCK_PATH, "sh", "-c",
+        QuoteString(command if isinstance(command, StringCommand) else StringCommand(command)),
+    )
+
+
+def show_changes() -> bool:
+    """Print diffs once: at change detection, or at execution when detection was skipped."""
+    return bool(state.config.DIFF) and (
+        state.current_stage == StateStage.Prepare or not state.should_check_for_changes()
+    )
+
+
+def _describe(spec_or_rule: RuleSpec | UfwRule, ipv6: bool) -> str:
+    rule = expand(spec_or_rule, ipv6)[0] if isinstance(spec_or_rule, RuleSpec) else spec_or_rule
+    return rule.describe()
+
+
+def _grouped(rules: list[UfwRule]) -> list[tuple[str, UfwRule]]:
+    """One line per rule as ufw shows it: the v4 and v6 halves of a rule together."""
+    seen: dict[tuple[str, str], UfwRule] = {}
+    for rule in rules:
+        text = rule.describe()
+        if rule.family == 6 and rule.src == "::/0" and rule.dst == "::/0":
+            if (text, rule.comment) not in seen:
+                text += " (v6)"
+        seen.setdefault((text, rule.comment), rule)
+    return [(text, rule) for (text, _), rule in seen.items()]
+
+
+def rule_diff_lines(plan: RulePlan, current: UfwState, purge: bool) -> list[str]:
+    lines = []
+    for spec in plan.add:
+        retagged = [r for s, r in plan.retag if s == spec]
+        if retagged:
+            lines.append(format_text(f"~ {_describe(spec, current.ipv6)}  "
+                                     f"({retagged[0].label} -> {spec.label})", "yellow"))
+        else:
+            lines.append(format_text(f"+ {_describe(spec, current.ipv6)}  ({spec.label})", "green"))
+    for text, rule in _grouped(plan.delete):
+        why = rule.label if rule.managed else "unmanaged, purge"
+        lines.append(format_text(f"- {text}  ({why})", "red"))
+    return lines
+
+
+def _ssh_guard(current: HostState, final: list[UfwRule], incoming: str, enabled: bool,
+               currently_active: bool) -> None:
+    """Refuse a plan that would leave a firewall up that does not admit our SSH session."""
+    if not current.ssh_client or not current.ssh_server or not current.ssh_port:
+        return  # not over SSH (e.g. @local): nothing to lock out
+    firewall_up = enabled or (currently_active and enabled is None)
+    if not firewall_up:
+        return
+    if not admits(final, incoming, current.ssh_client, current.ssh_server, current.ssh_port):
+        raise OperationError(
+            f"lockout guard: the resulting UFW rules would not admit this SSH session "
+            f"({current.ssh_client} -> {current.ssh_server}:{current.ssh_port}); "
+            "nothing was changed on this host. Check ssh_port / ssh_allowed_sources."
+        )
+
+
+@operation()
+def rules_and_policies(
+    rules: tuple[RuleSpec, ...] | list[RuleSpec],
+    incoming: str = "deny",
+    outgoing: str = "allow",
+    logging: str = "low",
+    enabled: bool = True,
+    purge_unmanaged: bool = False,
+):
+    """
+    Make UFW's rules, default policies, logging and enabled state exactly these.
+
+    + rules: ``RuleSpec`` list (see ``validation.resolve``); rules this deploy added
+      earlier and no longer wants are removed
+    + incoming: default incoming policy: allow, deny or reject
+    + outgoing: default outgoing policy: allow, deny or reject
+    + logging: off, low, medium, high or full
+    + enabled: enable (True) or disable (False) UFW
+    + purge_unmanaged: also remove rules without the froxlor-fleet marker (hand-made)
+
+    Installs ufw with apt if missing. Refuses (``OperationError``) a result that would
+    not admit the SSH connection pyinfra is using.
+
+    **Example:**
+
+    .. code:: python
+
+        from froxlor_fleet import firewall
+        from froxlor_fleet.validation import RuleSpec
+
+        firewall.rules_and_policies(
+            name="Open web and SSH",
+            rules=[RuleSpec(("22",), "tcp", None, "ssh"),
+                   RuleSpec(("80", "443"), "tcp", None, "web")],
+        )
+    """
+    for value, options, what in ((incoming, POLICIES, "incoming"),
+                                 (outgoing, POLICIES, "outgoing"),
+                                 (logging, LOG_LEVELS, "logging")):
+        if value not in options:
+            raise OperationError(f"invalid {what} {value!r}, must be one of {', '.join(options)}")
+
+    current = host_state(host)
+    ufw = current.ufw
+    if not ufw.installed:
+        ufw = UfwState()  # what a fresh install of the package looks like
+
+    rule_plan = plan_rules(ufw.rules, tuple(rules), ufw.ipv6, purge_unmanaged)
+    if not ufw.ipv6 and any(r.source and ":" in r.source for r in rules):
+        raise OperationError("an IPv6 source is wanted but IPV6=no in /etc/default/ufw")
+    _ssh_guard(current, rule_plan.final, incoming, enabled, ufw.active)
+
+    default = [[p, d] for p, d, have in ((incoming, "incoming", ufw.incoming),
+                                         (outgoing, "outgoing", ufw.outgoing)) if p != have]
+    payload = {
+        "disable": not enabled and (ufw.conf_enabled or ufw.running),
+        "add": [spec.ufw_args() for spec in rule_plan.add],
+        "delete": [[r.family, r.tuple_text()] for r in rule_plan.delete],
+        "default": default,
+        "logging": logging if logging != ufw.logging else None,
+        "enable": enabled and not ufw.active,
+    }
+    changes = [key for key, value in payload.items() if value]
+
+    if show_changes() or rule_plan.kept:
+        _report(rule_plan, ufw, payload, purge_unmanaged)
+
+    if not changes and ufw.installed:
+        host.noop(NOOP_MESSAGE)
+        return
+
+    if not ufw.installed:
+        yield locked("DEBIAN_FRONTEND=noninteractive apt-get install -y -q ufw")
+    if changes:
+        yield locked(StringCommand("python3", "-c", QuoteString(remote_script()),
+                                   QuoteString(json.dumps(payload))))
+
+
+def _report(rule_plan: RulePlan, ufw: UfwState, payload: dict, purge: bool) -> None:
+    if not (state.current_stage == StateStage.Prepare or not state.should_check_for_changes()):
+        return
+    if show_changes():
+        lines = rule_diff_lines(rule_plan, ufw, purge)
+        for policy, direction in payload["default"]:
+            lines.append(format_text(f"~ default {direction}: "
+                                     f"{getattr(ufw, direction)} -> {policy}", "yellow"))
+        if payload["logging"]:
+            lines.append(format_text(f"~ logging: {ufw.logging} -> {payload['logging']}", "yellow"))
+        if payload["enable"]:
+            lines.append(format_text("~ ufw: inactive -> active", "yellow"))
+        if payload["disable"]:
+            lines.append(format_text("~ ufw: active -> inactive", "yellow"))
+        if not ufw.installed:
+            lines.insert(0, format_text("+ install ufw", "green"))
+        if lines:
+            host.log("Will change UFW", logger.info)
+            for line in lines:
+                logger.info("  %s", line)
+            logger.info("")
+    for text, rule in _grouped(rule_plan.kept):
+        host.log(f"keeps unmanaged UFW rule: {text}"
+                 + (f"  # {rule.comment}" if rule.comment else "")
+                 + " (set firewall_purge_unmanaged = True to remove)", logger.warning)

@@ -1,0 +1,168 @@
+"""One pyinfra fact that reads everything the deploy needs from a host in one command.
+
+UFW state comes from ufw's own files (``ufw status`` shows nothing while ufw is
+inactive), plus the ProFTPd fragment, the SSH connection pyinfra is using (for the
+lockout guard) and the service manager.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+
+from pyinfra.api import FactBase
+
+from .catalog import FRAGMENT_PATH
+from .ufwrules import UfwRule, parse_tuple_line
+
+SECTION = ":::froxlor-fleet:"
+POLICY_NAMES = {"DROP": "deny", "ACCEPT": "allow", "REJECT": "reject"}
+
+
+@dataclass
+class UfwState:
+    installed: bool = False
+    conf_enabled: bool = False  # ENABLED=yes in ufw.conf
+    running: bool = False  # ufw's chains are loaded in the kernel
+    logging: str = "low"
+    incoming: str = "deny"
+    outgoing: str = "allow"
+    ipv6: bool = True
+    rules: list[UfwRule] = field(default_factory=list)
+
+    @property
+    def active(self) -> bool:
+        return self.conf_enabled and self.running
+
+
+@dataclass
+class HostState:
+    ufw: UfwState
+    ssh_client: str | None = None  # address pyinfra connects from
+    ssh_server: str | None = None  # address and port it connects to
+    ssh_port: int | None = None
+    proftpd_installed: bool = False
+    fragment: str | None = None  # current fragment text, None when absent
+    fragment_sha256: str | None = None  # of the exact bytes on the host
+    systemd: bool = False
+
+
+def _section(name: str) -> str:
+    return f"echo '{SECTION}{name}'"
+
+
+class FleetHostState(FactBase[HostState]):
+    """
+    Returns the host's UFW state, ProFTPd fragment and SSH connection in one read.
+
+    .. code:: python
+
+        HostState(
+            ufw=UfwState(installed=True, conf_enabled=True, running=True, logging="low",
+                         incoming="deny", outgoing="allow", ipv6=True,
+                         rules=[UfwRule(family=4, action="allow", proto="tcp", dport="22",
+                                        dst="0.0.0.0/0", sport="any", src="0.0.0.0/0",
+                                        comment="froxlor-fleet:ssh"), ...]),
+            ssh_client="10.77.0.1", ssh_server="10.77.0.11", ssh_port=22,
+            proftpd_installed=True, fragment="...PassivePorts 49152 65534\\n",
+            fragment_sha256="9f2c...", systemd=True,
+        )
+    """
+
+    def command(self, fragment_path: str = FRAGMENT_PATH) -> str:
+        frag = shlex.quote(fragment_path)
+        return "; ".join([
+            "PATH=$PATH:/usr/sbin:/sbin",
+            _section("ssh"), 'echo "${SSH_CONNECTION:-}"',
+            _section("ufw"), "command -v ufw || true",
+            _section("conf"), "cat /etc/ufw/ufw.conf 2>/dev/null || true",
+            _section("default"), "cat /etc/default/ufw 2>/dev/null || true",
+            _section("rules4"), "grep -h '^### tuple ###' /etc/ufw/user.rules 2>/dev/null || true",
+            _section("rules6"), "grep -h '^### tuple ###' /etc/ufw/user6.rules 2>/dev/null || true",
+            _section("running"),
+            "if iptables -w -n -L ufw-user-input >/dev/null 2>&1; then echo yes; else echo no; fi",
+            _section("proftpd"), "command -v proftpd || true",
+            _section("systemd"), "if [ -d /run/systemd/system ]; then echo yes; fi",
+            _section("fragment"),
+            f"if [ -f {frag} ]; then sha256sum < {frag} | cut -d' ' -f1; cat {frag}; fi",
+        ])
+
+    @staticmethod
+    def default() -> HostState:
+        return HostState(ufw=UfwState())
+
+    def process(self, output: list[str]) -> HostState:
+        return parse_state(output)
+
+
+def _sections(lines: list[str]) -> dict[str, list[str]]:
+    sections: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in lines:
+        if line.startswith(SECTION):
+            current = sections.setdefault(line[len(SECTION):].strip(), [])
+        elif current is not None:
+            current.append(line)
+    return sections
+
+
+def _assignments(lines: list[str]) -> dict[str, str]:
+    values = {}
+    for line in lines:
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, _, value = line.partition("=")
+            values[key.strip()] = value.strip().strip('"').strip("'")
+    return values
+
+
+def parse_state(lines: list[str]) -> HostState:
+    """Build a ``HostState`` from the fact command's output."""
+    sec = _sections(lines)
+    ufw = UfwState(installed=any(s.strip() for s in sec.get("ufw", [])))
+    conf = _assignments(sec.get("conf", []))
+    default = _assignments(sec.get("default", []))
+    ufw.conf_enabled = conf.get("ENABLED", "no").lower() == "yes"
+    ufw.logging = {"on": "low"}.get(conf.get("LOGLEVEL", "low"), conf.get("LOGLEVEL", "low"))
+    ufw.incoming = POLICY_NAMES.get(default.get("DEFAULT_INPUT_POLICY", "DROP"), "deny")
+    ufw.outgoing = POLICY_NAMES.get(default.get("DEFAULT_OUTPUT_POLICY", "ACCEPT"), "allow")
+    ufw.ipv6 = default.get("IPV6", "yes").lower() == "yes"
+    ufw.running = "yes" in [s.strip() for s in sec.get("running", [])]
+    for family, name in ((4, "rules4"), (6, "rules6")):
+        for line in sec.get(name, []):
+            rule = parse_tuple_line(line, family)
+            if rule:
+                ufw.rules.append(rule)
+
+    state = HostState(ufw=ufw)
+    ssh = " ".join(sec.get("ssh", [])).split()
+    if len(ssh) == 4:
+        state.ssh_client, state.ssh_server = ssh[0], ssh[2]
+        state.ssh_port = int(ssh[3])
+    state.proftpd_installed = any(s.strip() for s in sec.get("proftpd", []))
+    state.systemd = "yes" in [s.strip() for s in sec.get("systemd", [])]
+    frag = sec.get("fragment")
+    if frag:
+        state.fragment_sha256 = frag[0].strip()
+        state.fragment = "".join(line + "\n" for line in frag[1:])
+    return state
+
+
+def host_state(host, fragment_path: str = FRAGMENT_PATH) -> HostState:
+    """``FleetHostState`` read at most once per host and run phase.
+
+    Both of the deploy's operations need it; reading it once keeps a no-op run at one
+    remote command per host. Safe because neither operation changes what the other
+    reads (UFW state vs. the ProFTPd fragment)."""
+    stage = host.state.current_stage
+    cached = getattr(host, "_froxlor_fleet_state", None)
+    if cached and cached[0] == (stage, fragment_path):
+        return cached[1]
+    value = host.get_fact(FleetHostState, fragment_path=fragment_path)
+    host._froxlor_fleet_state = ((stage, fragment_path), value)
+    return value
+
+
+def forget_host_state(host) -> None:
+    """Drop the cached state (after a step that changed what it describes)."""
+    host._froxlor_fleet_state = None

@@ -1,0 +1,113 @@
+"""The ProFTPd passive-port fragment: render, test with ``proftpd -t``, reload.
+
+froxlor rewrites ``proftpd.conf`` itself and includes ``conf.d/``, so the fragment
+lives in its own file there. One remote step writes it, tests the whole config,
+puts the previous fragment back if the test fails, and reloads only on success.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from importlib import resources
+
+from jinja2 import Environment, StrictUndefined
+from pyinfra import host, logger
+from pyinfra.api import OperationError, QuoteString, StringCommand, operation
+from pyinfra.operations.util.files import generate_color_diff
+
+from .catalog import FRAGMENT_PATH
+from .firewall import locked, show_changes
+from .hoststate import host_state
+
+NOOP_MESSAGE = "ProFTPd passive-port fragment already as wanted"
+TEMPLATE = "proftpd-passive-ports.conf.j2"
+
+# Runs on the host under sh. $1 path, $2 content ("" = remove). Exit 1 with proftpd's
+# own message when the resulting configuration fails its syntax test.
+APPLY_SCRIPT = r"""
+set -u
+path=$1; content=$2
+prev=$(mktemp); had=no
+if [ -f "$path" ]; then cp -p "$path" "$prev"; had=yes; fi
+if [ -n "$content" ]; then
+  tmp=$(mktemp); printf '%s' "$content" > "$tmp"; chmod 0644 "$tmp"; mv -f "$tmp" "$path"
+else
+  rm -f "$path"
+fi
+if ! out=$(proftpd -t 2>&1); then
+  if [ $had = yes ]; then mv -f "$prev" "$path"; else rm -f "$path" "$prev"; fi
+  echo "proftpd -t rejected the configuration, previous fragment restored:" >&2
+  printf '%s\n' "$out" | grep -v '^Checking syntax' >&2
+  exit 1
+fi
+rm -f "$prev"
+if [ -d /run/systemd/system ]; then
+  if systemctl is-active --quiet proftpd; then systemctl reload proftpd && echo "proftpd reloaded"
+  else echo "proftpd is not running; the fragment applies when it starts"; fi
+elif [ -s /run/proftpd.pid ] && kill -0 "$(cat /run/proftpd.pid)" 2>/dev/null; then
+  kill -HUP "$(cat /run/proftpd.pid)" && echo "proftpd reloaded (SIGHUP)"
+else
+  echo "proftpd is not running; the fragment applies when it starts"
+fi
+"""
+
+
+def render_fragment(passive_ports: tuple[int, int], masquerade_address: str | None = None) -> str:
+    """The fragment text for ``passive_ports`` (and optional ``MasqueradeAddress``)."""
+    env = Environment(undefined=StrictUndefined, keep_trailing_newline=True,
+                      trim_blocks=True, lstrip_blocks=True)
+    source = resources.files(__package__).joinpath("templates", TEMPLATE).read_text()
+    return env.from_string(source).render(
+        low=passive_ports[0], high=passive_ports[1], masquerade_address=masquerade_address,
+        path=FRAGMENT_PATH,
+    )
+
+
+@operation()
+def passive_ports_fragment(content: str | None, path: str = FRAGMENT_PATH):
+    """
+    Make the ProFTPd fragment at ``path`` exactly ``content``, or remove it (``None``).
+
+    + content: the fragment text (see ``render_fragment``), or ``None`` to remove it
+    + path: where it lives; must be under ``/etc/proftpd/conf.d/``
+
+    The config is checked with ``proftpd -t`` before ProFTPd is reloaded (systemd or
+    plain init); on failure the previous fragment is put back and the host fails with
+    ProFTPd's message. An absent ProFTPd is an error when ``content`` is set: this
+    deploy does not install an FTP server unasked.
+
+    **Example:**
+
+    .. code:: python
+
+        proftpd.passive_ports_fragment(
+            name="FTP passive ports",
+            content=render_fragment((49152, 65534)),
+        )
+    """
+    if not path.startswith("/etc/proftpd/conf.d/") or path.rstrip("/").endswith("conf.d"):
+        raise OperationError(f"fragment path {path!r} must be a file in /etc/proftpd/conf.d/")
+    current = host_state(host, path)
+    if content is not None and not current.proftpd_installed:
+        raise OperationError(
+            "the ftp role needs ProFTPd, but 'proftpd' is not installed on this host "
+            "(froxlor uses proftpd-basic); install it first, this deploy does not"
+        )
+    wanted_sha = hashlib.sha256(content.encode()).hexdigest() if content is not None else None
+    if wanted_sha == current.fragment_sha256:
+        host.noop(NOOP_MESSAGE)
+        return
+
+    if show_changes():
+        verb = "create" if current.fragment is None else ("remove" if content is None else "modify")
+        host.log(f"Will {verb} {path}", logger.info)
+        old = (current.fragment or "").splitlines(keepends=True)
+        for line in generate_color_diff(old, (content or "").splitlines(keepends=True)):
+            logger.info("  %s", line)
+        logger.info("")
+
+    if content is None and not current.proftpd_installed:
+        yield StringCommand("rm", "-f", QuoteString(path))
+        return
+    yield locked(StringCommand("sh", "-c", QuoteString(APPLY_SCRIPT), "froxlor-fleet",
+                               QuoteString(path), QuoteString(content or "")))

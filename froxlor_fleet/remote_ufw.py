@@ -1,0 +1,97 @@
+"""Runs ON THE MANAGED HOST (``python3 -c <this file> <plan json>``): applies a UFW plan
+in one process through ufw's own Python frontend, the code path of the ``ufw`` CLI.
+
+Why not one ``ufw`` call per rule: each call is a new Python process, and each delete
+or update reloads the running chains. Here every rule change goes through
+``UFWFrontend`` exactly as ``ufw allow ...`` / ``ufw delete ...`` would, with the chain
+reload deferred to one reload at the end. The files and chains come out as the CLI
+would leave them (proven in the lab tests).
+
+Order: disable (if asked) -> add -> delete -> reload once -> policies -> logging ->
+enable. Adds come before deletes so a changed SSH rule is never absent in between.
+Plan keys: disable, add (argv lists), delete ([family, tuple text]), default
+([policy, direction]), logging, enable. Stdlib + ufw only; keep it Python 3.7 clean.
+"""
+
+import gettext
+import json
+import sys
+
+import ufw.common
+import ufw.frontend
+import ufw.util
+
+gettext.install(ufw.common.programName)
+
+
+def rule_from_tuple(text, family):
+    """A UFWRule from a ``### tuple ###`` body, as ufw's backend reads it."""
+    comment = ""
+    if " comment=" in text:
+        text, comment = text.split(" comment=", 1)
+    parts = text.split()
+    action, proto, dport, dst, sport, src = parts[:6]
+    iface = parts[-1]
+    forward = action.startswith("route:")
+    action = action.split(":")[-1]
+    direction = iface.split("_")[0]
+    rule = ufw.common.UFWRule(action, proto, dport, dst, sport, src, direction, forward,
+                              comment.strip())
+    if len(parts) == 9:
+        if parts[6] != "-":
+            rule.dapp = parts[6].replace("%20", " ")
+        if parts[7] != "-":
+            rule.sapp = parts[7].replace("%20", " ")
+    if "!" in iface:
+        left, right = iface.split("!")
+        rule.set_interface("in", left.partition("_")[2])
+        rule.set_interface("out", right.partition("_")[2])
+    elif "_" in iface:
+        rule.set_interface(direction, iface.partition("_")[2])
+    rule.set_v6(family == 6)
+    return rule
+
+
+def main():
+    plan = json.loads(sys.argv[1])
+    ui = ufw.frontend.UFWFrontend(False)
+    backend = ui.backend
+    skipped_reload = []
+    backend_set_rule = backend.set_rule
+
+    def set_rule_deferred(rule, allow_reload=True):
+        skipped_reload.append(True)
+        return backend_set_rule(rule, allow_reload=False)
+
+    backend.set_rule = set_rule_deferred
+    lock = ufw.util.create_lock(lockfile="/run/ufw.lock")
+    out = []
+    try:
+        if plan.get("disable"):
+            out.append(ui.set_enabled(False))
+        for argv in plan.get("add", []):
+            parsed = ufw.frontend.parse_command(["ufw"] + argv)
+            out.append(ui.do_action(parsed.action, parsed.data["rule"],
+                                    parsed.data["iptype"], True))
+        for family, text in plan.get("delete", []):
+            rule = rule_from_tuple(text, family)
+            rule.remove = True
+            out.append(ui.set_rule(rule, "v6" if family == 6 else "v4"))
+        if skipped_reload and backend.is_enabled() and not plan.get("enable"):
+            backend._reload_user_rules()
+            out.append("Reloaded user rules")
+        for policy, direction in plan.get("default", []):
+            out.append(ui.set_default_policy(policy, direction))
+        if plan.get("logging"):
+            out.append(ui.set_loglevel(plan["logging"]))
+        if plan.get("enable"):
+            out.append(ui.set_enabled(True))
+    except ufw.common.UFWError as e:
+        sys.stderr.write("ufw: %s\n" % e.value)
+        sys.exit(1)
+    finally:
+        ufw.util.release_lock(lock)
+    sys.stdout.write("\n".join(line.strip() for line in out if line and line.strip()) + "\n")
+
+
+main()

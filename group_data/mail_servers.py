@@ -1,0 +1,1 @@
+froxlor_roles = ["mail", "pop3"]  # "mail" = smtp + imap

@@ -1,0 +1,1 @@
+froxlor_roles = ["web"]
