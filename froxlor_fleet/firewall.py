@@ -21,6 +21,14 @@ from .validation import RuleSpec
 
 NOOP_MESSAGE = "UFW rules, policies and state already match the roles"
 
+# Run $0 (the script) with $1 (the plan) under the interpreter ufw itself uses: the
+# first python3 on PATH may be another Python without ufw's modules.
+RUN_WITH_UFW_PYTHON = (
+    'ufw=$(command -v ufw || echo /usr/sbin/ufw); '
+    'py=$(sed -n "1s/^#! *//p" "$ufw" | cut -d" " -f1); '
+    'exec "${py:-/usr/bin/python3}" -c "$0" "$1"'
+)
+
 
 def remote_script() -> str:
     return resources.files(__package__).joinpath("remote_ufw.py").read_text()
@@ -164,8 +172,8 @@ def rules_and_policies(
     if not ufw.installed:
         yield locked("DEBIAN_FRONTEND=noninteractive apt-get install -y -q ufw")
     if changes:
-        yield locked(StringCommand("python3", "-c", QuoteString(remote_script()),
-                                   QuoteString(json.dumps(payload))))
+        yield locked(StringCommand("sh", "-c", QuoteString(RUN_WITH_UFW_PYTHON),
+                                   QuoteString(remote_script()), QuoteString(json.dumps(payload))))
 
 
 def _report(rule_plan: RulePlan, ufw: UfwState, payload: dict, purge: bool) -> None:

@@ -15,6 +15,7 @@ Plan keys: disable, add (argv lists), delete ([family, tuple text]), default
 
 import gettext
 import json
+import shutil
 import sys
 
 import ufw.common
@@ -54,7 +55,13 @@ def rule_from_tuple(text, family):
 
 def main():
     plan = json.loads(sys.argv[1])
-    ui = ufw.frontend.UFWFrontend(False)
+    # ufw checks the ownership/permissions of the program it runs as (argv[0]).
+    sys.argv[0] = shutil.which("ufw") or "/usr/sbin/ufw"
+    try:
+        ui = ufw.frontend.UFWFrontend(False)
+    except ufw.common.UFWError as e:
+        sys.stderr.write("ufw: %s\n" % e.value)
+        sys.exit(1)
     backend = ui.backend
     skipped_reload = []
     backend_set_rule = backend.set_rule

@@ -1,0 +1,412 @@
+#!/usr/bin/env python3
+"""A lab fleet of froxlor-like hosts on one Linux machine (run as root).
+
+    python3 lab/lab.py up N     # create N hosts (idempotent), write inventory + group data
+    python3 lab/lab.py status   # list hosts and whether sshd / proftpd answer
+    python3 lab/lab.py down     # remove every namespace, link, process and file it made
+
+Each host is its own network namespace (own netfilter tables: UFW there filters only
+that host), mount, UTS and PID namespace, held by one long-lived process. It gets
+private copies of /etc/ufw, /etc/default/ufw, /etc/proftpd, /etc/hosts,
+/etc/resolv.conf and a private /run, made from the packages' pristine files, a real
+sshd (key-only, a key generated here) and a real proftpd. /usr/bin/systemctl is
+masked so hosts look like non-systemd servers. Hosts sit on a bridge with the
+control side (10.213.77.1); there is no default route and no reachable resolver.
+
+Nothing here touches the machine's own firewall (root namespace) or /etc/ufw.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LAB_DIR = Path(os.environ.get("LAB_DIR", ROOT / ".lab"))
+PREFIX = os.environ.get("LAB_PREFIX", "fxl")  # names: fxl-br, fxl-h1 (netns), fxl-v1 (veth)
+SUBNET = os.environ.get("LAB_SUBNET", "10.213.77")
+BRIDGE = f"{PREFIX}-br"
+CONTROL_IP = f"{SUBNET}.1"
+PACKAGES = ["iproute2", "openssh-server", "openssh-client", "ufw", "proftpd-basic",
+            "iptables", "util-linux", "procps"]
+
+# Roles of the example fleet, repeated as the lab grows: like a real froxlor fleet.
+HOST_PATTERN = [
+    ("web", ["web_servers", "ftp_servers"]),
+    ("web", ["web_servers", "ftp_servers"]),
+    ("mail", ["mail_servers"]),
+    ("dns", ["dns_servers"]),
+    ("db", ["db_servers"]),
+]
+
+# PID 1 of each host: reaps orphans (daemonised proftpd) and otherwise sleeps.
+REAPER = ("import os, time\nwhile True:\n    try:\n        os.wait()\n"
+          "    except ChildProcessError:\n        time.sleep(1)\n")
+
+# Runs inside the host's fresh mount/UTS/PID namespaces before it becomes the holder.
+HOST_SETUP = r"""
+set -e
+hd=$1; name=$2
+mount --make-rprivate /
+for pair in etc-ufw:/etc/ufw default-ufw:/etc/default/ufw etc-proftpd:/etc/proftpd \
+            hosts:/etc/hosts resolv.conf:/etc/resolv.conf hostname:/etc/hostname \
+            srv-ftp:/srv/ftp log-proftpd:/var/log/proftpd; do
+  src=$hd/${pair%%:*}; dst=${pair#*:}
+  [ -e "$dst" ] || mkdir -p "$dst"
+  mount --bind "$src" "$dst"
+done
+mount -t tmpfs -o mode=0755 lab-run /run
+mkdir -p /run/sshd /run/lock
+mount -t tmpfs -o mode=1777 lab-tmp /tmp
+[ -e /usr/bin/systemctl ] && mount --bind /dev/null /usr/bin/systemctl
+hostname "$name"
+ip link set lo up
+exec python3 -c "$3"
+"""
+
+
+def die(message: str) -> None:
+    print(f"lab: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+def run(*args: str, check: bool = True, quiet: bool = False, **kw) -> subprocess.CompletedProcess:
+    res = subprocess.run(args, text=True, capture_output=True, **kw)
+    if check and res.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed: {(res.stderr or res.stdout).strip()}")
+    return res
+
+
+def preflight() -> None:
+    if not sys.platform.startswith("linux"):
+        die("the lab needs Linux (network, mount and PID namespaces)")
+    if os.geteuid() != 0:
+        die("the lab needs root (it creates network namespaces); run it with sudo or as root")
+
+
+def ensure_packages() -> None:
+    needed = [p for p in PACKAGES if run("dpkg-query", "-W", "-f=${Status}", p,
+                                         check=False).stdout.strip() != "install ok installed"]
+    if not needed:
+        return
+    print(f"lab: installing {' '.join(needed)}", flush=True)
+    # policy-rc.d stops the packages from starting their daemons on *this* machine.
+    policy = Path("/usr/sbin/policy-rc.d")
+    had_policy = policy.exists()
+    if not had_policy:
+        policy.write_text("#!/bin/sh\nexit 101\n")
+        policy.chmod(0o755)
+    try:
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        run("apt-get", "update", "-qq", env=env)
+        run("apt-get", "install", "-y", "-qq", *needed, env=env)
+    finally:
+        if not had_policy:
+            policy.unlink()
+
+
+def pristine_debs() -> Path:
+    """The ufw and proftpd-core .debs of the installed versions (cache, else download)."""
+    debs = LAB_DIR / "debs"
+    debs.mkdir(parents=True, exist_ok=True)
+    for pkg in ("ufw", "proftpd-core"):
+        version = run("dpkg-query", "-W", "-f=${Version}", pkg).stdout.strip()
+        if list(debs.glob(f"{pkg}_*.deb")):
+            continue
+        cached = [p for p in Path("/var/cache/apt/archives").glob(f"{pkg}_*.deb")
+                  if run("dpkg-deb", "-f", str(p), "Version").stdout.strip() == version]
+        if cached:
+            shutil.copy(cached[0], debs)
+        else:
+            run("apt-get", "download", f"{pkg}={version}", cwd=debs)
+    return debs
+
+
+def pristine_tree() -> Path:
+    """/etc files as the packages ship them (what a fresh install leaves)."""
+    tree = LAB_DIR / "pristine"
+    if (tree / "done").exists():
+        return tree
+    debs = pristine_debs()
+    tmp = Path(tempfile.mkdtemp(dir=LAB_DIR))
+    for deb in debs.glob("*.deb"):
+        run("dpkg-deb", "-x", str(deb), str(tmp))
+    tree.mkdir(exist_ok=True)
+    ufw = tree / "etc-ufw"
+    shutil.copytree(tmp / "etc/ufw", ufw, dirs_exist_ok=True)
+    for f in (tmp / "usr/share/ufw/iptables").iterdir():  # ufw's postinst does this
+        shutil.copy(f, ufw / f.name)
+    for f in ("ufw.conf", "before.init", "after.init"):
+        shutil.copy(tmp / "usr/share/ufw" / f, ufw / f)
+    for f in ufw.glob("*.rules"):
+        f.chmod(0o640)
+    shutil.copy(tmp / "etc/default/ufw", tree / "default-ufw")
+    proftpd = tree / "etc-proftpd"
+    shutil.copytree(tmp / "usr/share/proftpd/templates", proftpd, dirs_exist_ok=True)
+    (proftpd / "conf.d").mkdir(exist_ok=True)
+    for f in ("welcome.msg",):
+        (proftpd / f).unlink(missing_ok=True)
+    shutil.rmtree(tmp)
+    (tree / "done").write_text("")
+    return tree
+
+
+def host_names(n: int) -> list[str]:
+    return [f"lab-h{i}" for i in range(1, n + 1)]
+
+
+def host_ip(i: int) -> str:
+    return f"{SUBNET}.{10 + i}"
+
+
+def ensure_key() -> Path:
+    key = LAB_DIR / "id_ed25519"
+    if not key.exists():
+        run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "froxlor-fleet-lab", "-f", str(key))
+    return key
+
+
+def write_host_files(i: int, name: str, tree: Path) -> Path:
+    hd = LAB_DIR / "hosts" / name
+    if hd.exists():
+        return hd
+    hd.mkdir(parents=True)
+    shutil.copytree(tree / "etc-ufw", hd / "etc-ufw", symlinks=True)
+    shutil.copy(tree / "default-ufw", hd / "default-ufw")
+    shutil.copytree(tree / "etc-proftpd", hd / "etc-proftpd", symlinks=True)
+    # Lab-only anonymous FTP so tests can make real transfers (no users on this machine).
+    (hd / "etc-proftpd/conf.d/lab-anonymous.conf").write_text(
+        "# froxlor-fleet lab only: anonymous read-only FTP for the end-to-end tests\n"
+        "<Anonymous /srv/ftp>\n  User ftp\n  Group nogroup\n  UserAlias anonymous ftp\n"
+        "  RequireValidShell off\n  <Limit WRITE>\n    DenyAll\n  </Limit>\n</Anonymous>\n")
+    (hd / "hosts").write_text(f"127.0.0.1 localhost\n{host_ip(i)} {name}\n{CONTROL_IP} lab-control\n")
+    (hd / "resolv.conf").write_text("nameserver 127.0.0.1\n")  # nothing answers: no lookups leave
+    (hd / "hostname").write_text(name + "\n")
+    (hd / "srv-ftp").mkdir()
+    (hd / "srv-ftp/hello.txt").write_text(f"hello from {name}\n" * 200)
+    (hd / "log-proftpd").mkdir()
+    run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(hd / "ssh_host_ed25519_key"))
+    shutil.copy(LAB_DIR / "id_ed25519.pub", hd / "authorized_keys")
+    (hd / "sshd_config").write_text(
+        f"ListenAddress {host_ip(i)}\nPort 22\nHostKey {hd}/ssh_host_ed25519_key\n"
+        f"AuthorizedKeysFile {hd}/authorized_keys\nPidFile /run/sshd.pid\n"
+        "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
+        "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nMaxStartups 200\n"
+        "MaxSessions 50\nSubsystem sftp /usr/lib/openssh/sftp-server\nLogLevel ERROR\n")
+    return hd
+
+
+def holder_pid(name: str) -> int | None:
+    pidfile = LAB_DIR / "hosts" / name / "holder.pid"
+    try:
+        pid = int(pidfile.read_text())
+        os.kill(pid, 0)
+        return pid
+    except (OSError, ValueError):
+        return None
+
+
+def nsenter(name: str, *cmd: str) -> list[str]:
+    pid = holder_pid(name)
+    if not pid:
+        raise RuntimeError(f"{name} is not running")
+    return ["nsenter", "-t", str(pid), "-m", "-u", "-n", "-p", "--", *cmd]
+
+
+def ensure_bridge() -> None:
+    if run("ip", "link", "show", BRIDGE, check=False).returncode != 0:
+        run("ip", "link", "add", BRIDGE, "type", "bridge")
+        run("ip", "addr", "add", f"{CONTROL_IP}/24", "dev", BRIDGE)
+    run("ip", "link", "set", BRIDGE, "up")
+
+
+def start_host(i: int, name: str, hd: Path) -> None:
+    netns = f"{PREFIX}-h{i}"
+    veth = f"{PREFIX}-v{i}"
+    if run("ip", "netns", "pids", netns, check=False).returncode != 0:
+        run("ip", "netns", "add", netns)
+    if run("ip", "link", "show", veth, check=False).returncode != 0:
+        run("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns)
+        run("ip", "link", "set", veth, "master", BRIDGE, "up")
+        run("ip", "-n", netns, "addr", "add", f"{host_ip(i)}/24", "dev", "eth0")
+        run("ip", "-n", netns, "link", "set", "eth0", "up")
+    if not holder_pid(name):
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", netns, "unshare", "-m", "-u", "-p", "-f", "--mount-proc",
+             "sh", "-c", HOST_SETUP, "lab-host", str(hd), name, REAPER],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(hd / "holder.log", "w"),
+            start_new_session=True)
+        # The holder is the child of unshare --fork: find it (PID 1 inside the host).
+        for _ in range(100):
+            kids = run("pgrep", "-P", str(proc.pid), check=False).stdout.split()
+            inner = [k for k in kids]
+            if inner and run("pgrep", "-P", inner[0], check=False).returncode in (0, 1):
+                cmd = Path(f"/proc/{inner[0]}/cmdline").read_bytes()
+                if b"os.wait" in cmd:
+                    (hd / "holder.pid").write_text(inner[0])
+                    (hd / "unshare.pid").write_text(str(proc.pid))
+                    break
+            time.sleep(0.05)
+        else:
+            raise RuntimeError(f"{name}: host namespace did not come up: {(hd / 'holder.log').read_text()}")
+    start_services(name, hd)
+
+
+def start_services(name: str, hd: Path) -> None:
+    if run(*nsenter(name, "sh", "-c", "[ -s /run/sshd.pid ] && kill -0 $(cat /run/sshd.pid)"),
+           check=False).returncode != 0:
+        run(*nsenter(name, "/usr/sbin/sshd", "-f", str(hd / "sshd_config")))
+    if run(*nsenter(name, "sh", "-c", "[ -s /run/proftpd.pid ] && kill -0 $(cat /run/proftpd.pid)"),
+           check=False).returncode != 0:
+        run(*nsenter(name, "/usr/sbin/proftpd"))
+
+
+def wait_ssh(ips: list[str], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    pending = set(ips)
+    while pending and time.monotonic() < deadline:
+        for ip in list(pending):
+            try:
+                with socket.create_connection((ip, 22), timeout=1):
+                    pending.discard(ip)
+            except OSError:
+                pass
+        time.sleep(0.1)
+    if pending:
+        raise RuntimeError(f"sshd did not answer on {', '.join(sorted(pending))}")
+
+
+def write_inventory(n: int) -> None:
+    key = LAB_DIR / "id_ed25519"
+    known = LAB_DIR / "known_hosts"
+    known.write_text("".join(
+        f"{host_ip(i)} {(LAB_DIR / 'hosts' / name / 'ssh_host_ed25519_key.pub').read_text().split(' ')[0]} "
+        f"{(LAB_DIR / 'hosts' / name / 'ssh_host_ed25519_key.pub').read_text().split(' ')[1]}\n"
+        for i, name in enumerate(host_names(n), 1)))
+    groups: dict[str, list[str]] = {}
+    hosts = []
+    for i, name in enumerate(host_names(n), 1):
+        kind, member_of = HOST_PATTERN[(i - 1) % len(HOST_PATTERN)]
+        hosts.append({"name": name, "ip": host_ip(i), "kind": kind})
+        for group in member_of:
+            groups.setdefault(group, []).append(name)
+    lines = ['"""Lab fleet inventory, generated by lab/lab.py up: do not edit."""', "",
+             "from froxlor_fleet.fleetcheck import check_fleet", ""]
+    addr = {h["name"]: h["ip"] for h in hosts}
+    for group, members in groups.items():
+        entries = ", ".join(f'("{m}", {{"ssh_hostname": "{addr[m]}"}})' for m in members)
+        lines.append(f"{group} = [{entries}]")
+    lines += ["", "check_fleet(__file__)", ""]
+    (LAB_DIR / "inventory.py").write_text("\n".join(lines))
+    gd = LAB_DIR / "group_data"
+    gd.mkdir(exist_ok=True)
+    web_ips = [addr[m] for m in groups.get("web_servers", [])] or [CONTROL_IP]
+    files = {
+        "all.py": (f'ssh_user = "root"\nssh_key = "{key}"\nssh_known_hosts_file = "{known}"\n'
+                   'ssh_strict_host_key_checking = "yes"\nssh_connect_timeout = 5\n'),
+        "web_servers.py": 'froxlor_roles = ["web"]\n',
+        "ftp_servers.py": 'froxlor_roles = ["ftp"]\nftp_passive_ports = (50000, 50100)\n',
+        "mail_servers.py": 'froxlor_roles = ["mail", "pop3"]\n',
+        "dns_servers.py": 'froxlor_roles = ["dns"]\n',
+        # Only the web servers may reach MySQL; the control side may not.
+        "db_servers.py": f'froxlor_roles = ["mysql"]\nmysql_allowed_sources = {web_ips!r}\n',
+    }
+    for fname, text in files.items():
+        (gd / fname).write_text("# Lab fleet group data, generated by lab/lab.py up.\n" + text)
+    (LAB_DIR / "lab.json").write_text(json.dumps(
+        {"control_ip": CONTROL_IP, "bridge": BRIDGE, "hosts": hosts, "groups": groups}, indent=1))
+
+
+def up(n: int) -> None:
+    preflight()
+    if not 1 <= n <= 200:
+        die("N must be between 1 and 200")
+    ensure_packages()
+    LAB_DIR.mkdir(parents=True, exist_ok=True)
+    current = len(json.loads((LAB_DIR / "lab.json").read_text())["hosts"]) if (LAB_DIR / "lab.json").exists() else 0
+    if current > n:
+        down()
+        LAB_DIR.mkdir(parents=True, exist_ok=True)
+    try:
+        tree = pristine_tree()
+        ensure_key()
+        ensure_bridge()
+        for i, name in enumerate(host_names(n), 1):
+            start_host(i, name, write_host_files(i, name, tree))
+        wait_ssh([host_ip(i) for i in range(1, n + 1)])
+        write_inventory(n)
+    except Exception as e:  # clean up what we made, then report one line
+        down(quiet=True)
+        die(f"up failed, lab removed: {e}")
+    print(f"lab: {n} host(s) up on {BRIDGE} ({SUBNET}.0/24); inventory: {LAB_DIR / 'inventory.py'}")
+
+
+def known_names() -> list[str]:
+    hosts = LAB_DIR / "hosts"
+    return sorted((p.name for p in hosts.iterdir()), key=lambda s: int(s.split("h")[-1])) if hosts.exists() else []
+
+
+def down(quiet: bool = False) -> None:
+    preflight()
+    for name in known_names():
+        for pidfile in ("holder.pid", "unshare.pid"):
+            try:  # PID 1 of the host: killing it ends every process in that host
+                pid = int((LAB_DIR / "hosts" / name / pidfile).read_text())
+                os.kill(pid, signal.SIGKILL)
+            except (OSError, ValueError):
+                pass
+    netns = run("ip", "netns", "list", check=False).stdout.split("\n")
+    for line in netns:
+        ns = line.split(" ")[0]
+        if ns.startswith(f"{PREFIX}-h"):
+            run("ip", "netns", "del", ns, check=False)
+    links = run("ip", "-o", "link", "show", check=False).stdout.splitlines()
+    for line in links:
+        dev = line.split(":")[1].strip().split("@")[0]
+        if dev == BRIDGE or dev.startswith(f"{PREFIX}-v"):
+            run("ip", "link", "del", dev, check=False)
+    if LAB_DIR.exists():
+        shutil.rmtree(LAB_DIR)
+    if not quiet:
+        print("lab: down")
+
+
+def status() -> None:
+    preflight()
+    if not (LAB_DIR / "lab.json").exists():
+        print("lab: not up")
+        return
+    info = json.loads((LAB_DIR / "lab.json").read_text())
+    for h in info["hosts"]:
+        up_ = holder_pid(h["name"]) is not None
+        ports = []
+        for port in (22, 21):
+            try:
+                with socket.create_connection((h["ip"], port), timeout=1):
+                    ports.append(f"{port}:open")
+            except OSError:
+                ports.append(f"{port}:closed")
+        print(f"{h['name']:10} {h['ip']:15} {h['kind']:5} {'running' if up_ else 'STOPPED'} {' '.join(ports)}")
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) == 2 and argv[0] == "up" and argv[1].isdigit():
+        up(int(argv[1]))
+    elif argv == ["down"]:
+        down()
+    elif argv == ["status"]:
+        status()
+    else:
+        die("usage: lab.py up N | down | status")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
