@@ -107,7 +107,7 @@ def passive_ports_fragment(content: str | None, path: str = FRAGMENT_PATH):
         logger.info("")
 
     if content is None and not current.proftpd_installed:
-        yield StringCommand("rm", "-f", QuoteString(path))
+        yield locked(StringCommand("rm", "-f", QuoteString(path)))
         return
     yield locked(StringCommand("sh", "-c", QuoteString(APPLY_SCRIPT), "froxlor-fleet",
                                QuoteString(path), QuoteString(content or "")))

@@ -329,7 +329,7 @@ def resolve(host: str, layers: list[Layer]) -> tuple[HostPlan | None, list[str]]
     masq = _get(layers, "ftp_masquerade_address", _masquerade, err)
     plan_rules = _role_rules(roles, ssh_port, srcs, passive) + _extra_rules(layers, err)
     if passive:
-        _check_passive_overlap(plan_rules, passive, err)
+        _check_passive_overlap(plan_rules, passive, err, _scalar(layers, "ftp_passive_ports")[1])
     plan = HostPlan(
         host=host,
         roles=tuple(roles),
@@ -355,7 +355,8 @@ def _first_per_slot(rules: list[RuleSpec]) -> tuple[RuleSpec, ...]:
     return tuple(slots.values())
 
 
-def _check_passive_overlap(rules: list[RuleSpec], passive: tuple[int, int], err: _Errors) -> None:
+def _check_passive_overlap(rules: list[RuleSpec], passive: tuple[int, int], err: _Errors,
+                           where: str) -> None:
     low, high = passive
     for rule in rules:
         if rule.label == "ftp" and rule.ports == (f"{low}:{high}",):
@@ -364,7 +365,7 @@ def _check_passive_overlap(rules: list[RuleSpec], passive: tuple[int, int], err:
             a, b = port_span(port)
             if rule.proto == "tcp" and a <= high and b >= low:
                 err.add("ftp_passive_ports", passive,
-                        f"overlaps port {port}/tcp opened by '{rule.label}'")
+                        f"overlaps port {port}/tcp opened by '{rule.label}'", where)
                 return
 
 

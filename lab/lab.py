@@ -244,19 +244,17 @@ def start_host(i: int, name: str, hd: Path) -> None:
              "sh", "-c", HOST_SETUP, "lab-host", str(hd), name, REAPER],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(hd / "holder.log", "w"),
             start_new_session=True)
-        # The holder is the child of unshare --fork: find it (PID 1 inside the host).
-        for _ in range(100):
+        # unshare --fork's child (after sh execs it: the reaper) is PID 1 of the host.
+        for _ in range(200):
             kids = run("pgrep", "-P", str(proc.pid), check=False).stdout.split()
-            inner = [k for k in kids]
-            if inner and run("pgrep", "-P", inner[0], check=False).returncode in (0, 1):
-                cmd = Path(f"/proc/{inner[0]}/cmdline").read_bytes()
-                if b"os.wait" in cmd:
-                    (hd / "holder.pid").write_text(inner[0])
-                    (hd / "unshare.pid").write_text(str(proc.pid))
-                    break
+            comm = Path(f"/proc/{kids[0]}/comm").read_text().strip() if kids else ""
+            if comm.startswith("python"):  # sh has exec'd the reaper: set-up is done
+                (hd / "holder.pid").write_text(kids[0])
+                (hd / "unshare.pid").write_text(str(proc.pid))
+                break
             time.sleep(0.05)
         else:
-            raise RuntimeError(f"{name}: host namespace did not come up: {(hd / 'holder.log').read_text()}")
+            raise RuntimeError(f"{name}: host did not come up: {(hd / 'holder.log').read_text()}")
     start_services(name, hd)
 
 
@@ -397,6 +395,51 @@ def status() -> None:
         print(f"{h['name']:10} {h['ip']:15} {h['kind']:5} {'running' if up_ else 'STOPPED'} {' '.join(ports)}")
 
 
+CHECK_PORTS = [("ssh", 22), ("ftp", 21), ("http", 80), ("https", 443), ("smtp", 25),
+               ("smtps", 465), ("submission", 587), ("imap", 143), ("imaps", 993),
+               ("pop3", 110), ("pop3s", 995), ("dns", 53), ("mysql", 3306), ("passive", 50050)]
+
+
+def probe(ip: str, port: int, timeout: float = 1.5) -> str:
+    """open: something answered; closed: firewall admits, nothing listens (RST);
+    blocked: no answer (UFW drops it)."""
+    try:
+        with socket.create_connection((ip, port), timeout=timeout):
+            return "open"
+    except ConnectionRefusedError:
+        return "closed"
+    except OSError:
+        return "blocked"
+
+
+def exec_in(name: str, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a command inside lab host ``name`` (as its root, like a console login)."""
+    return run(*nsenter(name, *cmd), check=check)
+
+
+def check() -> None:
+    """Per-host UFW result and a TCP port check from the control side."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    preflight()
+    if not (LAB_DIR / "lab.json").exists():
+        die("lab is not up")
+    info = json.loads((LAB_DIR / "lab.json").read_text())
+    hosts = info["hosts"]
+    with ThreadPoolExecutor(max_workers=64) as pool:
+        results = {(h["name"], port): pool.submit(probe, h["ip"], port)
+                   for h in hosts for _, port in CHECK_PORTS}
+        mark = {"open": "open", "closed": "adm", "blocked": "-"}
+        print(f"{'host':9} {'kind':5} {'ufw':8} " + " ".join(f"{p:>5}" for _, p in CHECK_PORTS))
+        for h in hosts:
+            status = exec_in(h["name"], "ufw", "status", check=False).stdout
+            active = "active" if "Status: active" in status else "inactive"
+            cells = [mark[results[(h["name"], p)].result()] for _, p in CHECK_PORTS]
+            print(f"{h['name']:9} {h['kind']:5} {active:8} " + " ".join(f"{c:>5}" for c in cells))
+    print("open: a service answered; adm: the firewall admits it (nothing listens); "
+          "-: blocked (no answer)")
+
+
 def main(argv: list[str]) -> None:
     if len(argv) == 2 and argv[0] == "up" and argv[1].isdigit():
         up(int(argv[1]))
@@ -404,8 +447,10 @@ def main(argv: list[str]) -> None:
         down()
     elif argv == ["status"]:
         status()
+    elif argv == ["check"]:
+        check()
     else:
-        die("usage: lab.py up N | down | status")
+        die("usage: lab.py up N | down | status | check")
 
 
 if __name__ == "__main__":

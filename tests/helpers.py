@@ -1,0 +1,100 @@
+"""Shared test helpers: fixtures captured from real ufw, a pyinfra host with faked facts."""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from pathlib import Path
+from unittest.mock import patch
+
+from pyinfra.api import Config, Inventory, State
+from pyinfra.api.state import StateStage
+from pyinfra.context import ctx_host, ctx_inventory, ctx_state
+
+from froxlor_fleet.hoststate import FleetHostState
+
+TESTS = Path(__file__).resolve().parent
+FIXTURES = TESTS / "fixtures"
+UFW_FIXTURES = FIXTURES / "ufw-0.36.2"
+
+
+def fact_lines(scenario: str) -> list[str]:
+    """The ``FleetHostState`` command's real output for a captured scenario."""
+    return (UFW_FIXTURES / scenario / "fact-output.txt").read_text().splitlines()
+
+
+def with_fragment(lines: list[str], text: str | None) -> list[str]:
+    """Fact output with the fragment section replaced (``None``: no fragment)."""
+    import hashlib
+
+    cut = lines.index(":::froxlor-fleet:fragment") + 1
+    lines = lines[:cut]
+    if text is not None:
+        lines += [hashlib.sha256(text.encode()).hexdigest(), *text.splitlines()]
+    return lines
+
+
+def make_inventory(groups: dict[str, tuple[list, dict]], all_data: dict | None = None,
+                   override: dict | None = None) -> Inventory:
+    hosts: list = []
+    for members, _ in groups.values():
+        for m in members:
+            name = m[0] if isinstance(m, tuple) else m
+            if name not in [h[0] if isinstance(h, tuple) else h for h in hosts]:
+                hosts.append(m)
+    return Inventory((hosts, all_data or {}), override_data=override, **groups)
+
+
+@contextmanager
+def fake_host(fact_output: list[str], diff: bool = False, stage=StateStage.Prepare):
+    """A pyinfra host whose ``FleetHostState`` fact is parsed from ``fact_output``.
+    Yields ``(host, noops)``; ``noops`` collects ``host.noop`` messages."""
+    inventory = Inventory((["testhost"], {}))
+    config = Config()
+    config.DIFF = diff
+    state = State(inventory, config)
+    state.current_stage = stage
+    host = inventory.get_host("testhost")
+    noops: list[str] = []
+
+    def get_fact(self, cls, *args, **kwargs):
+        assert cls is FleetHostState, f"unexpected fact {cls}"
+        return cls().process(list(fact_output))
+
+    with patch.object(type(host), "get_fact", get_fact), \
+         patch.object(type(host), "noop", lambda self, msg: noops.append(msg)), \
+         ctx_state.use(state), ctx_inventory.use(inventory), ctx_host.use(host):
+        yield host, noops
+
+
+def load_case(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def build_fact(spec: dict) -> list[str]:
+    """Fact output for an operation case: a captured scenario, with optional overrides
+    of whole sections (``rules4``, ``rules6``, ``running``, ``ssh``, ``ufw``,
+    ``proftpd``), ``conf``/``default`` key=value edits and the ``fragment`` text."""
+    sections: dict[str, list[str]] = {}
+    order: list[str] = []
+    current = None
+    for line in fact_lines(spec["scenario"]):
+        if line.startswith(":::froxlor-fleet:"):
+            current = line.split(":")[-1]
+            order.append(current)
+            sections[current] = []
+        else:
+            sections[current].append(line)
+    for name in ("rules4", "rules6", "running", "ssh", "ufw", "proftpd", "systemd"):
+        if name in spec:
+            value = spec[name]
+            sections[name] = value if isinstance(value, list) else [value]
+    for name in ("conf", "default"):
+        for key, value in spec.get(name, {}).items():
+            sections[name] = [f"{key}={value}" if line.startswith(f"{key}=") else line
+                              for line in sections[name]]
+    lines: list[str] = []
+    for name in order:
+        lines.append(f":::froxlor-fleet:{name}")
+        lines += sections[name]
+    return with_fragment(lines, spec.get("fragment"))
