@@ -325,6 +325,8 @@ def write_inventory(n: int) -> None:
 
 def up(n: int) -> None:
     preflight()
+    if any(LAB_DIR.resolve().is_relative_to(p) for p in (Path("/tmp"), Path("/run"))):
+        die(f"LAB_DIR {LAB_DIR} must not be under /tmp or /run (hosts get private ones)")
     if not 1 <= n <= 200:
         die("N must be between 1 and 200")
     ensure_packages()

@@ -1,0 +1,121 @@
+"""The lab fleet for end-to-end tests: real namespaced hosts, real sshd, ufw, proftpd.
+
+Runs as root (CI is root). Without root the lab tests skip locally, but fail in CI
+(CI=true): a lab test that did not run proves nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TEST_LAB = Path(os.environ.get("TEST_LAB_DIR", ROOT / ".lab-test"))
+# A lab of its own (names, subnet, folder) so a demo lab can stay up beside it.
+os.environ.update(LAB_DIR=str(TEST_LAB), LAB_PREFIX="fxt", LAB_SUBNET="10.213.78")
+sys.path.insert(0, str(ROOT))
+from lab import lab as labmod  # noqa: E402
+
+N_HOSTS = 5
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "tests/lab/" in str(item.fspath):
+            item.add_marker(pytest.mark.lab)
+
+
+def machine_snapshot() -> dict[str, str]:
+    """The control machine's own firewall and /etc/ufw: the lab must never touch them."""
+    snap = {}
+    for tool in ("iptables-save", "ip6tables-save"):
+        out = subprocess.run([tool], capture_output=True, text=True).stdout
+        snap[tool] = "\n".join(l for l in out.splitlines() if not l.startswith("#"))
+    for path in sorted(Path("/etc/ufw").rglob("*")) + [Path("/etc/default/ufw")]:
+        if path.is_file():
+            snap[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return snap
+
+
+class Lab:
+    def __init__(self) -> None:
+        self.info = json.loads((TEST_LAB / "lab.json").read_text())
+        self.hosts = {h["name"]: h for h in self.info["hosts"]}
+        self.control_ip = self.info["control_ip"]
+
+    def by_kind(self, kind: str) -> list[str]:
+        return [n for n, h in self.hosts.items() if h["kind"] == kind]
+
+    def ip(self, name: str) -> str:
+        return self.hosts[name]["ip"]
+
+    def sh(self, name: str, script: str, check: bool = True) -> subprocess.CompletedProcess:
+        """A shell command inside a lab host, as if typed at its console."""
+        return labmod.exec_in(name, "sh", "-c", script, check=check)
+
+    def pyinfra(self, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+        res = subprocess.run(
+            [sys.executable, "-m", "pyinfra", *args],
+            cwd=TEST_LAB, capture_output=True, text=True, timeout=timeout,
+            env=dict(os.environ, PYTHONPATH=str(ROOT), COLUMNS="200"))
+        res.out = res.stdout + res.stderr  # type: ignore[attr-defined]
+        return res
+
+    def deploy(self, *extra: str) -> subprocess.CompletedProcess:
+        return self.pyinfra("inventory.py", str(ROOT / "deploy.py"), *extra)
+
+    def write_group_data(self, name: str, text: str) -> None:
+        (TEST_LAB / "group_data" / f"{name}.py").write_text(text)
+
+    def group_data(self, name: str) -> str:
+        return (TEST_LAB / "group_data" / f"{name}.py").read_text()
+
+    def state_files(self) -> dict[str, str]:
+        """Hashes of every host's UFW state files and ProFTPd conf.d."""
+        snap = {}
+        for name in self.hosts:
+            hd = TEST_LAB / "hosts" / name
+            for path in sorted([*(hd / "etc-ufw").glob("*"), hd / "default-ufw",
+                                *(hd / "etc-proftpd/conf.d").glob("*")]):
+                if path.is_file():
+                    snap[str(path.relative_to(TEST_LAB))] = hashlib.sha256(path.read_bytes()).hexdigest()
+        return snap
+
+    def show_added(self, name: str) -> list[str]:
+        out = self.sh(name, "ufw show added").stdout.splitlines()
+        return out[1:]
+
+
+def results(output: str) -> dict[str, tuple[str, ...]]:
+    """pyinfra's results table: operation -> (hosts, success, error, no change)."""
+    rows = {}
+    section = output.split("--> Results:")[-1]
+    for line in section.splitlines():
+        m = re.match(r"\s+(froxlor firewall \| .+?)\s{2,}(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s*$", line)
+        if m:
+            rows[m.group(1)] = m.groups()[1:]
+    return rows
+
+
+@pytest.fixture(scope="session")
+def lab():
+    if not sys.platform.startswith("linux") or os.geteuid() != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail("lab tests must run in CI, and CI must run as root on Linux")
+        pytest.skip("lab tests need root on Linux (network namespaces)")
+    before = machine_snapshot()
+    subprocess.run([sys.executable, str(ROOT / "lab/lab.py"), "down"], capture_output=True)
+    up = subprocess.run([sys.executable, str(ROOT / "lab/lab.py"), "up", str(N_HOSTS)],
+                        capture_output=True, text=True)
+    assert up.returncode == 0, up.stderr
+    the_lab = Lab()
+    the_lab.machine_before = before  # type: ignore[attr-defined]
+    yield the_lab
+    subprocess.run([sys.executable, str(ROOT / "lab/lab.py"), "down"], capture_output=True)

@@ -1,0 +1,329 @@
+"""End-to-end on the lab fleet: real SSH sessions through pyinfra, real UFW filtering
+real traffic, real proftpd. The tests run in order and build on each other's state,
+like an operator's week: first rollout, reruns, drift, role changes, mistakes.
+
+Lab fleet (tests/lab/conftest.py): lab-h1, lab-h2 web+ftp; lab-h3 mail (+pop3);
+lab-h4 dns; lab-h5 db (MySQL from the web servers only).
+"""
+
+from __future__ import annotations
+
+import ftplib
+import io
+import socket
+import time
+
+import pytest
+
+from conftest import results
+
+UFW_OP = "froxlor firewall | UFW rules, policies and state"
+FTP_OP = "froxlor firewall | ProFTPd passive-port fragment"
+FRAGMENT = "/etc/proftpd/conf.d/froxlor-fleet-passive-ports.conf"
+PASSIVE = (50000, 50100)  # the lab's ftp_servers group data
+
+# The oracle: what `ufw show added` must list per kind of host (written by hand from
+# froxlor's port table, not derived from the code under test).
+EXPECTED = {
+    "web": ["ufw allow 21/tcp comment 'froxlor-fleet:ftp'",
+            "ufw allow 50000:50100/tcp comment 'froxlor-fleet:ftp'",
+            "ufw allow 22/tcp comment 'froxlor-fleet:ssh'",
+            "ufw allow 80,443/tcp comment 'froxlor-fleet:web'"],
+    "mail": ["ufw allow 143,993/tcp comment 'froxlor-fleet:imap'",
+             "ufw allow 110,995/tcp comment 'froxlor-fleet:pop3'",
+             "ufw allow 25,465,587/tcp comment 'froxlor-fleet:smtp'",
+             "ufw allow 22/tcp comment 'froxlor-fleet:ssh'"],
+    "dns": ["ufw allow 53/tcp comment 'froxlor-fleet:dns'",
+            "ufw allow 53/udp comment 'froxlor-fleet:dns'",
+            "ufw allow 22/tcp comment 'froxlor-fleet:ssh'"],
+    "db": ["ufw allow from 10.213.78.11 to any port 3306 proto tcp comment 'froxlor-fleet:mysql'",
+           "ufw allow from 10.213.78.12 to any port 3306 proto tcp comment 'froxlor-fleet:mysql'",
+           "ufw allow 22/tcp comment 'froxlor-fleet:ssh'"],
+}
+
+
+def ftp_transfer(ip: str, timeout: float) -> tuple[int, bytes]:
+    """Anonymous passive-mode RETR; returns (offered data port, data)."""
+    ftp = ftplib.FTP(ip, timeout=timeout)
+    try:
+        ftp.login()
+        ftp.set_pasv(True)
+        host, port = ftplib.parse227(ftp.sendcmd("PASV"))
+        data = io.BytesIO()
+        ftp.retrbinary("RETR hello.txt", data.write)
+        return port, data.getvalue()
+    finally:
+        try:
+            ftp.close()
+        except OSError:
+            pass
+
+
+def connect(ip: str, port: int, timeout: float = 2.0) -> str:
+    try:
+        with socket.create_connection((ip, port), timeout=timeout):
+            return "connected"
+    except ConnectionRefusedError:
+        return "refused"
+    except OSError:
+        return "timeout"
+
+
+def assert_no_change(res) -> None:
+    rows = results(res.out)
+    assert set(rows) == {UFW_OP, FTP_OP}, res.out
+    for op, (hosts, success, error, no_change) in rows.items():
+        assert (success, error, no_change) == ("-", "-", hosts), (op, res.out)
+
+
+def test_01_ftp_passive_stalls_with_only_21_open(lab) -> None:
+    """The failure froxlor's page warns about: UFW on, 21 open, no passive range."""
+    web = lab.by_kind("web")[1]
+    lab.sh(web, "ufw allow 22/tcp && ufw allow 21/tcp && ufw --force enable")
+    with pytest.raises(TimeoutError):  # the data connection never completes
+        ftp_transfer(lab.ip(web), timeout=3)
+    assert connect(lab.ip(web), 21) == "connected"  # the control connection itself works
+
+
+def test_02_first_rollout_matches_roles_exactly(lab) -> None:
+    res = lab.deploy("-y")
+    assert res.returncode == 0, res.out
+    for name, host in lab.hosts.items():
+        assert sorted(lab.show_added(name)) == sorted(EXPECTED[host["kind"]]), name
+        status = lab.sh(name, "ufw status verbose").stdout
+        assert "Status: active" in status
+        assert "Default: deny (incoming), allow (outgoing)" in status
+        assert "Logging: on (low)" in status
+        fragment = lab.sh(name, f"cat {FRAGMENT} 2>/dev/null || true").stdout
+        if host["kind"] == "web":
+            assert f"PassivePorts {PASSIVE[0]} {PASSIVE[1]}\n" in fragment
+            assert fragment.startswith("# Managed by froxlor-fleet")
+        else:
+            assert fragment == ""
+
+
+def test_03_second_run_changes_nothing(lab) -> None:
+    before = lab.state_files()
+    res = lab.deploy("-y")
+    assert res.returncode == 0, res.out
+    assert_no_change(res)
+    assert lab.state_files() == before  # byte-identical rule files, configs, fragments
+
+
+def test_04_ftp_passive_transfer_works_inside_the_range(lab) -> None:
+    for web in lab.by_kind("web"):
+        port, data = ftp_transfer(lab.ip(web), timeout=10)
+        assert PASSIVE[0] <= port <= PASSIVE[1]
+        assert data.startswith(f"hello from {web}".encode())
+
+
+LISTENER = r"""
+import os, socket, sys, time
+socks = []
+for port in map(int, sys.argv[1:]):
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", port)); s.listen(16); socks.append(s)
+open("/tmp/lab-listener.pid", "w").write(str(os.getpid()))
+time.sleep(120)
+"""
+
+
+@pytest.fixture
+def listeners(lab):
+    """Something listening on every froxlor port on every host (sshd/proftpd are real)."""
+    import subprocess
+    from lab import lab as labmod
+
+    ports = ["80", "443", "25", "465", "587", "143", "993", "110", "995", "53", "3306"]
+    procs = [subprocess.Popen(labmod.nsenter(name, "python3", "-c", LISTENER, *ports))
+             for name in lab.hosts]
+    for name in lab.hosts:
+        for _ in range(100):
+            if lab.sh(name, "test -s /tmp/lab-listener.pid", check=False).returncode == 0:
+                break
+            time.sleep(0.05)
+    yield
+    for name in lab.hosts:
+        lab.sh(name, "kill $(cat /tmp/lab-listener.pid); rm -f /tmp/lab-listener.pid", check=False)
+    for proc in procs:
+        proc.wait(timeout=10)
+
+
+def test_05_ports_admitted_exactly_where_roles_say(lab, listeners) -> None:
+    role_ports = {"web": {21, 22, 80, 443}, "mail": {22, 25, 465, 587, 143, 993, 110, 995},
+                  "dns": {22, 53}, "db": {22}}
+    probe = [21, 22, 80, 443, 25, 465, 587, 143, 993, 110, 995, 53, 3306]
+    for name, host in lab.hosts.items():
+        for port in probe:
+            got = connect(lab.ip(name), port, timeout=1.0)
+            want = "connected" if port in role_ports[host["kind"]] else "timeout"
+            if port == 21 and host["kind"] != "web":
+                want = "timeout"  # proftpd listens everywhere, but only ftp hosts admit it
+            assert got == want, (name, port)
+    db = lab.by_kind("db")[0]
+    web = lab.by_kind("web")[0]
+    # 3306: not from the control side, but from a web server in mysql_allowed_sources
+    assert connect(lab.ip(db), 3306, timeout=1.0) == "timeout"
+    probe_from_web = lab.sh(web, f"python3 -c \"import socket; socket.create_connection(('{lab.ip(db)}', 3306), timeout=2); print('ok')\"", check=False)
+    assert probe_from_web.stdout.strip() == "ok", probe_from_web.stderr
+
+
+def test_06_dry_diff_reports_drift_and_changes_nothing(lab) -> None:
+    mail = lab.by_kind("mail")[0]
+    web = lab.by_kind("web")[0]
+    lab.sh(mail, "ufw delete allow 25,465,587/tcp && ufw allow 8080/tcp")
+    lab.sh(web, f"echo 'PassivePorts 1024 1025' >> {FRAGMENT}")
+    lab.sh(lab.by_kind("dns")[0], "ufw --force disable")
+    before = lab.state_files()
+    res = lab.deploy("--dry", "--diff")
+    assert res.returncode == 0, res.out
+    out = res.out
+    assert f"[{mail}] Will change UFW" in out
+    assert "+ allow 25,465,587/tcp  (smtp)" in out
+    assert f"[{mail}] keeps unmanaged UFW rule: allow 8080/tcp" in out
+    assert f"[{web}] Will modify {FRAGMENT}" in out
+    assert "- PassivePorts 1024 1025" in out
+    assert "~ ufw: inactive -> active" in out
+    assert lab.state_files() == before  # --dry touched nothing
+    assert "Status: inactive" in lab.sh(lab.by_kind("dns")[0], "ufw status").stdout
+    # the next run repairs all of it, keeping the hand-made rule
+    res = lab.deploy("-y")
+    assert res.returncode == 0, res.out
+    assert sorted(lab.show_added(mail)) == sorted(EXPECTED["mail"] + ["ufw allow 8080/tcp"])
+    assert "PassivePorts 1024 1025" not in lab.sh(web, f"cat {FRAGMENT}").stdout
+    assert "Status: active" in lab.sh(lab.by_kind("dns")[0], "ufw status").stdout
+    assert_no_change(lab.deploy("-y"))
+
+
+def test_07_role_removed_closes_ports_and_purge_removes_hand_rules(lab) -> None:
+    ftp_data = lab.group_data("ftp_servers")
+    all_data = lab.group_data("all")
+    mail = lab.by_kind("mail")[0]
+    try:
+        lab.write_group_data("ftp_servers", "froxlor_roles = []\nftp_passive_ports = (50000, 50100)\n")
+        res = lab.deploy("-y")
+        assert res.returncode == 0, res.out
+        for web in lab.by_kind("web"):
+            assert lab.show_added(web) == ["ufw allow 22/tcp comment 'froxlor-fleet:ssh'",
+                                           "ufw allow 80,443/tcp comment 'froxlor-fleet:web'"]
+            assert lab.sh(web, f"test -e {FRAGMENT}", check=False).returncode == 1
+            assert lab.sh(web, "proftpd -t", check=False).returncode == 0
+            assert connect(lab.ip(web), 21, timeout=1.0) == "timeout"
+        assert "ufw allow 8080/tcp" in lab.show_added(mail)  # hand-made rule survives
+
+        lab.write_group_data("all", all_data + "firewall_purge_unmanaged = True\n")
+        res = lab.deploy("-y")
+        assert res.returncode == 0, res.out
+        assert "ufw allow 8080/tcp" not in lab.show_added(mail)
+    finally:
+        lab.write_group_data("ftp_servers", ftp_data)
+        lab.write_group_data("all", all_data)
+    res = lab.deploy("-y")
+    assert res.returncode == 0, res.out
+    for name, host in lab.hosts.items():
+        assert sorted(lab.show_added(name)) == sorted(EXPECTED[host["kind"]])
+
+
+def test_08_lockout_guard_stops_that_host_only(lab) -> None:
+    dns = lab.by_kind("dns")[0]
+    dns_data = lab.group_data("dns_servers")
+    before = lab.state_files()
+    try:
+        lab.write_group_data("dns_servers", dns_data + 'ssh_allowed_sources = ["192.0.2.0/24"]\n')
+        res = lab.deploy("-y")
+    finally:
+        lab.write_group_data("dns_servers", dns_data)
+    assert res.returncode != 0
+    assert f"[{dns}]" in res.out and "lockout guard" in res.out
+    assert f"({lab.control_ip} -> {lab.ip(dns)}:22)" in res.out
+    assert lab.state_files() == before  # nothing changed, on that host or elsewhere
+    assert connect(lab.ip(dns), 22) == "connected"
+    assert "ufw allow 22/tcp comment 'froxlor-fleet:ssh'" in lab.show_added(dns)
+    assert lab.deploy("-y").returncode == 0
+
+
+def test_09_bad_group_data_stops_before_connecting(lab) -> None:
+    web_data = lab.group_data("web_servers")
+    before = lab.state_files()
+    try:
+        lab.write_group_data("web_servers", 'froxlor_roles = ["web", "htpp"]\n')
+        res = lab.deploy("-y")
+    finally:
+        lab.write_group_data("web_servers", web_data)
+    assert res.returncode != 0
+    assert "Connecting to hosts" not in res.out and "Traceback" not in res.out
+    for web in lab.by_kind("web"):
+        assert f"host {web} (group web_servers): froxlor_roles = 'htpp': unknown role" in res.out
+    assert lab.state_files() == before
+
+
+def reset_ufw(lab, name: str) -> None:
+    """Put a lab host's UFW back to a fresh install (files from the packages)."""
+    import shutil
+    from conftest import TEST_LAB
+
+    lab.sh(name, "ufw --force disable >/dev/null")
+    hd = TEST_LAB / "hosts" / name
+    for f in (TEST_LAB / "pristine/etc-ufw").glob("*.rules"):
+        shutil.copy(f, hd / "etc-ufw" / f.name)
+    shutil.copy(TEST_LAB / "pristine/etc-ufw/ufw.conf", hd / "etc-ufw/ufw.conf")
+    shutil.copy(TEST_LAB / "pristine/default-ufw", hd / "default-ufw")
+
+
+def ufw_view(lab, name: str) -> dict[str, str]:
+    """Everything ufw keeps or shows: rule files, config, status and the live chains."""
+    import re
+    from conftest import TEST_LAB
+
+    hd = TEST_LAB / "hosts" / name
+    view = {f: (hd / "etc-ufw" / f).read_text() for f in ("user.rules", "user6.rules", "ufw.conf")}
+    view["default-ufw"] = (hd / "default-ufw").read_text()
+    view["status"] = lab.sh(name, "ufw status verbose").stdout
+    for tool in ("iptables-save", "ip6tables-save"):
+        chains = lab.sh(name, tool).stdout
+        view[tool] = "\n".join(re.sub(r"\[\d+:\d+\]", "", line) for line in chains.splitlines()
+                               if not line.startswith("#"))
+    return view
+
+
+def test_10_one_step_apply_equals_the_ufw_cli(lab) -> None:
+    """Our one remote step (ufw's frontend in one process, one reload) leaves exactly
+    the state the ufw CLI leaves for the same changes: adds, a re-tagged hand rule,
+    a delete, a policy and a logging change, on an active firewall."""
+    cli_host, our_host = lab.by_kind("web")
+    start = ("ufw allow 8080/tcp comment 'froxlor-fleet:extra old' && ufw allow 2222/tcp && "
+             "ufw allow 22/tcp && ufw default reject incoming && ufw logging medium && "
+             "ufw --force enable")
+    for name in (cli_host, our_host):
+        reset_ufw(lab, name)
+        lab.sh(name, start + " >/dev/null")
+    assert ufw_view(lab, cli_host) == ufw_view(lab, our_host)  # same starting point
+
+    lab.sh(cli_host, " && ".join([
+        "ufw allow proto tcp from any to any port 21 comment froxlor-fleet:ftp",
+        "ufw allow proto tcp from any to any port 50000:50100 comment froxlor-fleet:ftp",
+        "ufw allow proto tcp from any to any port 22 comment froxlor-fleet:ssh",
+        "ufw allow proto tcp from any to any port 80,443 comment froxlor-fleet:web",
+        "ufw delete allow 8080/tcp",
+        "ufw default deny incoming",
+        "ufw logging low",
+    ]) + " >/dev/null")
+    res = lab.deploy("-y", "--limit", our_host)
+    assert res.returncode == 0, res.out
+
+    cli, ours = ufw_view(lab, cli_host), ufw_view(lab, our_host)
+    assert cli.keys() == ours.keys()
+    for key in cli:
+        assert ours[key] == cli[key], key
+    assert "2222/tcp" in ours["status"] and "8080" not in ours["status"]
+
+    for name in (cli_host, our_host):  # back to the fleet's converged state
+        lab.sh(name, "ufw delete allow 2222/tcp >/dev/null")
+    assert lab.deploy("-y").returncode == 0
+
+
+def test_11_control_machine_untouched(lab) -> None:
+    """The lab never touches this machine's own firewall or /etc/ufw."""
+    from conftest import machine_snapshot
+
+    assert machine_snapshot() == lab.machine_before
