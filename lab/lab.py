@@ -65,7 +65,6 @@ for pair in etc-ufw:/etc/ufw default-ufw:/etc/default/ufw etc-proftpd:/etc/proft
 done
 mount -t tmpfs -o mode=0755 lab-run /run
 mkdir -p /run/sshd /run/lock
-mount -t tmpfs -o mode=1777 lab-tmp /tmp
 [ -e /usr/bin/systemctl ] && mount --bind /dev/null /usr/bin/systemctl
 hostname "$name"
 ip link set lo up
@@ -325,8 +324,8 @@ def write_inventory(n: int) -> None:
 
 def up(n: int) -> None:
     preflight()
-    if any(LAB_DIR.resolve().is_relative_to(p) for p in (Path("/tmp"), Path("/run"))):
-        die(f"LAB_DIR {LAB_DIR} must not be under /tmp or /run (hosts get private ones)")
+    if LAB_DIR.resolve().is_relative_to("/run"):
+        die(f"LAB_DIR {LAB_DIR} must not be under /run (each host gets a private /run)")
     if not 1 <= n <= 200:
         die("N must be between 1 and 200")
     ensure_packages()

@@ -123,7 +123,7 @@ socks = []
 for port in map(int, sys.argv[1:]):
     s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind(("0.0.0.0", port)); s.listen(16); socks.append(s)
-open("/tmp/lab-listener.pid", "w").write(str(os.getpid()))
+open("/run/lab-listener.pid", "w").write(str(os.getpid()))
 time.sleep(120)
 """
 
@@ -139,12 +139,12 @@ def listeners(lab):
              for name in lab.hosts]
     for name in lab.hosts:
         for _ in range(100):
-            if lab.sh(name, "test -s /tmp/lab-listener.pid", check=False).returncode == 0:
+            if lab.sh(name, "test -s /run/lab-listener.pid", check=False).returncode == 0:
                 break
             time.sleep(0.05)
     yield
     for name in lab.hosts:
-        lab.sh(name, "kill $(cat /tmp/lab-listener.pid); rm -f /tmp/lab-listener.pid", check=False)
+        lab.sh(name, "kill $(cat /run/lab-listener.pid); rm -f /run/lab-listener.pid", check=False)
     for proc in procs:
         proc.wait(timeout=10)
 
