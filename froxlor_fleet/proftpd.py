@@ -34,7 +34,9 @@ if [ -n "$content" ]; then
 else
   rm -f "$path"
 fi
-if ! out=$(proftpd -t 2>&1); then
+# proftpd 1.3.8 exits 0 when an included file has a fatal error: check the text too.
+out=$(proftpd -t 2>&1); rc=$?
+if [ $rc -ne 0 ] || printf '%s\n' "$out" | grep -q 'fatal:'; then
   if [ $had = yes ]; then mv -f "$prev" "$path"; else rm -f "$path" "$prev"; fi
   echo "proftpd -t rejected the configuration, previous fragment restored:" >&2
   printf '%s\n' "$out" | grep -v '^Checking syntax' >&2

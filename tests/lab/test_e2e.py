@@ -242,6 +242,23 @@ def test_08_lockout_guard_stops_that_host_only(lab) -> None:
     assert lab.deploy("-y").returncode == 0
 
 
+def test_08b_lockout_guard_never_enables_without_ssh(lab) -> None:
+    """UFW off, data that would enable it without admitting us: refuse, stay off."""
+    dns = lab.by_kind("dns")[0]
+    dns_data = lab.group_data("dns_servers")
+    lab.sh(dns, "ufw --force disable >/dev/null")
+    try:
+        lab.write_group_data("dns_servers", dns_data + 'ssh_allowed_sources = ["2001:db8::/32"]\n')
+        res = lab.deploy("-y", "--limit", dns)
+    finally:
+        lab.write_group_data("dns_servers", dns_data)
+    assert res.returncode != 0 and "lockout guard" in res.out
+    assert "Status: inactive" in lab.sh(dns, "ufw status").stdout
+    assert connect(lab.ip(dns), 22) == "connected"
+    assert lab.deploy("-y").returncode == 0
+    assert "Status: active" in lab.sh(dns, "ufw status").stdout
+
+
 def test_09_bad_group_data_stops_before_connecting(lab) -> None:
     web_data = lab.group_data("web_servers")
     before = lab.state_files()
@@ -255,6 +272,78 @@ def test_09_bad_group_data_stops_before_connecting(lab) -> None:
     for web in lab.by_kind("web"):
         assert f"host {web} (group web_servers): froxlor_roles = 'htpp': unknown role" in res.out
     assert lab.state_files() == before
+
+
+def test_06b_limit_touches_only_that_group(lab) -> None:
+    mail = lab.by_kind("mail")[0]
+    lab.sh(mail, "ufw delete allow 143,993/tcp >/dev/null")
+    res = lab.deploy("-y", "--limit", "web_servers")
+    assert res.returncode == 0, res.out
+    assert f"[{mail}]" not in res.out
+    assert "ufw allow 143,993/tcp comment 'froxlor-fleet:imap'" not in lab.show_added(mail)
+    assert lab.deploy("-y", "--limit", mail).returncode == 0
+    assert "ufw allow 143,993/tcp comment 'froxlor-fleet:imap'" in lab.show_added(mail)
+
+
+def test_12_broken_proftpd_config_restores_previous_fragment(lab) -> None:
+    """Another file in conf.d breaks `proftpd -t`: the previous fragment is put back,
+    proftpd keeps serving FTP, that host fails with ProFTPd's message, others go on."""
+    bad, good = lab.by_kind("web")
+    before = lab.sh(bad, f"cat {FRAGMENT}").stdout
+    ftp_data = lab.group_data("ftp_servers")
+    lab.sh(bad, "echo 'ThisIsNotADirective on' > /etc/proftpd/conf.d/zz-broken.conf")
+    try:
+        lab.write_group_data("ftp_servers", ftp_data.replace("(50000, 50100)", "(50000, 50200)"))
+        res = lab.deploy("-y")
+        assert res.returncode != 0
+        assert f"[{bad}] proftpd -t rejected the configuration, previous fragment restored" in res.out
+        assert "ThisIsNotADirective" in res.out  # ProFTPd's own message
+        assert lab.sh(bad, f"cat {FRAGMENT}").stdout == before
+        assert "PassivePorts 50000 50200" in lab.sh(good, f"cat {FRAGMENT}").stdout
+        port, _ = ftp_transfer(lab.ip(bad), timeout=10)  # still serving, old range
+        assert PASSIVE[0] <= port <= PASSIVE[1]
+    finally:
+        lab.write_group_data("ftp_servers", ftp_data)
+        lab.sh(bad, "rm -f /etc/proftpd/conf.d/zz-broken.conf")
+    assert lab.deploy("-y").returncode == 0
+    assert_no_change(lab.deploy("-y"))
+
+
+FAKE_SYSTEMCTL = """#!/bin/sh
+# lab stand-in for systemd's systemctl: records calls, reloads proftpd like systemd would
+echo "$*" >> /run/systemctl.calls
+case "$*" in
+  "is-active --quiet proftpd") kill -0 "$(cat /run/proftpd.pid)" ;;
+  "reload proftpd") kill -HUP "$(cat /run/proftpd.pid)" ;;
+  *) exit 1 ;;
+esac
+"""
+
+
+def test_13_reload_through_systemd_when_it_runs(lab) -> None:
+    """On a systemd host (/run/systemd/system exists) the fragment is reloaded with
+    `systemctl reload proftpd`; the lab fakes systemctl in that host's mount namespace."""
+    from conftest import TEST_LAB
+
+    web = lab.by_kind("web")[0]
+    fake = TEST_LAB / "fake-systemctl"
+    fake.write_text(FAKE_SYSTEMCTL)
+    fake.chmod(0o755)
+    lab.sh(web, f"mkdir -p /run/systemd/system && mount --bind {fake} /usr/bin/systemctl")
+    ftp_data = lab.group_data("ftp_servers")
+    try:
+        lab.write_group_data("ftp_servers", ftp_data.replace("(50000, 50100)", "(50010, 50090)"))
+        res = lab.deploy("-y", "--limit", web)
+        assert res.returncode == 0, res.out
+        assert lab.sh(web, "cat /run/systemctl.calls").stdout.splitlines() == [
+            "is-active --quiet proftpd", "reload proftpd"]
+        time.sleep(0.5)  # proftpd re-reads its config on SIGHUP
+        port, _ = ftp_transfer(lab.ip(web), timeout=10)
+        assert 50010 <= port <= 50090
+    finally:
+        lab.write_group_data("ftp_servers", ftp_data)
+        lab.sh(web, "umount /usr/bin/systemctl; rm -rf /run/systemd /run/systemctl.calls")
+    assert lab.deploy("-y").returncode == 0
 
 
 def reset_ufw(lab, name: str) -> None:
@@ -322,7 +411,7 @@ def test_10_one_step_apply_equals_the_ufw_cli(lab) -> None:
     assert lab.deploy("-y").returncode == 0
 
 
-def test_11_control_machine_untouched(lab) -> None:
+def test_99_control_machine_untouched(lab) -> None:
     """The lab never touches this machine's own firewall or /etc/ufw."""
     from conftest import machine_snapshot
 
