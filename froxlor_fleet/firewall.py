@@ -34,13 +34,10 @@ def remote_script() -> str:
     return resources.files(__package__).joinpath("remote_ufw.py").read_text()
 
 
-def locked(command: StringCommand | str) -> StringCommand:
-    """Run ``command`` under the host-side lock shared by all froxlor-fleet steps, so two
-    concurrent runs never interleave their changes on one host."""
-    return StringCommand(
-        "flock", "-w", "300", "-E", "75", LOCK_PATH, "sh", "-c",
-        QuoteString(command if isinstance(command, StringCommand) else StringCommand(command)),
-    )
+def locked(*argv: object) -> StringCommand:
+    """Run ``argv`` under the host-side lock shared by all froxlor-fleet steps, so two
+    concurrent runs never interleave their changes on one host (the second waits)."""
+    return StringCommand("flock", "-w", "300", "-E", "75", LOCK_PATH, *argv)
 
 
 def show_changes() -> bool:
@@ -170,10 +167,10 @@ def rules_and_policies(
         return
 
     if not ufw.installed:
-        yield locked("DEBIAN_FRONTEND=noninteractive apt-get install -y -q ufw")
+        yield locked("env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-q", "ufw")
     if changes:
-        yield locked(StringCommand("sh", "-c", QuoteString(RUN_WITH_UFW_PYTHON),
-                                   QuoteString(remote_script()), QuoteString(json.dumps(payload))))
+        yield locked("sh", "-c", QuoteString(RUN_WITH_UFW_PYTHON),
+                     QuoteString(remote_script()), QuoteString(json.dumps(payload)))
 
 
 def _report(rule_plan: RulePlan, ufw: UfwState, payload: dict, purge: bool) -> None:

@@ -12,7 +12,7 @@ from importlib import resources
 
 from jinja2 import Environment, StrictUndefined
 from pyinfra import host, logger
-from pyinfra.api import OperationError, QuoteString, StringCommand, operation
+from pyinfra.api import OperationError, QuoteString, operation
 from pyinfra.operations.util.files import generate_color_diff
 
 from .catalog import FRAGMENT_PATH
@@ -109,7 +109,7 @@ def passive_ports_fragment(content: str | None, path: str = FRAGMENT_PATH):
         logger.info("")
 
     if content is None and not current.proftpd_installed:
-        yield locked(StringCommand("rm", "-f", QuoteString(path)))
+        yield locked("rm", "-f", QuoteString(path))
         return
-    yield locked(StringCommand("sh", "-c", QuoteString(APPLY_SCRIPT), "froxlor-fleet",
-                               QuoteString(path), QuoteString(content or "")))
+    yield locked("sh", "-c", QuoteString(APPLY_SCRIPT), "froxlor-fleet",
+                 QuoteString(path), QuoteString(content or ""))

@@ -167,10 +167,27 @@ def host_ip(i: int) -> str:
 
 
 def ensure_key() -> Path:
+    shell = LAB_DIR / "logging-shell.sh"
+    shell.write_text(LOGGING_SHELL)
+    shell.chmod(0o755)
     key = LAB_DIR / "id_ed25519"
     if not key.exists():
         run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "froxlor-fleet-lab", "-f", str(key))
     return key
+
+
+# Every command that arrives over SSH is logged to the host's /run before it runs, so
+# the benchmark counts what really crossed SSH (one line per command).
+COMMAND_LOG = "/run/lab-ssh-commands.log"
+LOGGING_SHELL = f"""#!/bin/sh
+cmd=${{SSH_ORIGINAL_COMMAND:-}}
+printf '%s\\n' "$(printf '%s' "${{cmd:-(login shell)}}" | tr '\\n' ' ' | cut -c1-400)" >> {COMMAND_LOG}
+case "$cmd" in
+  "") exec /bin/sh -l ;;
+  sftp|internal-sftp) exec /usr/lib/openssh/sftp-server ;;
+  *) exec /bin/sh -c "$cmd" ;;
+esac
+"""
 
 
 def write_host_files(i: int, name: str, tree: Path) -> Path:
@@ -199,7 +216,8 @@ def write_host_files(i: int, name: str, tree: Path) -> Path:
         f"AuthorizedKeysFile {hd}/authorized_keys\nPidFile /run/sshd.pid\n"
         "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
         "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nMaxStartups 200\n"
-        "MaxSessions 50\nSubsystem sftp /usr/lib/openssh/sftp-server\nLogLevel ERROR\n")
+        "MaxSessions 50\nSubsystem sftp /usr/lib/openssh/sftp-server\nLogLevel ERROR\n"
+        f"ForceCommand {LAB_DIR / 'logging-shell.sh'}\n")
     return hd
 
 

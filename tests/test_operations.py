@@ -2,8 +2,8 @@
 
 Cases live in tests/operations/<module>.<operation>/*.json. Facts come from output
 captured from real ufw 0.36.2 (tests/fixtures), with per-case overrides. The long
-scripts embedded in commands are shown as placeholders (<remote_ufw.py>, ...) and
-nested quoted commands as {...}; test_remote_ufw.py runs the real thing.
+scripts embedded in commands are shown as placeholders (<remote_ufw.py>, ...); the lab
+tests (tests/lab/) run the real commands on real hosts.
 """
 
 from __future__ import annotations
