@@ -25,6 +25,9 @@ def froxlor_firewall() -> None:
     """UFW rules, policies and state, and the ProFTPd passive-port fragment, exactly as
     the host's ``froxlor_roles`` (and the other data keys, see README) ask."""
     plan = fleet_plans()[host.name]
+    # Checked first: an ftp host without ProFTPd fails before its firewall changes.
+    proftpd.installed_for_ftp(name="ProFTPd present for the ftp role",
+                              needed=plan.passive_ports is not None)
     firewall.rules_and_policies(
         name="UFW rules, policies and state",
         rules=plan.rules,

@@ -34,10 +34,28 @@ def remote_script() -> str:
     return resources.files(__package__).joinpath("remote_ufw.py").read_text()
 
 
+# Runs "$@" as one guarded step: detached from this SSH session (a dropped connection
+# cannot cut a half-applied firewall short), under the host-wide lock (two runs never
+# interleave; the second waits, and says so). This shell relays output and exit code.
+STEP_SCRIPT = (
+    "d=$(mktemp -d /run/froxlor-fleet.XXXXXX) || exit 1; "
+    "setsid -f sh -c '"
+    f"exec 9>>{LOCK_PATH}; "
+    "if ! flock -n 9; then "
+    'echo "froxlor-fleet: another run holds the lock on this host, waiting"; '
+    f'flock -w 300 9 || {{ echo "froxlor-fleet: gave up after 300 s waiting for {LOCK_PATH}"; '
+    'echo 75 > "$0/rc"; exit; }; fi; '
+    '"$@" </dev/null; echo $? > "$0/rc.new"; mv "$0/rc.new" "$0/rc"'
+    "' \"$d\" \"$@\" > \"$d/out\" 2>&1 < /dev/null; "
+    'while [ ! -e "$d/rc" ]; do sleep 0.02; done; '
+    'cat "$d/out"; rc=$(cat "$d/rc"); rm -rf "$d"; exit "$rc"'
+)
+
+
 def locked(*argv: object) -> StringCommand:
-    """Run ``argv`` under the host-side lock shared by all froxlor-fleet steps, so two
-    concurrent runs never interleave their changes on one host (the second waits)."""
-    return StringCommand("flock", "-w", "300", "-E", "75", LOCK_PATH, *argv)
+    """``argv`` as a guarded step (see ``STEP_SCRIPT``): detached from the SSH session,
+    under the host-side lock shared by all froxlor-fleet steps."""
+    return StringCommand("sh", "-c", QuoteString(STEP_SCRIPT), "froxlor-fleet", *argv)
 
 
 def show_changes() -> bool:

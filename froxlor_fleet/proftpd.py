@@ -20,6 +20,8 @@ from .firewall import locked, show_changes
 from .hoststate import host_state
 
 NOOP_MESSAGE = "ProFTPd passive-port fragment already as wanted"
+MISSING_PROFTPD = ("the ftp role needs ProFTPd, but 'proftpd' is not installed on this host "
+                   "(froxlor uses proftpd-basic); install it first, this deploy does not")
 TEMPLATE = "proftpd-passive-ports.conf.j2"
 
 # Runs on the host under sh. $1 path, $2 content ("" = remove). Exit 1 with proftpd's
@@ -66,6 +68,29 @@ def render_fragment(passive_ports: tuple[int, int], masquerade_address: str | No
 
 
 @operation()
+def installed_for_ftp(needed: bool):
+    """
+    Fail the host before anything changes when it has the ftp role but no ProFTPd.
+
+    + needed: whether the host runs the ftp role
+
+    Costs no remote command of its own (reads the state the deploy reads anyway).
+    This deploy never installs an FTP server unasked.
+
+    **Example:**
+
+    .. code:: python
+
+        proftpd.installed_for_ftp(name="ProFTPd present for ftp", needed=True)
+    """
+    if needed and not host_state(host).proftpd_installed:
+        raise OperationError(MISSING_PROFTPD)
+    host.noop("ProFTPd is there for the ftp role" if needed else "no ftp role")
+    return
+    yield  # an operation is a generator, even when it never yields
+
+
+@operation()
 def passive_ports_fragment(content: str | None, path: str = FRAGMENT_PATH):
     """
     Make the ProFTPd fragment at ``path`` exactly ``content``, or remove it (``None``).
@@ -91,10 +116,7 @@ def passive_ports_fragment(content: str | None, path: str = FRAGMENT_PATH):
         raise OperationError(f"fragment path {path!r} must be a file in /etc/proftpd/conf.d/")
     current = host_state(host, path)
     if content is not None and not current.proftpd_installed:
-        raise OperationError(
-            "the ftp role needs ProFTPd, but 'proftpd' is not installed on this host "
-            "(froxlor uses proftpd-basic); install it first, this deploy does not"
-        )
+        raise OperationError(MISSING_PROFTPD)
     wanted_sha = hashlib.sha256(content.encode()).hexdigest() if content is not None else None
     if wanted_sha == current.fragment_sha256:
         host.noop(NOOP_MESSAGE)

@@ -32,7 +32,7 @@ if [ ! -e "$stamp" ]; then
     return "${PIPESTATUS[0]}"
   }
   pip_install -r "$ROOT/requirements.txt"
-  pip_install --no-deps "$ROOT"
+  pip_install --no-deps -e "$ROOT"  # editable: the venv always runs this work tree
   rm -f "$VENV"/.installed-*; touch "$stamp"
 fi
 PY="$VENV/bin/python"

@@ -22,10 +22,12 @@ from helpers import TESTS, build_fact, fake_host, load_case
 OPERATIONS = {
     "firewall.rules_and_policies": firewall.rules_and_policies,
     "proftpd.passive_ports_fragment": proftpd.passive_ports_fragment,
+    "proftpd.installed_for_ftp": proftpd.installed_for_ftp,
 }
 PLACEHOLDERS = {
     firewall.remote_script(): "<remote_ufw.py>",
     firewall.RUN_WITH_UFW_PYTHON: "<run-with-ufw-python>",
+    firewall.STEP_SCRIPT: "<step-script>",
     proftpd.APPLY_SCRIPT: "<apply-script>",
 }
 

@@ -1,0 +1,154 @@
+#!/usr/bin/env python3
+"""Benchmark the deploy on a lab fleet against the SSH floor measured in the same run.
+
+    sudo .venv/bin/python bench/bench.py --hosts 30 --repeat 3 [--scale 100]
+
+Floor: `pyinfra inventory.py exec -- true` (connect to every host, run one command).
+Phases: first rollout from pristine hosts, no-op run on the converged fleet, and
+`--dry --diff` on it. Each phase is timed several times (median), its commands per
+host are counted from what crossed SSH (the lab's sshd logs every command it runs),
+and the pyinfra process's peak RSS is read from the kernel (wait4). Prints one
+Markdown table of ratios to the floor. A benchmark, not a test: nothing here asserts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH_LAB = ROOT / ".lab-bench"
+os.environ.update(LAB_DIR=str(BENCH_LAB), LAB_PREFIX="fxb", LAB_SUBNET="10.213.79")
+sys.path.insert(0, str(ROOT))
+from lab import lab as labmod  # noqa: E402
+
+PYINFRA = [sys.executable, "-m", "pyinfra"]
+DEPLOY = str(ROOT / "deploy.py")
+
+
+def timed(args: list[str]) -> tuple[float, int, str]:
+    """Run pyinfra in the lab dir: (seconds, peak RSS in MiB, output)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(PYINFRA + args, cwd=BENCH_LAB, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    out = proc.stdout.read()  # type: ignore[union-attr]
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"bench: pyinfra {' '.join(args)} failed:\n{out[-3000:]}")
+    return elapsed, usage.ru_maxrss // 1024, out
+
+
+def each_host(names: list[str], func) -> list:
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        return list(pool.map(func, names))
+
+
+def clear_command_logs(names: list[str]) -> None:
+    each_host(names, lambda n: labmod.exec_in(n, "sh", "-c", f": > {labmod.COMMAND_LOG}"))
+
+
+def commands_per_host(names: list[str]) -> tuple[int, int]:
+    counts = each_host(names, lambda n: len(labmod.exec_in(
+        n, "sh", "-c", f"cat {labmod.COMMAND_LOG} 2>/dev/null || true").stdout.splitlines()))
+    return min(counts), max(counts)
+
+
+def reset_to_pristine(names: list[str]) -> None:
+    """Every host back to a fresh ufw install and no fragment (outside the timing)."""
+    pristine = BENCH_LAB / "pristine"
+
+    def reset(name: str) -> None:
+        labmod.exec_in(name, "sh", "-c", "ufw --force disable >/dev/null; rm -f "
+                       "/etc/proftpd/conf.d/froxlor-fleet-passive-ports.conf; "
+                       "kill -HUP $(cat /run/proftpd.pid)")
+        hd = BENCH_LAB / "hosts" / name
+        for f in (pristine / "etc-ufw").glob("*.rules"):
+            shutil.copy(f, hd / "etc-ufw" / f.name)
+        shutil.copy(pristine / "etc-ufw/ufw.conf", hd / "etc-ufw/ufw.conf")
+        shutil.copy(pristine / "default-ufw", hd / "default-ufw")
+
+    each_host(names, reset)
+
+
+def measure(n: int, repeat: int) -> dict[str, dict]:
+    labmod.up(n)
+    names = labmod.host_names(n)
+    phases: dict[str, dict] = {}
+
+    def run_phase(name: str, args: list[str], before=None) -> None:
+        times, rss, cmds = [], [], None
+        for _ in range(repeat):
+            if before:
+                before(names)
+            clear_command_logs(names)
+            seconds, peak, out = timed(args)
+            times.append(seconds)
+            rss.append(peak)
+            cmds = commands_per_host(names)
+        phases[name] = {"median": statistics.median(times), "runs": times,
+                        "rss": max(rss), "commands": cmds, "last": out}
+
+    run_phase("floor (exec -- true)", ["-y", "inventory.py", "exec", "--", "true"])
+    run_phase("first rollout", ["-y", "inventory.py", DEPLOY], before=reset_to_pristine)
+    run_phase("no-op run", ["-y", "inventory.py", DEPLOY])
+    run_phase("dry run --diff", ["inventory.py", DEPLOY, "--dry", "--diff"])
+    noop = phases["no-op run"]["last"]
+    phases["no-op run"]["changes"] = "Success" in noop and not _all_no_change(noop)
+    return phases
+
+
+def _all_no_change(output: str) -> bool:
+    rows = [l for l in output.split("--> Results:")[-1].splitlines() if "froxlor firewall |" in l]
+    return bool(rows) and all(l.split()[-3:-1] == ["-", "-"] for l in rows)
+
+
+def table(n: int, phases: dict[str, dict]) -> str:
+    floor = phases["floor (exec -- true)"]["median"]
+    lines = [f"N = {n} hosts, median of {len(phases['no-op run']['runs'])} runs each",
+             "", "| phase | median s | × floor | commands/host | peak RSS MiB |",
+             "|---|---|---|---|---|"]
+    for name, p in phases.items():
+        lo, hi = p["commands"]
+        cmds = f"{lo}" if lo == hi else f"{lo}–{hi}"
+        lines.append(f"| {name} | {p['median']:.2f} | {p['median'] / floor:.2f} | {cmds} | {p['rss']} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--hosts", type=int, default=30)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--scale", type=int, default=0, help="also measure at this N (e.g. 100)")
+    parser.add_argument("--keep", action="store_true", help="leave the bench lab up")
+    args = parser.parse_args()
+    labmod.preflight()
+    results = {}
+    try:
+        for n in [args.hosts] + ([args.scale] if args.scale else []):
+            results[n] = measure(n, args.repeat)
+            print(table(n, results[n]) + "\n", flush=True)
+            assert not results[n]["no-op run"]["changes"], "the no-op run changed something"
+    finally:
+        if not args.keep:
+            labmod.down(quiet=True)
+    if args.scale:
+        small, big = results[args.hosts], results[args.scale]
+        growth = big["no-op run"]["median"] / small["no-op run"]["median"]
+        print(f"no-op time {args.hosts} -> {args.scale} hosts: × {growth:.2f} "
+              f"(linear would be × {args.scale / args.hosts:.2f}); "
+              f"peak RSS at {args.scale}: {big['no-op run']['rss']} MiB (no-op), "
+              f"{big['first rollout']['rss']} MiB (rollout)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""Helpers shared by the lab test modules: the expected state oracle, probes, resets."""
+
+from __future__ import annotations
+
+import ftplib
+import io
+import re
+import shutil
+import socket
+
+from conftest import TEST_LAB, results
+
+CHECK_OP = "froxlor firewall | ProFTPd present for the ftp role"
+UFW_OP = "froxlor firewall | UFW rules, policies and state"
+FTP_OP = "froxlor firewall | ProFTPd passive-port fragment"
+FRAGMENT = "/etc/proftpd/conf.d/froxlor-fleet-passive-ports.conf"
+PASSIVE = (50000, 50100)  # the lab's ftp_servers group data
+
+# The oracle: what `ufw show added` must list per kind of host (written by hand from
+# froxlor's port table, not derived from the code under test).
+EXPECTED = {
+    "web": ["ufw allow 21/tcp comment 'froxlor-fleet:ftp'",
+            "ufw allow 50000:50100/tcp comment 'froxlor-fleet:ftp'",
+            "ufw allow 22/tcp comment 'froxlor-fleet:ssh'",
+            "ufw allow 80,443/tcp comment 'froxlor-fleet:web'"],
+    "mail": ["ufw allow 143,993/tcp comment 'froxlor-fleet:imap'",
+             "ufw allow 110,995/tcp comment 'froxlor-fleet:pop3'",
+             "ufw allow 25,465,587/tcp comment 'froxlor-fleet:smtp'",
+             "ufw allow 22/tcp comment 'froxlor-fleet:ssh'"],
+    "dns": ["ufw allow 53/tcp comment 'froxlor-fleet:dns'",
+            "ufw allow 53/udp comment 'froxlor-fleet:dns'",
+            "ufw allow 22/tcp comment 'froxlor-fleet:ssh'"],
+    "db": ["ufw allow from 10.213.78.11 to any port 3306 proto tcp comment 'froxlor-fleet:mysql'",
+           "ufw allow from 10.213.78.12 to any port 3306 proto tcp comment 'froxlor-fleet:mysql'",
+           "ufw allow 22/tcp comment 'froxlor-fleet:ssh'"],
+}
+
+
+def ftp_transfer(ip: str, timeout: float) -> tuple[int, bytes]:
+    """Anonymous passive-mode RETR; returns (offered data port, data)."""
+    ftp = ftplib.FTP(ip, timeout=timeout)
+    try:
+        ftp.login()
+        ftp.set_pasv(True)
+        host, port = ftplib.parse227(ftp.sendcmd("PASV"))
+        data = io.BytesIO()
+        ftp.retrbinary("RETR hello.txt", data.write)
+        return port, data.getvalue()
+    finally:
+        try:
+            ftp.close()
+        except OSError:
+            pass
+
+
+def connect(ip: str, port: int, timeout: float = 2.0) -> str:
+    try:
+        with socket.create_connection((ip, port), timeout=timeout):
+            return "connected"
+    except ConnectionRefusedError:
+        return "refused"
+    except OSError:
+        return "timeout"
+
+
+def assert_no_change(res) -> None:
+    rows = results(res.out)
+    assert set(rows) == {CHECK_OP, UFW_OP, FTP_OP}, res.out
+    for op, (hosts, success, error, no_change) in rows.items():
+        assert (success, error, no_change) == ("-", "-", hosts), (op, res.out)
+
+
+
+def reset_ufw(lab, name: str) -> None:
+    """Put a lab host's UFW back to a fresh install (files from the packages)."""
+    lab.sh(name, "ufw --force disable >/dev/null")
+    hd = TEST_LAB / "hosts" / name
+    for f in (TEST_LAB / "pristine/etc-ufw").glob("*.rules"):
+        shutil.copy(f, hd / "etc-ufw" / f.name)
+    shutil.copy(TEST_LAB / "pristine/etc-ufw/ufw.conf", hd / "etc-ufw/ufw.conf")
+    shutil.copy(TEST_LAB / "pristine/default-ufw", hd / "default-ufw")
+
+
+def ufw_view(lab, name: str) -> dict[str, str]:
+    """Everything ufw keeps or shows: rule files, config, status and the live chains."""
+    hd = TEST_LAB / "hosts" / name
+    view = {f: (hd / "etc-ufw" / f).read_text() for f in ("user.rules", "user6.rules", "ufw.conf")}
+    view["default-ufw"] = (hd / "default-ufw").read_text()
+    view["status"] = lab.sh(name, "ufw status verbose").stdout
+    for tool in ("iptables-save", "ip6tables-save"):
+        chains = lab.sh(name, tool).stdout
+        view[tool] = "\n".join(re.sub(r"\[\d+:\d+\]", "", line) for line in chains.splitlines()
+                               if not line.startswith("#"))
+    return view

@@ -1,0 +1,197 @@
+"""Safety under faults, on the lab fleet: unreachable hosts, a connection cut mid-apply,
+missing software, concurrent runs. (Broken ProFTPd config, drift and the lockout guard
+are in test_e2e.py; the control machine's own firewall in test_zz_machine.py.)"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+from conftest import ROOT, TEST_LAB
+from lab import lab as labmod
+from labtools import CHECK_OP, EXPECTED, UFW_OP, assert_no_change, connect, reset_ufw
+
+MISSING_PROFTPD = "the ftp role needs ProFTPd, but 'proftpd' is not installed on this host"
+
+
+def converge(lab) -> None:
+    res = lab.deploy("-y")
+    assert res.returncode == 0, res.out
+    for name, host in lab.hosts.items():
+        assert sorted(lab.show_added(name)) == sorted(EXPECTED[host["kind"]]), name
+
+
+def host_files(lab, names) -> dict[str, str]:
+    return {k: v for k, v in lab.state_files().items() if any(f"/{n}/" in k for n in names)}
+
+
+def background_deploy(*args: str) -> subprocess.Popen:
+    import os
+    return subprocess.Popen([sys.executable, "-m", "pyinfra", "inventory.py", str(ROOT / "deploy.py"),
+                             "-y", *args], cwd=TEST_LAB, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ, PYTHONPATH=str(ROOT)))
+
+
+def wait_for_process(lab, name: str, pattern: str, timeout: float = 30) -> bool:
+    """Wait until a process whose command line contains ``pattern`` runs on the host.
+    (``[x]yz`` keeps pgrep from matching the shell that runs pgrep itself.)"""
+    regex = f"[{pattern[0]}]{pattern[1:]}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if lab.sh(name, f"pgrep -f '{regex}' >/dev/null", check=False).returncode == 0:
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_unreachable_host_others_converge_then_it_recovers(lab) -> None:
+    converge(lab)
+    dns, mail = lab.by_kind("dns")[0], lab.by_kind("mail")[0]
+    lab.sh(mail, "ufw --force disable >/dev/null")  # drift elsewhere, to be repaired
+    lab.sh(dns, "kill $(cat /run/sshd.pid)")
+    try:
+        res = lab.deploy("-y")
+        assert res.returncode != 0
+        assert f"[{dns}] Could not connect" in res.out
+        assert "Status: active" in lab.sh(mail, "ufw status").stdout  # the others went on
+    finally:
+        labmod.start_services(dns, TEST_LAB / "hosts" / dns)
+        labmod.wait_ssh([lab.ip(dns)])
+    others = [n for n in lab.hosts if n != dns]
+    before = host_files(lab, others)
+    lab.sh(dns, "ufw delete allow 53/udp >/dev/null")  # it drifted while away
+    res = lab.deploy("-y")
+    assert res.returncode == 0, res.out
+    assert sorted(lab.show_added(dns)) == sorted(EXPECTED["dns"])
+    assert host_files(lab, others) == before  # nothing changed elsewhere
+    assert_no_change(lab.deploy("-y"))
+
+
+def kill_ssh_sessions(lab, name: str) -> None:
+    """Cut every SSH session on the host: each session process and all it started."""
+    lab.sh(name, "kill_tree() { for c in $(pgrep -P $1); do kill_tree $c; done; kill -9 $1; }; "
+                 "for s in $(pgrep -f 'sshd: root@'); do kill_tree $s; done 2>/dev/null; true",
+           check=False)
+
+
+def test_connection_lost_mid_apply_never_locks_out(lab) -> None:
+    """Cut the SSH session (kill -9 of the session and everything it started) at several
+    points of the UFW step on a pristine host. The step runs detached from the session,
+    so it completes anyway: UFW ends up on *with* SSH admitted, never half-applied, and
+    the next run has nothing left to do (no duplicate or stray rules)."""
+    web = lab.by_kind("web")[1]
+    cuts = 0
+    for delay in (0.0, 0.02, 0.05, 0.1, 0.2, 0.4):
+        reset_ufw(lab, web)
+        proc = background_deploy("--limit", web)
+        assert wait_for_process(lab, web, "ON THE MANAGED HOST"), proc.communicate()[0]
+        time.sleep(delay)
+        kill_ssh_sessions(lab, web)
+        out = proc.communicate(timeout=120)[0]
+        cuts += proc.returncode != 0  # pyinfra lost the host mid-run
+        lab.sh(web, "flock /run/froxlor-fleet.lock true")  # the detached step has finished
+        assert connect(lab.ip(web), 22) == "connected", (delay, out)
+        assert "Status: active" in lab.sh(web, "ufw status").stdout, delay
+        added = lab.show_added(web)
+        assert sorted(added) == sorted(EXPECTED["web"]) and len(added) == len(set(added))
+        res = lab.deploy("-y", "--limit", web)
+        assert res.returncode == 0, res.out
+    assert cuts, "no cut landed while the run was going on: the test proved nothing"
+    assert_no_change(lab.deploy("-y"))
+
+
+FAKE_APT = """#!/bin/sh
+# lab stand-in for apt-get (lab hosts have no network): records the call; installing
+# ufw lifts this host's masks, which is what the package would bring back.
+echo "$*" >> /run/apt-get.calls
+case "$*" in *ufw*)
+  umount /etc/ufw /usr/lib/python3/dist-packages/ufw /usr/sbin/ufw /usr/lib/ufw
+  echo "Setting up ufw (lab)";;
+esac
+"""
+
+
+def mask(lab, name: str, paths: list[str]) -> None:
+    """Make files/dirs vanish in one host only (bind an empty stand-in over them)."""
+    empty_dir = TEST_LAB / "empty-dir"
+    empty_dir.mkdir(exist_ok=True)
+    empty_file = TEST_LAB / "empty-file"
+    empty_file.write_text("")
+    empty_file.chmod(0o644)
+    for path in paths:
+        is_dir = lab.sh(name, f"test -d {path}", check=False).returncode == 0
+        lab.sh(name, f"mount --bind {empty_dir if is_dir else empty_file} {path}")
+
+
+def fake_apt(lab, name: str) -> None:
+    fake = TEST_LAB / "fake-apt-get"
+    fake.write_text(FAKE_APT)
+    fake.chmod(0o755)
+    lab.sh(name, f"mount --bind {fake} /usr/bin/apt-get; rm -f /run/apt-get.calls")
+
+
+def test_missing_ufw_is_installed_and_configured(lab) -> None:
+    dns = lab.by_kind("dns")[0]
+    reset_ufw(lab, dns)
+    mask(lab, dns, ["/usr/sbin/ufw", "/usr/lib/python3/dist-packages/ufw", "/usr/lib/ufw",
+                    "/etc/ufw"])
+    fake_apt(lab, dns)
+    try:
+        assert lab.sh(dns, "command -v ufw", check=False).returncode != 0
+        res = lab.deploy("-y", "--limit", dns)
+        assert res.returncode == 0, res.out
+        assert "install -y -q ufw" in lab.sh(dns, "cat /run/apt-get.calls").stdout
+        assert sorted(lab.show_added(dns)) == sorted(EXPECTED["dns"])
+        assert "Status: active" in lab.sh(dns, "ufw status").stdout
+    finally:
+        lab.sh(dns, "umount /usr/bin/apt-get; rm -f /run/apt-get.calls", check=False)
+    assert_no_change(lab.deploy("-y"))
+
+
+def test_ftp_host_without_proftpd_fails_clearly_and_installs_nothing(lab) -> None:
+    web = lab.by_kind("web")[0]
+    lab.sh(web, "ufw delete allow 80,443/tcp >/dev/null")  # drift that must stay untouched
+    before = host_files(lab, [web])
+    mask(lab, web, ["/usr/sbin/proftpd"])
+    fake_apt(lab, web)
+    try:
+        res = lab.deploy("-y")
+        assert res.returncode != 0
+        assert f"[{web}]" in res.out and MISSING_PROFTPD in res.out
+        assert host_files(lab, [web]) == before  # failed before anything changed on it
+        assert lab.sh(web, "test -e /run/apt-get.calls", check=False).returncode == 1
+    finally:
+        lab.sh(web, "umount /usr/sbin/proftpd; umount /usr/bin/apt-get", check=False)
+    converge(lab)
+
+
+def test_concurrent_runs_do_not_interleave(lab) -> None:
+    mail, db = lab.by_kind("mail")[0], lab.by_kind("db")[0]
+    # 1. a run waits while another holds the host's lock, and changes nothing meanwhile
+    lab.sh(mail, "ufw delete allow 143,993/tcp >/dev/null")
+    holder = subprocess.Popen(labmod.nsenter(mail, "flock", "/run/froxlor-fleet.lock",
+                                             "sleep", "60"))
+    try:
+        assert wait_for_process(lab, mail, "sleep 60")
+        proc = background_deploy("--limit", mail)
+        assert wait_for_process(lab, mail, "flock -w 300 9"), proc.communicate()[0]
+        assert "143,993" not in " ".join(lab.show_added(mail))  # still waiting, untouched
+    finally:
+        lab.sh(mail, "pkill -f 'sleep 60'", check=False)
+        holder.wait(timeout=10)
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 0, out
+    assert sorted(lab.show_added(mail)) == sorted(EXPECTED["mail"])
+    # 2. two whole-fleet rollouts at once, from pristine hosts: both succeed, exact result
+    for name in (mail, db):
+        reset_ufw(lab, name)
+    runs = [background_deploy(), background_deploy()]
+    for run in runs:
+        out = run.communicate(timeout=300)[0]
+        assert run.returncode == 0, out
+    for name, host in lab.hosts.items():
+        added = lab.show_added(name)
+        assert sorted(added) == sorted(EXPECTED[host["kind"]]), name
+    assert_no_change(lab.deploy("-y"))
