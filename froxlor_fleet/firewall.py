@@ -37,18 +37,21 @@ def remote_script() -> str:
 # Runs "$@" as one guarded step: detached from this SSH session (a dropped connection
 # cannot cut a half-applied firewall short), under the host-wide lock (two runs never
 # interleave; the second waits, and says so). This shell relays output and exit code.
+# It waits without polling: the step inherits a lock on $d/running that is released
+# only when the step has finished.
 STEP_SCRIPT = (
-    "d=$(mktemp -d /run/froxlor-fleet.XXXXXX) || exit 1; "
+    'd=$(mktemp -d /run/froxlor-fleet.XXXXXX) || exit 1; '
+    'exec 7>"$d/running"; flock 7; '
     "setsid -f sh -c '"
     f"exec 9>>{LOCK_PATH}; "
     "if ! flock -n 9; then "
     'echo "froxlor-fleet: another run holds the lock on this host, waiting"; '
     f'flock -w 300 9 || {{ echo "froxlor-fleet: gave up after 300 s waiting for {LOCK_PATH}"; '
     'echo 75 > "$0/rc"; exit; }; fi; '
-    '"$@" </dev/null; echo $? > "$0/rc.new"; mv "$0/rc.new" "$0/rc"'
-    "' \"$d\" \"$@\" > \"$d/out\" 2>&1 < /dev/null; "
-    'while [ ! -e "$d/rc" ]; do sleep 0.02; done; '
-    'cat "$d/out"; rc=$(cat "$d/rc"); rm -rf "$d"; exit "$rc"'
+    '"$@" </dev/null 7>&- 9>&-; echo $? > "$0/rc"'
+    """' "$d" "$@" > "$d/out" 2>&1 < /dev/null; """
+    'exec 7>&-; flock "$d/running" true; '
+    'cat "$d/out"; rc=$(cat "$d/rc" 2>/dev/null || echo 70); rm -rf "$d"; exit "$rc"'
 )
 
 

@@ -179,8 +179,8 @@ def _address_in(address: str, network: str) -> bool:
 
 
 def admits(rules: list[UfwRule], incoming_policy: str, client: str, server: str,
-           port: int) -> bool:
-    """Would ufw with ``rules`` and ``incoming_policy`` accept a new TCP connection
+           port: int, proto: str = "tcp") -> bool:
+    """Would ufw with ``rules`` and ``incoming_policy`` accept a new ``proto`` connection
     from ``client`` to ``server:port``? First matching rule wins, as in ufw's chains.
     Rules we can't evaluate (interface or source-port rules) count as not matching."""
     client = client.removeprefix("::ffff:")
@@ -189,7 +189,7 @@ def admits(rules: list[UfwRule], incoming_policy: str, client: str, server: str,
     for rule in rules:
         if rule.family != family or rule.iface != "in" or rule.action.startswith("route:"):
             continue
-        if rule.proto not in ("any", "tcp") or rule.sport != "any":
+        if rule.proto not in ("any", proto) or rule.sport != "any":
             continue
         if not _port_matches(rule.dport, port):
             continue

@@ -1,6 +1,6 @@
 """Safety under faults, on the lab fleet: unreachable hosts, a connection cut mid-apply,
 missing software, concurrent runs. (Broken ProFTPd config, drift and the lockout guard
-are in test_e2e.py; the control machine's own firewall in test_zz_machine.py.)"""
+are in test_1_e2e.py; the control machine's own firewall in test_zz_machine.py.)"""
 
 from __future__ import annotations
 

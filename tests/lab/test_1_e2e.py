@@ -18,6 +18,8 @@ from labtools import (EXPECTED, FRAGMENT, PASSIVE, assert_no_change, connect, ft
 def test_01_ftp_passive_stalls_with_only_21_open(lab) -> None:
     """The failure froxlor's page warns about: UFW on, 21 open, no passive range."""
     web = lab.by_kind("web")[1]
+    reset_ufw(lab, web)  # a fresh server: no passive range anywhere yet
+    lab.sh(web, f"rm -f {FRAGMENT}; kill -HUP $(cat /run/proftpd.pid); sleep 0.5")
     lab.sh(web, "ufw allow 22/tcp && ufw allow 21/tcp && ufw --force enable")
     with pytest.raises(TimeoutError):  # the data connection never completes
         ftp_transfer(lab.ip(web), timeout=3)
@@ -318,4 +320,34 @@ def test_10_one_step_apply_equals_the_ufw_cli(lab) -> None:
 
     for name in (cli_host, our_host):  # back to the fleet's converged state
         lab.sh(name, "ufw delete allow 2222/tcp >/dev/null")
+    assert lab.deploy("-y").returncode == 0
+
+
+def test_10b_enabling_from_pristine_equals_the_ufw_cli(lab) -> None:
+    """First rollout on an inactive, fresh ufw with non-default logging and policy:
+    our enable (ufw's boot path) leaves what `ufw ... && ufw enable` leaves."""
+    cli_host, our_host = lab.by_kind("web")
+    all_data = lab.group_data("all")
+    for name in (cli_host, our_host):
+        reset_ufw(lab, name)
+    lab.sh(cli_host, " && ".join([
+        "ufw allow proto tcp from any to any port 21 comment froxlor-fleet:ftp",
+        "ufw allow proto tcp from any to any port 50000:50100 comment froxlor-fleet:ftp",
+        "ufw allow proto tcp from any to any port 22 comment froxlor-fleet:ssh",
+        "ufw allow proto tcp from any to any port 80,443 comment froxlor-fleet:web",
+        "ufw default reject incoming",
+        "ufw logging high",
+        "ufw --force enable",
+    ]) + " >/dev/null")
+    try:
+        lab.write_group_data("all", all_data + 'firewall_default_incoming = "reject"\n'
+                                               'firewall_logging = "high"\n')
+        res = lab.deploy("-y", "--limit", our_host)
+        assert res.returncode == 0, res.out
+        cli, ours = ufw_view(lab, cli_host), ufw_view(lab, our_host)
+        for key in cli:
+            assert ours[key] == cli[key], key
+        assert "Logging: on (high)" in ours["status"]
+    finally:
+        lab.write_group_data("all", all_data)
     assert lab.deploy("-y").returncode == 0
