@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 from lab import lab as labmod  # noqa: E402
 
 PYINFRA = [sys.executable, "-m", "pyinfra"]
+SETTLE = 1.0  # seconds of quiet before every timed run, the same for every phase
 DEPLOY = str(ROOT / "deploy.py")
 
 
@@ -68,7 +69,9 @@ def reset_to_pristine(names: list[str]) -> None:
     pristine = BENCH_LAB / "pristine"
 
     def reset(name: str) -> None:
-        labmod.exec_in(name, "sh", "-c", "ufw --force disable >/dev/null; rm -f "
+        # ufw disable leaves its (empty) chains behind; a pristine host has none
+        labmod.exec_in(name, "sh", "-c", "ufw --force disable >/dev/null; "
+                       "for t in iptables ip6tables; do $t -F; $t -X; done; rm -f "
                        "/etc/proftpd/conf.d/froxlor-fleet-passive-ports.conf; "
                        "kill -HUP $(cat /run/proftpd.pid)")
         hd = BENCH_LAB / "hosts" / name
@@ -91,6 +94,7 @@ def measure(n: int, repeat: int) -> dict[str, dict]:
             if before:
                 before(names)
             clear_command_logs(names)
+            time.sleep(SETTLE)  # let set-up work (resets, log clearing) die down
             seconds, peak, out = timed(args)
             times.append(seconds)
             rss.append(peak)

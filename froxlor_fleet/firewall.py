@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 from importlib import resources
 
-from pyinfra import host, logger, state
-from pyinfra.api import OperationError, QuoteString, StringCommand, operation
-from pyinfra.api.state import StateStage
+from pyinfra import host, logger
+from pyinfra.api import OperationError, QuoteString, operation
 from pyinfra.api.util import format_text
 
-from .catalog import LOCK_PATH, LOG_LEVELS, POLICIES
+from .catalog import LOG_LEVELS, POLICIES
 from .hoststate import HostState, UfwState, host_state
+from .steps import guarded_step, reporting_stage, show_changes
 from .ufwrules import RulePlan, UfwRule, admits, expand, plan_rules
 from .validation import RuleSpec
 
@@ -34,43 +34,8 @@ def remote_script() -> str:
     return resources.files(__package__).joinpath("remote_ufw.py").read_text()
 
 
-# Runs "$@" as one guarded step: detached from this SSH session (a dropped connection
-# cannot cut a half-applied firewall short), under the host-wide lock (two runs never
-# interleave; the second waits, and says so). This shell relays output and exit code.
-# It waits without polling: the step inherits a lock on $d/running that is released
-# only when the step has finished.
-STEP_SCRIPT = (
-    'd=$(mktemp -d /run/froxlor-fleet.XXXXXX) || exit 1; '
-    'exec 7>"$d/running"; flock 7; '
-    "setsid -f sh -c '"
-    f"exec 9>>{LOCK_PATH}; "
-    "if ! flock -n 9; then "
-    'echo "froxlor-fleet: another run holds the lock on this host, waiting"; '
-    f'flock -w 300 9 || {{ echo "froxlor-fleet: gave up after 300 s waiting for {LOCK_PATH}"; '
-    'echo 75 > "$0/rc"; exit; }; fi; '
-    '"$@" </dev/null 7>&- 9>&-; echo $? > "$0/rc"'
-    """' "$d" "$@" > "$d/out" 2>&1 < /dev/null; """
-    'exec 7>&-; flock "$d/running" true; '
-    'cat "$d/out"; rc=$(cat "$d/rc" 2>/dev/null || echo 70); rm -rf "$d"; exit "$rc"'
-)
-
-
-def locked(*argv: object) -> StringCommand:
-    """``argv`` as a guarded step (see ``STEP_SCRIPT``): detached from the SSH session,
-    under the host-side lock shared by all froxlor-fleet steps."""
-    return StringCommand("sh", "-c", QuoteString(STEP_SCRIPT), "froxlor-fleet", *argv)
-
-
-def show_changes() -> bool:
-    """Print diffs once: at change detection, or at execution when detection was skipped."""
-    return bool(state.config.DIFF) and (
-        state.current_stage == StateStage.Prepare or not state.should_check_for_changes()
-    )
-
-
-def _describe(spec_or_rule: RuleSpec | UfwRule, ipv6: bool) -> str:
-    rule = expand(spec_or_rule, ipv6)[0] if isinstance(spec_or_rule, RuleSpec) else spec_or_rule
-    return rule.describe()
+def _describe(spec: RuleSpec, ipv6: bool) -> str:
+    return expand(spec, ipv6)[0].describe()
 
 
 def _grouped(rules: list[UfwRule]) -> list[tuple[str, UfwRule]]:
@@ -85,7 +50,7 @@ def _grouped(rules: list[UfwRule]) -> list[tuple[str, UfwRule]]:
     return [(text, rule) for (text, _), rule in seen.items()]
 
 
-def rule_diff_lines(plan: RulePlan, current: UfwState, purge: bool) -> list[str]:
+def rule_diff_lines(plan: RulePlan, current: UfwState) -> list[str]:
     lines = []
     for spec in plan.add:
         retagged = [r for s, r in plan.retag if s == spec]
@@ -100,14 +65,12 @@ def rule_diff_lines(plan: RulePlan, current: UfwState, purge: bool) -> list[str]
     return lines
 
 
-def _ssh_guard(current: HostState, final: list[UfwRule], incoming: str, enabled: bool,
-               currently_active: bool) -> None:
+def _ssh_guard(current: HostState, final: list[UfwRule], incoming: str, enabled: bool) -> None:
     """Refuse a plan that would leave a firewall up that does not admit our SSH session."""
     if not current.ssh_client or not current.ssh_server or not current.ssh_port:
         return  # not over SSH (e.g. @local): nothing to lock out
-    firewall_up = enabled or (currently_active and enabled is None)
-    if not firewall_up:
-        return
+    if not enabled:
+        return  # a disabled firewall locks nobody out
     if not admits(final, incoming, current.ssh_client, current.ssh_server, current.ssh_port):
         raise OperationError(
             f"lockout guard: the resulting UFW rules would not admit this SSH session "
@@ -159,14 +122,13 @@ def rules_and_policies(
             raise OperationError(f"invalid {what} {value!r}, must be one of {', '.join(options)}")
 
     current = host_state(host)
-    ufw = current.ufw
-    if not ufw.installed:
-        ufw = UfwState()  # what a fresh install of the package looks like
+    installed = current.ufw.installed
+    ufw = current.ufw if installed else UfwState()  # UfwState(): a fresh install
 
     rule_plan = plan_rules(ufw.rules, tuple(rules), ufw.ipv6, purge_unmanaged)
     if not ufw.ipv6 and any(r.source and ":" in r.source for r in rules):
         raise OperationError("an IPv6 source is wanted but IPV6=no in /etc/default/ufw")
-    _ssh_guard(current, rule_plan.final, incoming, enabled, ufw.active)
+    _ssh_guard(current, rule_plan.final, incoming, enabled)
 
     default = [[p, d] for p, d, have in ((incoming, "incoming", ufw.incoming),
                                          (outgoing, "outgoing", ufw.outgoing)) if p != have]
@@ -180,25 +142,24 @@ def rules_and_policies(
     }
     changes = [key for key, value in payload.items() if value]
 
-    if show_changes() or rule_plan.kept:
-        _report(rule_plan, ufw, payload, purge_unmanaged)
+    if reporting_stage():
+        _report(rule_plan, ufw, payload, installed)
 
-    if not changes and ufw.installed:
+    if not changes and installed:
         host.noop(NOOP_MESSAGE)
         return
 
-    if not ufw.installed:
-        yield locked("env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-q", "ufw")
+    if not installed:
+        yield guarded_step("env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-q", "ufw")
     if changes:
-        yield locked("sh", "-c", QuoteString(RUN_WITH_UFW_PYTHON),
+        yield guarded_step("sh", "-c", QuoteString(RUN_WITH_UFW_PYTHON),
                      QuoteString(remote_script()), QuoteString(json.dumps(payload)))
 
 
-def _report(rule_plan: RulePlan, ufw: UfwState, payload: dict, purge: bool) -> None:
-    if not (state.current_stage == StateStage.Prepare or not state.should_check_for_changes()):
-        return
+def _report(rule_plan: RulePlan, ufw: UfwState, payload: dict, installed: bool) -> None:
+    """The --diff lines, and (always) the unmanaged rules that are kept."""
     if show_changes():
-        lines = rule_diff_lines(rule_plan, ufw, purge)
+        lines = rule_diff_lines(rule_plan, ufw)
         for policy, direction in payload["default"]:
             lines.append(format_text(f"~ default {direction}: "
                                      f"{getattr(ufw, direction)} -> {policy}", "yellow"))
@@ -208,7 +169,7 @@ def _report(rule_plan: RulePlan, ufw: UfwState, payload: dict, purge: bool) -> N
             lines.append(format_text("~ ufw: inactive -> active", "yellow"))
         if payload["disable"]:
             lines.append(format_text("~ ufw: active -> inactive", "yellow"))
-        if not ufw.installed:
+        if not installed:
             lines.insert(0, format_text("+ install ufw", "green"))
         if lines:
             host.log("Will change UFW", logger.info)

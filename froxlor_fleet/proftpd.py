@@ -16,7 +16,7 @@ from pyinfra.api import OperationError, QuoteString, operation
 from pyinfra.operations.util.files import generate_color_diff
 
 from .catalog import FRAGMENT_PATH
-from .firewall import locked, show_changes
+from .steps import guarded_step, show_changes
 from .hoststate import host_state
 
 NOOP_MESSAGE = "ProFTPd passive-port fragment already as wanted"
@@ -131,7 +131,7 @@ def passive_ports_fragment(content: str | None, path: str = FRAGMENT_PATH):
         logger.info("")
 
     if content is None and not current.proftpd_installed:
-        yield locked("rm", "-f", QuoteString(path))
+        yield guarded_step("rm", "-f", QuoteString(path))
         return
-    yield locked("sh", "-c", QuoteString(APPLY_SCRIPT), "froxlor-fleet",
+    yield guarded_step("sh", "-c", QuoteString(APPLY_SCRIPT), "froxlor-fleet",
                  QuoteString(path), QuoteString(content or ""))

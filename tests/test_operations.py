@@ -15,7 +15,7 @@ import pytest
 from pyinfra.api import QuoteString, StringCommand
 from pyinfra.api.state import StateStage
 
-from froxlor_fleet import firewall, proftpd
+from froxlor_fleet import firewall, proftpd, steps
 from froxlor_fleet.validation import RuleSpec
 from helpers import TESTS, build_fact, fake_host, load_case
 
@@ -27,7 +27,7 @@ OPERATIONS = {
 PLACEHOLDERS = {
     firewall.remote_script(): "<remote_ufw.py>",
     firewall.RUN_WITH_UFW_PYTHON: "<run-with-ufw-python>",
-    firewall.STEP_SCRIPT: "<step-script>",
+    steps.STEP_SCRIPT: "<step-script>",
     proftpd.APPLY_SCRIPT: "<apply-script>",
 }
 

@@ -73,7 +73,7 @@ def assert_no_change(res) -> None:
 
 def reset_ufw(lab, name: str) -> None:
     """Put a lab host's UFW back to a fresh install (files from the packages)."""
-    lab.sh(name, "ufw --force disable >/dev/null")
+    lab.sh(name, "ufw --force disable >/dev/null; for t in iptables ip6tables; do $t -F; $t -X; done")
     hd = TEST_LAB / "hosts" / name
     for f in (TEST_LAB / "pristine/etc-ufw").glob("*.rules"):
         shutil.copy(f, hd / "etc-ufw" / f.name)
