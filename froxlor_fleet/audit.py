@@ -178,13 +178,16 @@ def audit_host(plan: HostPlan, seen: AuditState) -> HostAudit:
     for (port, proto), names in sorted(seen.listening.items()):
         if _admission(ufw.rules, ufw.active, policy, server, port, proto) == "blocked":
             audit.blocked_listeners.append(f"{port}/{proto} ({', '.join(names) or '?'})")
+    idle = set()
     for spec in plan.rules:
         for item in spec.ports:
             if ":" in item:
                 continue  # a range (FTP passive) is used on demand
-            if (int(item), spec.proto) not in seen.listening:
-                audit.idle_admitted.append(f"{item}/{spec.proto} ({spec.label})")
-    audit.idle_admitted = sorted(set(audit.idle_admitted), key=lambda s: int(s.split("/")[0]))
+            port = int(item)
+            if ((port, spec.proto) not in seen.listening and
+                    _admission(ufw.rules, ufw.active, policy, server, port, spec.proto) != "blocked"):
+                idle.add((port, spec.proto, spec.label))
+    audit.idle_admitted = [f"{p}/{proto} ({label})" for p, proto, label in sorted(idle)]
     return audit
 
 
@@ -308,7 +311,8 @@ def to_text(audits: list[HostAudit], tty: bool) -> str:
             findings.append(f"{a.host}: ProFTPd fragment differs from the template")
         findings += [_paint(f"{a.host}: listening but blocked: {b}", "red", tty)
                      for b in a.blocked_listeners]
-        findings += [f"{a.host}: admitted, nothing listens: {i}" for i in a.idle_admitted]
+        if a.idle_admitted:
+            findings.append(f"{a.host}: admitted, nothing listens: {', '.join(a.idle_admitted)}")
     if findings:
         out += ["", "findings:"] + [f"  {f}" for f in findings]
     return "\n".join(out)

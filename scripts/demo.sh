@@ -13,6 +13,8 @@ echo; echo "==> Roll out: pyinfra -y inventory.py deploy.py"
 pyinfra -y inventory.py ../deploy.py
 echo; echo "==> Second run (must change nothing)"
 pyinfra -y inventory.py ../deploy.py 2>&1 | sed -n '/Results:/,$p'
+echo; echo "==> Read-only fleet audit: python -m froxlor_fleet audit inventory.py"
+"$PY" -m froxlor_fleet audit inventory.py || true
 cd "$ROOT"
 echo; echo "==> Result per host and port check from the control side"
 "$PY" lab/lab.py check

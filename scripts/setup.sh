@@ -22,7 +22,7 @@ if [ -n "$need_apt" ]; then
   [ $made_policy = yes ] && rm -f /usr/sbin/policy-rc.d
 fi
 
-stamp="$VENV/.installed-$(cat "$ROOT/requirements.txt" "$ROOT/pyproject.toml" | sha256sum | cut -c1-16)"
+stamp="$VENV/.installed-$(cat "$ROOT/requirements.txt" "$ROOT/pyproject.toml" "$ROOT/scripts/setup.sh" | sha256sum | cut -c1-16)"
 if [ ! -e "$stamp" ]; then
   echo "setup: virtualenv $VENV"
   python3 -m venv "$VENV"

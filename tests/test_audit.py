@@ -102,3 +102,13 @@ def test_restricted_mysql_and_exit_status_and_json() -> None:
     text = to_text(audits, tty=False)
     assert "web1: unreachable: Could not connect (timed out)" in text and "\033[" not in text
     assert "\033[" in to_text(audits, tty=True)
+
+
+def test_a_missing_rule_is_not_reported_as_idle() -> None:
+    without_web = {**CONVERGED,
+                   "rules4": ["### tuple ### allow tcp 21 0.0.0.0/0 any 0.0.0.0/0 in comment=66726f786c6f722d666c6565743a667470",
+                              "### tuple ### allow tcp 22 0.0.0.0/0 any 0.0.0.0/0 in comment=66726f786c6f722d666c6565743a737368"],
+                   "rules6": []}
+    audit = audit_host(web_ftp_plan(), seen(without_web, SS_WEB))
+    assert "allow 80,443/tcp (web)" in audit.missing
+    assert audit.ports["80/tcp"] == "·" and audit.idle_admitted == []
