@@ -6,9 +6,9 @@ import ftplib
 import io
 import re
 import shutil
-import socket
 
 from conftest import TEST_LAB, results
+from lab import lab as labmod
 
 CHECK_OP = "froxlor firewall | ProFTPd present for the ftp role"
 UFW_OP = "froxlor firewall | UFW rules, policies and state"
@@ -54,13 +54,9 @@ def ftp_transfer(ip: str, timeout: float) -> tuple[int, bytes]:
 
 
 def connect(ip: str, port: int, timeout: float = 2.0) -> str:
-    try:
-        with socket.create_connection((ip, port), timeout=timeout):
-            return "connected"
-    except ConnectionRefusedError:
-        return "refused"
-    except OSError:
-        return "timeout"
+    """A TCP connect from the control side: connected, refused (RST) or timeout."""
+    outcome = labmod.probe(ip, port, timeout)
+    return {"open": "connected", "closed": "refused", "blocked": "timeout"}[outcome]
 
 
 def assert_no_change(res) -> None:
