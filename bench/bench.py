@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -66,19 +65,10 @@ def commands_per_host(names: list[str]) -> tuple[int, int]:
 
 def reset_to_pristine(names: list[str]) -> None:
     """Every host back to a fresh ufw install and no fragment (outside the timing)."""
-    pristine = BENCH_LAB / "pristine"
-
     def reset(name: str) -> None:
-        # ufw disable leaves its (empty) chains behind; a pristine host has none
-        labmod.exec_in(name, "sh", "-c", "ufw --force disable >/dev/null; "
-                       "for t in iptables ip6tables; do $t -F; $t -X; done; rm -f "
-                       "/etc/proftpd/conf.d/froxlor-fleet-passive-ports.conf; "
+        labmod.reset_ufw(name)
+        labmod.exec_in(name, "sh", "-c", "rm -f /etc/proftpd/conf.d/froxlor-fleet-passive-ports.conf; "
                        "kill -HUP $(cat /run/proftpd.pid)")
-        hd = BENCH_LAB / "hosts" / name
-        for f in (pristine / "etc-ufw").glob("*.rules"):
-            shutil.copy(f, hd / "etc-ufw" / f.name)
-        shutil.copy(pristine / "etc-ufw/ufw.conf", hd / "etc-ufw/ufw.conf")
-        shutil.copy(pristine / "default-ufw", hd / "default-ufw")
 
     each_host(names, reset)
 

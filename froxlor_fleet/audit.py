@@ -20,9 +20,9 @@ import sys
 from dataclasses import asdict, dataclass, field
 
 from .hoststate import SECTION, FleetHostState, HostState, parse_state
-from .proftpd import render_fragment
-from .ufwrules import ANY, UfwRule, _port_matches, admits, plan_rules
-from .validation import FleetDataError, HostPlan, RuleSpec
+from .proftpd import digest, fragment_for
+from .ufwrules import ANY, UfwRule, admits, describe_spec, plan_rules, port_matches
+from .validation import FleetDataError, HostPlan
 
 # The froxlor ports shown in the grid (plus the host's ssh_port when it is not 22).
 GRID = [(22, "tcp"), (21, "tcp"), (80, "tcp"), (443, "tcp"), (25, "tcp"), (465, "tcp"),
@@ -116,11 +116,6 @@ class HostAudit:
         return "drift" if self.drift else "ok"
 
 
-def _describe(spec: RuleSpec) -> str:
-    text = f"allow {spec.dport}/{spec.proto}" + (f" from {spec.source}" if spec.source else "")
-    return f"{text} ({spec.label})"
-
-
 def _admission(rules: list[UfwRule], active: bool, policy: str, server: str, port: int,
                proto: str) -> str:
     if not active:
@@ -129,7 +124,7 @@ def _admission(rules: list[UfwRule], active: bool, policy: str, server: str, por
         return "open"
     for rule in rules:
         if (rule.verdict in ("allow", "limit") and rule.proto in ("any", proto)
-                and rule.iface == "in" and _port_matches(rule.dport, port)
+                and rule.iface == "in" and port_matches(rule.dport, port)
                 and rule.src != ANY[rule.family]):
             return "restricted"
     return "blocked"
@@ -146,7 +141,7 @@ def audit_host(plan: HostPlan, seen: AuditState) -> HostAudit:
     audit = HostAudit(host=plan.host, roles=list(plan.roles))
     audit.ufw = "missing" if not ufw.installed else ("active" if ufw.active else "inactive")
     rule_plan = plan_rules(ufw.rules, plan.rules, ufw.ipv6, purge_unmanaged=False)
-    audit.missing = [_describe(s) for s in rule_plan.add]
+    audit.missing = [f"{describe_spec(s, ufw.ipv6)} ({s.label})" for s in rule_plan.add]
     audit.stray = sorted({f"{r.describe()} ({r.label})" for r in rule_plan.delete})
     audit.unmanaged = sorted({r.describe() + (f"  # {r.comment}" if r.comment else "")
                               for r in rule_plan.kept})
@@ -163,11 +158,7 @@ def audit_host(plan: HostPlan, seen: AuditState) -> HostAudit:
     audit.passive_ufw = ",".join(ranges) or None
     want = f"{plan.passive_ports[0]}:{plan.passive_ports[1]}" if plan.passive_ports else None
     audit.passive_mismatch = not (audit.passive_proftpd == audit.passive_ufw == want)
-    wanted_fragment = (render_fragment(plan.passive_ports, plan.masquerade_address)
-                       if plan.passive_ports else None)
-    import hashlib
-    wanted_sha = hashlib.sha256(wanted_fragment.encode()).hexdigest() if wanted_fragment else None
-    audit.fragment_drift = wanted_sha != state.fragment_sha256
+    audit.fragment_drift = digest(fragment_for(plan)) != state.fragment_sha256
 
     server = state.ssh_server or "0.0.0.0"
     policy = ufw.incoming

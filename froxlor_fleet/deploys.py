@@ -37,6 +37,5 @@ def froxlor_firewall() -> None:
         enabled=plan.enabled,
         purge_unmanaged=plan.purge_unmanaged,
     )
-    fragment = (proftpd.render_fragment(plan.passive_ports, plan.masquerade_address)
-                if plan.passive_ports else None)
-    proftpd.passive_ports_fragment(name="ProFTPd passive-port fragment", content=fragment)
+    proftpd.passive_ports_fragment(name="ProFTPd passive-port fragment",
+                                   content=proftpd.fragment_for(plan))

@@ -16,7 +16,7 @@ from pyinfra.api.util import format_text
 from .catalog import LOG_LEVELS, POLICIES
 from .hoststate import HostState, UfwState, host_state
 from .steps import guarded_step, reporting_stage, show_changes
-from .ufwrules import RulePlan, UfwRule, admits, expand, plan_rules
+from .ufwrules import RulePlan, UfwRule, admits, describe_spec, plan_rules
 from .validation import RuleSpec
 
 NOOP_MESSAGE = "UFW rules, policies and state already match the roles"
@@ -32,10 +32,6 @@ RUN_WITH_UFW_PYTHON = (
 
 def remote_script() -> str:
     return resources.files(__package__).joinpath("remote_ufw.py").read_text()
-
-
-def _describe(spec: RuleSpec, ipv6: bool) -> str:
-    return expand(spec, ipv6)[0].describe()
 
 
 def _grouped(rules: list[UfwRule]) -> list[tuple[str, UfwRule]]:
@@ -55,10 +51,10 @@ def rule_diff_lines(plan: RulePlan, current: UfwState) -> list[str]:
     for spec in plan.add:
         retagged = [r for s, r in plan.retag if s == spec]
         if retagged:
-            lines.append(format_text(f"~ {_describe(spec, current.ipv6)}  "
+            lines.append(format_text(f"~ {describe_spec(spec, current.ipv6)}  "
                                      f"({retagged[0].label} -> {spec.label})", "yellow"))
         else:
-            lines.append(format_text(f"+ {_describe(spec, current.ipv6)}  ({spec.label})", "green"))
+            lines.append(format_text(f"+ {describe_spec(spec, current.ipv6)}  ({spec.label})", "green"))
     for text, rule in _grouped(plan.delete):
         why = rule.label if rule.managed else "unmanaged, purge"
         lines.append(format_text(f"- {text}  ({why})", "red"))

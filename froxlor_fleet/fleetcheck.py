@@ -19,19 +19,10 @@ from .validation import HostPlan, check_inventory
 
 
 def _groups(namespace: dict[str, Any]) -> dict[str, tuple[list, dict]]:
-    groups: dict[str, tuple[list, dict]] = {}
-    for name, value in namespace.items():
-        if name.startswith("_"):
-            continue
-        if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], list):
-            hosts, data = value
-        elif isinstance(value, list):
-            hosts, data = value, {}
-        else:
-            continue
-        if all(isinstance(h, (str, tuple)) for h in hosts):
-            groups[name] = (hosts, dict(data))
-    return groups
+    from pyinfra_cli.inventory import _is_inventory_group  # pyinfra's own test
+
+    return {name: (value[0], dict(value[1])) if isinstance(value, tuple) else (value, {})
+            for name, value in namespace.items() if _is_inventory_group(name, value)}
 
 
 def _group_data(folder: Path) -> dict[str, dict[str, Any]]:

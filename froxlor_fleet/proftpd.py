@@ -67,6 +67,16 @@ def render_fragment(passive_ports: tuple[int, int], masquerade_address: str | No
     )
 
 
+def fragment_for(plan) -> str | None:
+    """The fragment a ``HostPlan`` wants, or ``None`` (not an ftp host: no fragment)."""
+    return render_fragment(plan.passive_ports, plan.masquerade_address) if plan.passive_ports else None
+
+
+def digest(content: str | None) -> str | None:
+    """sha256 of the fragment's bytes, as the state fact reports it (``None``: absent)."""
+    return hashlib.sha256(content.encode()).hexdigest() if content is not None else None
+
+
 @operation()
 def installed_for_ftp(needed: bool):
     """
@@ -117,8 +127,7 @@ def passive_ports_fragment(content: str | None, path: str = FRAGMENT_PATH):
     current = host_state(host, path)
     if content is not None and not current.proftpd_installed:
         raise OperationError(MISSING_PROFTPD)
-    wanted_sha = hashlib.sha256(content.encode()).hexdigest() if content is not None else None
-    if wanted_sha == current.fragment_sha256:
+    if digest(content) == current.fragment_sha256:
         host.noop(NOOP_MESSAGE)
         return
 

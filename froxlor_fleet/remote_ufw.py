@@ -22,7 +22,8 @@ import ufw.common
 import ufw.frontend
 import ufw.util
 
-gettext.install(ufw.common.programName)
+# Untranslated messages, whatever the host's locale: main() reads one of them.
+gettext.NullTranslations().install()
 
 
 def rule_from_tuple(text, family):
@@ -88,8 +89,10 @@ def main():
     backend_set_rule = backend.set_rule
 
     def set_rule_deferred(rule, allow_reload=True):
-        skipped_reload.append(True)
-        return backend_set_rule(rule, allow_reload=False)
+        result = backend_set_rule(rule, allow_reload=False)
+        if "skipped reloading firewall" in result:  # ufw would have reloaded here
+            skipped_reload.append(True)
+        return result
 
     backend.set_rule = set_rule_deferred
     lock = ufw.util.create_lock(lockfile="/run/ufw.lock")

@@ -114,6 +114,11 @@ def expand(spec: RuleSpec, ipv6: bool) -> list[UfwRule]:
     ]
 
 
+def describe_spec(spec: RuleSpec, ipv6: bool = True) -> str:
+    """A wanted rule as ufw would show it once added: ``allow 80,443/tcp``."""
+    return expand(spec, ipv6)[0].describe()
+
+
 @dataclass
 class RulePlan:
     """What to change: ``add`` via the ufw CLI path, ``delete`` by tuple."""
@@ -161,7 +166,7 @@ def plan_rules(current: list[UfwRule], wanted: tuple[RuleSpec, ...], ipv6: bool,
 
 # --- lockout guard -----------------------------------------------------------------------
 
-def _port_matches(dport: str, port: int) -> bool:
+def port_matches(dport: str, port: int) -> bool:
     if dport == "any":
         return True
     for item in dport.split(","):
@@ -191,7 +196,7 @@ def admits(rules: list[UfwRule], incoming_policy: str, client: str, server: str,
             continue
         if rule.proto not in ("any", proto) or rule.sport != "any":
             continue
-        if not _port_matches(rule.dport, port):
+        if not port_matches(rule.dport, port):
             continue
         if not (_address_in(client, rule.src) and _address_in(server, rule.dst)):
             continue

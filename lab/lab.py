@@ -431,6 +431,18 @@ def probe(ip: str, port: int, timeout: float = 1.5) -> str:
         return "blocked"
 
 
+def reset_ufw(name: str) -> None:
+    """Put a host's UFW back to a fresh install: files from the packages, and no ufw
+    chains in the kernel (``ufw disable`` leaves its empty chains behind)."""
+    exec_in(name, "sh", "-c", "ufw --force disable >/dev/null; "
+                              "for t in iptables ip6tables; do $t -F; $t -X; done")
+    pristine, hd = LAB_DIR / "pristine", LAB_DIR / "hosts" / name
+    for f in (pristine / "etc-ufw").glob("*.rules"):
+        shutil.copy(f, hd / "etc-ufw" / f.name)
+    shutil.copy(pristine / "etc-ufw/ufw.conf", hd / "etc-ufw/ufw.conf")
+    shutil.copy(pristine / "default-ufw", hd / "default-ufw")
+
+
 def exec_in(name: str, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
     """Run a command inside lab host ``name`` (as its root, like a console login)."""
     return run(*nsenter(name, *cmd), check=check)

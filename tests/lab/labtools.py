@@ -5,7 +5,6 @@ from __future__ import annotations
 import ftplib
 import io
 import re
-import shutil
 
 from conftest import TEST_LAB, results
 from lab import lab as labmod
@@ -69,12 +68,7 @@ def assert_no_change(res) -> None:
 
 def reset_ufw(lab, name: str) -> None:
     """Put a lab host's UFW back to a fresh install (files from the packages)."""
-    lab.sh(name, "ufw --force disable >/dev/null; for t in iptables ip6tables; do $t -F; $t -X; done")
-    hd = TEST_LAB / "hosts" / name
-    for f in (TEST_LAB / "pristine/etc-ufw").glob("*.rules"):
-        shutil.copy(f, hd / "etc-ufw" / f.name)
-    shutil.copy(TEST_LAB / "pristine/etc-ufw/ufw.conf", hd / "etc-ufw/ufw.conf")
-    shutil.copy(TEST_LAB / "pristine/default-ufw", hd / "default-ufw")
+    labmod.reset_ufw(name)
 
 
 def ufw_view(lab, name: str) -> dict[str, str]:
