@@ -59,6 +59,9 @@ DEFAULTS: dict[str, object] = {
     "firewall_logging": "low",
     "firewall_enabled": True,
     "firewall_purge_unmanaged": False,
+    # Refuse changes that could cut the SSH session pyinfra uses (or, when that session
+    # can't be found, anything that could cut SSH). False: you accept the risk.
+    "firewall_lockout_guard": True,
 }
 
 # Keys whose values are combined across host data, groups and all.py instead of

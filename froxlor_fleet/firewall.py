@@ -12,16 +12,18 @@ from importlib import resources
 from pyinfra import host, logger
 from pyinfra.api import OperationError, QuoteString, operation
 from pyinfra.api.util import format_text
+from pyinfra.connectors.ssh import SSHConnector
 
-from .catalog import LOG_LEVELS, POLICIES
-from .hoststate import HostState, UfwState, host_state
-from .steps import guarded_step, reporting_stage, show_changes
-from .ufwrules import RulePlan, UfwRule, admits, describe_spec, plan_rules
+from .catalog import DEFAULTS, LOG_LEVELS, POLICIES
+from .hoststate import HostState, UfwState, host_state, remote_program
+from .steps import guarded_step, refuse, reporting_stage, show_changes
+from .ufwrules import RulePlan, Session, UfwRule, describe_spec, plan_rules, port_matches, want
+from .ufwrules import session_admitted
 from .validation import RuleSpec
 
 NOOP_MESSAGE = "UFW rules, policies and state already match the roles"
 
-# Run $0 (the script) with $1 (the plan) under the interpreter ufw itself uses: the
+# Run $0 (the program) with $1 (the request) under the interpreter ufw itself uses: the
 # first python3 on PATH may be another Python without ufw's modules.
 RUN_WITH_UFW_PYTHON = (
     'ufw=$(command -v ufw || echo /usr/sbin/ufw); '
@@ -31,7 +33,8 @@ RUN_WITH_UFW_PYTHON = (
 
 
 def remote_script() -> str:
-    return resources.files(__package__).joinpath("remote_ufw.py").read_text()
+    """The host-side program: the shared rule model, then ``ufw_apply.py``."""
+    return remote_program("ufwmodel.py") + "\n\n" + remote_program("ufw_apply.py")
 
 
 def _grouped(rules: list[UfwRule]) -> list[tuple[str, UfwRule]]:
@@ -61,28 +64,56 @@ def rule_diff_lines(plan: RulePlan, current: UfwState) -> list[str]:
     return lines
 
 
-def _ssh_guard(current: HostState, final: list[UfwRule], incoming: str, enabled: bool) -> None:
-    """Refuse a plan that would leave a firewall up that does not admit our SSH session."""
+def session_of(current: HostState) -> Session | None:
+    """The SSH session pyinfra uses, as the host reported it (``None``: unknown)."""
     if not current.ssh_client or not current.ssh_server or not current.ssh_port:
-        return  # not over SSH (e.g. @local): nothing to lock out
+        return None
+    return Session(current.ssh_client, current.ssh_server, current.ssh_port, current.ssh_interface)
+
+
+def _touches_ssh(rule_plan: RulePlan, ssh_port: int) -> bool:
+    ports = [w.dport for w in rule_plan.add] + [r.dport for r in rule_plan.delete]
+    return any(port_matches(dport, ssh_port) for dport in ports)
+
+
+def guard_refusal(current: HostState, rule_plan: RulePlan, ufw: UfwState, *, incoming: str,
+                  enabled: bool, ssh_port: int, over_ssh: bool) -> str | None:
+    """Why this plan may lock the operator out (``None``: safe). Fails closed: over SSH
+    with a session we could not find (sudo, su, a jump host...), refuse anything that
+    could cut SSH: enabling UFW, a new incoming policy, rules on the SSH port."""
     if not enabled:
-        return  # a disabled firewall locks nobody out
-    if not admits(final, incoming, current.ssh_client, current.ssh_server, current.ssh_port):
-        raise OperationError(
-            f"lockout guard: the resulting UFW rules would not admit this SSH session "
-            f"({current.ssh_client} -> {current.ssh_server}:{current.ssh_port}); "
-            "nothing was changed on this host. Check ssh_port / ssh_allowed_sources."
-        )
+        return None  # a disabled firewall locks nobody out
+    session = session_of(current)
+    if session is None:
+        if not over_ssh:
+            return None  # not over SSH (e.g. @local, @docker): nothing to lock out
+        risky = (not ufw.active or incoming != ufw.incoming or _touches_ssh(rule_plan, ssh_port))
+        if not risky:
+            return None
+        return ("lockout guard: could not find the SSH session this run uses (no "
+                "$SSH_CONNECTION, not even in the session's processes), so it can't prove the "
+                "change keeps SSH reachable; nothing was changed on this host. Set "
+                "firewall_lockout_guard = False for this host to go ahead anyway.")
+    if session_admitted(rule_plan.final, incoming, session, ufw.ipv6):
+        return None
+    why = " (IPV6=no in /etc/default/ufw drops every IPv6 connection)" if (
+        ":" in session.client and not session.client.startswith("::ffff:") and not ufw.ipv6) else ""
+    return (f"lockout guard: the resulting UFW rules would not admit a new SSH connection like "
+            f"this one ({session.client} -> {session.server}:{session.port}){why}; nothing was "
+            "changed on this host. Check ssh_port / ssh_allowed_sources and rules that deny SSH.")
 
 
 @operation()
 def rules_and_policies(
+    *,
     rules: tuple[RuleSpec, ...] | list[RuleSpec],
-    incoming: str = "deny",
-    outgoing: str = "allow",
-    logging: str = "low",
-    enabled: bool = True,
-    purge_unmanaged: bool = False,
+    incoming: str = str(DEFAULTS["firewall_default_incoming"]),
+    outgoing: str = str(DEFAULTS["firewall_default_outgoing"]),
+    logging: str = str(DEFAULTS["firewall_logging"]),
+    enabled: bool = bool(DEFAULTS["firewall_enabled"]),
+    purge_unmanaged: bool = bool(DEFAULTS["firewall_purge_unmanaged"]),
+    ssh_port: int = int(DEFAULTS["ssh_port"]),  # type: ignore[call-overload]
+    lockout_guard: bool = bool(DEFAULTS["firewall_lockout_guard"]),
 ):
     """
     Make UFW's rules, default policies, logging and enabled state exactly these.
@@ -94,9 +125,12 @@ def rules_and_policies(
     + logging: off, low, medium, high or full
     + enabled: enable (True) or disable (False) UFW
     + purge_unmanaged: also remove rules without the froxlor-fleet marker (hand-made)
+    + ssh_port: the SSH port (for the lockout guard when the session can't be found)
+    + lockout_guard: refuse a result that would not admit the SSH session pyinfra uses
+      (default True; False: you accept the risk)
 
-    Installs ufw with apt if missing. Refuses (``OperationError``) a result that would
-    not admit the SSH connection pyinfra is using.
+    Installs ufw with apt if missing. A refused plan fails this host only, unchanged.
+    The host-side step plans again under the host lock and re-checks the guard.
 
     **Example:**
 
@@ -122,34 +156,47 @@ def rules_and_policies(
     ufw = current.ufw if installed else UfwState()  # UfwState(): a fresh install
 
     rule_plan = plan_rules(ufw.rules, tuple(rules), ufw.ipv6, purge_unmanaged)
-    if not ufw.ipv6 and any(r.source and ":" in r.source for r in rules):
-        raise OperationError("an IPv6 source is wanted but IPV6=no in /etc/default/ufw")
-    _ssh_guard(current, rule_plan.final, incoming, enabled)
-
     default = [[p, d] for p, d, have in ((incoming, "incoming", ufw.incoming),
                                          (outgoing, "outgoing", ufw.outgoing)) if p != have]
-    payload = {
+    changes = {
         "disable": not enabled and (ufw.conf_enabled or ufw.running),
-        "add": [spec.ufw_args() for spec in rule_plan.add],
-        "delete": [[r.family, r.tuple_text()] for r in rule_plan.delete],
+        "rules": rule_plan.changes,
         "default": default,
         "logging": logging if logging != ufw.logging else None,
         "enable": enabled and not ufw.active,
     }
-    changes = [key for key, value in payload.items() if value]
 
     if reporting_stage():
-        _report(rule_plan, ufw, payload, installed)
+        _report(rule_plan, ufw, changes, installed)
 
-    if not changes and installed:
+    if not any(changes.values()) and installed:
         host.noop(NOOP_MESSAGE)
+        return
+
+    if not ufw.ipv6 and any(r.source and ":" in r.source for r in rules):
+        yield refuse("an IPv6 source is wanted but IPV6=no in /etc/default/ufw; "
+                     "nothing was changed on this host")
+        return
+    refusal = guard_refusal(current, rule_plan, ufw, incoming=incoming, enabled=enabled,
+                            ssh_port=ssh_port, over_ssh=isinstance(host.connector, SSHConnector))
+    if refusal and lockout_guard:
+        yield refuse(refusal)
         return
 
     if not installed:
         yield guarded_step("env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-q", "ufw")
-    if changes:
-        yield guarded_step("sh", "-c", QuoteString(RUN_WITH_UFW_PYTHON),
-                     QuoteString(remote_script()), QuoteString(json.dumps(payload)))
+    session = session_of(current) if lockout_guard else None
+    request = {
+        "wanted": [want(spec).to_wire() for spec in rules],
+        "purge": purge_unmanaged, "incoming": incoming, "outgoing": outgoing,
+        "logging": logging, "enabled": enabled,
+        "session": session.to_wire() if session else None,
+        # The plan made here; the host plans again under its lock and says if it differs.
+        "expect": {"add": [" ".join(w.ufw_args()) for w in rule_plan.add],
+                   "delete": [r.tuple_text() for r in rule_plan.delete]},
+    }
+    yield guarded_step("sh", "-c", QuoteString(RUN_WITH_UFW_PYTHON),
+                       QuoteString(remote_script()), QuoteString(json.dumps(request)))
 
 
 def _report(rule_plan: RulePlan, ufw: UfwState, payload: dict, installed: bool) -> None:
@@ -176,3 +223,6 @@ def _report(rule_plan: RulePlan, ufw: UfwState, payload: dict, installed: bool) 
         host.log(f"keeps unmanaged UFW rule: {text}"
                  + (f"  # {rule.comment}" if rule.comment else "")
                  + " (set firewall_purge_unmanaged = True to remove)", logger.warning)
+    if rule_plan.inert:
+        host.log(f"leaves {len(rule_plan.inert)} IPv6 rule(s) in user6.rules alone: IPV6=no, "
+                 "ufw ignores them", logger.warning)

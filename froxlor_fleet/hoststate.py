@@ -7,10 +7,10 @@ lockout guard) and the service manager.
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import dataclass, field
+from importlib import resources
 
-from pyinfra.api import FactBase
+from pyinfra.api import FactBase, QuoteString, StringCommand
 
 from .catalog import FRAGMENT_PATH
 from .ufwrules import UfwRule, parse_tuple_line
@@ -41,14 +41,15 @@ class HostState:
     ssh_client: str | None = None  # address pyinfra connects from
     ssh_server: str | None = None  # address and port it connects to
     ssh_port: int | None = None
+    ssh_interface: str | None = None  # the interface holding ssh_server
     proftpd_installed: bool = False
     fragment: str | None = None  # current fragment text, None when absent
     fragment_sha256: str | None = None  # of the exact bytes on the host
-    systemd: bool = False
 
 
-def _section(name: str) -> str:
-    return f"echo '{SECTION}{name}'"
+def remote_program(name: str) -> str:
+    """A host-side program shipped in ``froxlor_fleet/remote/``."""
+    return resources.files(__package__).joinpath("remote", name).read_text()
 
 
 class FleetHostState(FactBase[HostState]):
@@ -65,27 +66,14 @@ class FleetHostState(FactBase[HostState]):
                                         comment="froxlor-fleet:ssh"), ...]),
             ssh_client="10.77.0.1", ssh_server="10.77.0.11", ssh_port=22,
             proftpd_installed=True, fragment="...PassivePorts 49152 65534\\n",
-            fragment_sha256="9f2c...", systemd=True,
+            ssh_interface="eth0", fragment_sha256="9f2c...",
         )
     """
 
-    def command(self, fragment_path: str = FRAGMENT_PATH) -> str:
-        frag = shlex.quote(fragment_path)
-        return "; ".join([
-            "PATH=$PATH:/usr/sbin:/sbin",
-            _section("ssh"), 'echo "${SSH_CONNECTION:-}"',
-            _section("ufw"), "command -v ufw || true",
-            _section("conf"), "cat /etc/ufw/ufw.conf 2>/dev/null || true",
-            _section("default"), "cat /etc/default/ufw 2>/dev/null || true",
-            _section("rules4"), "grep -h '^### tuple ###' /etc/ufw/user.rules 2>/dev/null || true",
-            _section("rules6"), "grep -h '^### tuple ###' /etc/ufw/user6.rules 2>/dev/null || true",
-            _section("running"),
-            "if iptables -w -n -L ufw-user-input >/dev/null 2>&1; then echo yes; else echo no; fi",
-            _section("proftpd"), "command -v proftpd || true",
-            _section("systemd"), "if [ -d /run/systemd/system ]; then echo yes; fi",
-            _section("fragment"),
-            f"if [ -f {frag} ]; then sha256sum < {frag} | cut -d' ' -f1; cat {frag}; fi",
-        ])
+    def command(self, fragment_path: str = FRAGMENT_PATH) -> StringCommand:
+        # remote/state.sh: the SSH session is looked up past sudo/su (fail-closed guard).
+        return StringCommand("sh", "-c", QuoteString(remote_program("state.sh")),
+                             "froxlor-fleet", QuoteString(fragment_path))
 
     @staticmethod
     def default() -> HostState:
@@ -139,8 +127,8 @@ def parse_state(lines: list[str]) -> HostState:
     if len(ssh) == 4:
         state.ssh_client, state.ssh_server = ssh[0], ssh[2]
         state.ssh_port = int(ssh[3])
+        state.ssh_interface = next((s.strip() for s in sec.get("sshif", []) if s.strip()), None)
     state.proftpd_installed = any(s.strip() for s in sec.get("proftpd", []))
-    state.systemd = "yes" in [s.strip() for s in sec.get("systemd", [])]
     frag = sec.get("fragment")
     if frag:
         state.fragment_sha256 = frag[0].strip()

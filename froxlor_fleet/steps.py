@@ -7,8 +7,8 @@ change detection, or during execution when detection was skipped (``-y``).
 
 from __future__ import annotations
 
-from pyinfra import state
-from pyinfra.api import QuoteString, StringCommand
+from pyinfra import logger, state
+from pyinfra.api import FunctionCommand, QuoteString, StringCommand
 from pyinfra.api.state import StateStage
 
 from .catalog import LOCK_PATH
@@ -48,3 +48,21 @@ def reporting_stage() -> bool:
 def show_changes() -> bool:
     """Whether to print a diff now (``--diff``, once per run)."""
     return bool(state.config.DIFF) and reporting_stage()
+
+
+def _fail_host(state, host, message: str) -> bool:
+    host.log_styled(message, fg="red", log_func=logger.error)
+    return False  # a failed command: pyinfra fails this host, the others go on
+
+
+def refuse(message: str) -> FunctionCommand:
+    """A command that fails this host with one clear line. Yield it instead of raising
+    ``OperationError``: pyinfra lets an exception from an operation abort the whole run
+    (every host), while a failed command fails only its host. Under ``--dry`` nothing
+    executes, so the line is also printed when changes are detected (before any host
+    changes: the operator sees it before confirming)."""
+    if state.current_stage == StateStage.Prepare:
+        from pyinfra import host
+
+        host.log_styled(f"will fail: {message}", fg="red", log_func=logger.warning)
+    return FunctionCommand(_fail_host, (message,), {})

@@ -2,17 +2,18 @@
 
 Cases live in tests/operations/<module>.<operation>/*.json. Facts come from output
 captured from real ufw 0.36.2 (tests/fixtures), with per-case overrides. The long
-scripts embedded in commands are shown as placeholders (<remote_ufw.py>, ...); the lab
+scripts embedded in commands are shown as placeholders (<ufwmodel.py+ufw_apply.py>, ...); JSON requests are decoded into "requests"; the lab
 tests (tests/lab/) run the real commands on real hosts.
 """
 
 from __future__ import annotations
 
+import json
 import shlex
 from pathlib import Path
 
 import pytest
-from pyinfra.api import QuoteString, StringCommand
+from pyinfra.api import FunctionCommand, QuoteString, StringCommand
 from pyinfra.api.state import StateStage
 
 from froxlor_fleet import firewall, proftpd, steps
@@ -25,24 +26,31 @@ OPERATIONS = {
     "proftpd.installed_for_ftp": proftpd.installed_for_ftp,
 }
 PLACEHOLDERS = {
-    firewall.remote_script(): "<remote_ufw.py>",
+    firewall.remote_script(): "<ufwmodel.py+ufw_apply.py>",
     firewall.RUN_WITH_UFW_PYTHON: "<run-with-ufw-python>",
     steps.STEP_SCRIPT: "<step-script>",
     proftpd.APPLY_SCRIPT: "<apply-script>",
 }
 
 
-def render(command: StringCommand) -> str:
+def render(command: StringCommand | FunctionCommand, requests: list[dict]) -> str:
+    """The command as text; a JSON request to the host-side program is decoded into
+    ``requests`` (shown as ``<request>``), so cases hold it as readable JSON."""
+    if isinstance(command, FunctionCommand):  # steps.refuse: fails the host with a line
+        return f"<refuse> {command.args[0]}"
     bits = []
     for bit in command.bits:
         if isinstance(bit, QuoteString):
             inner = bit.obj
             if isinstance(inner, StringCommand):
-                bits.append("{" + render(inner) + "}")
+                bits.append("{" + render(inner, requests) + "}")
+            elif isinstance(inner, str) and inner.startswith("{"):
+                requests.append(json.loads(inner))
+                bits.append("<request>")
             else:
                 bits.append(PLACEHOLDERS.get(inner) or shlex.quote(str(inner)))
         elif isinstance(bit, StringCommand):
-            bits.append(render(bit))
+            bits.append(render(bit, requests))
         else:
             bits.append(str(bit))
     return command.separator.join(bits)
@@ -76,8 +84,10 @@ def test_operation_case(op_name: str, case_path: Path) -> None:
             assert type(info.value).__name__ == case["exception"]["name"]
             assert str(info.value) == case["exception"]["message"]
             return
-        commands = [render(c) for c in op._inner(**kwargs)]
+        requests: list[dict] = []
+        commands = [render(c, requests) for c in op._inner(**kwargs)]
     assert commands == case["commands"]
+    assert requests == case.get("requests", [])
     if not commands:
         assert noops == [case["noop_description"]]
     else:

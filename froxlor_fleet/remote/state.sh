@@ -1,0 +1,54 @@
+#!/bin/sh
+# Runs ON THE MANAGED HOST as the deploy's state fact: one remote command prints, in
+# sections, everything the deploy needs (UFW files, whether its chains are loaded, the
+# SSH session pyinfra uses, ProFTPd and the passive-port fragment).
+# $1: the fragment's path. Read-only: it changes nothing.
+PATH=$PATH:/usr/sbin:/sbin
+frag=${1:-}
+
+section() { printf ':::froxlor-fleet:%s\n' "$1"; }
+
+# The SSH session this command arrived through. sudo and su reset the environment,
+# so when $SSH_CONNECTION is gone, look for it in the environment of the processes
+# we descend from (sudo, the login shell, sshd's session): readable by root.
+ssh_session() {
+  if [ -n "${SSH_CONNECTION:-}" ]; then
+    printf '%s\n' "$SSH_CONNECTION"
+    return
+  fi
+  pid=$$
+  while [ -n "$pid" ] && [ "$pid" -gt 1 ]; do
+    found=$(tr '\0' '\n' < "/proc/$pid/environ" 2>/dev/null | sed -n 's/^SSH_CONNECTION=//p')
+    if [ -n "$found" ]; then
+      printf '%s\n' "$found"
+      return
+    fi
+    pid=$(sed -n 's/^PPid:[[:space:]]*//p' "/proc/$pid/status" 2>/dev/null)
+  done
+}
+
+session=$(ssh_session)
+section ssh; printf '%s\n' "$session"
+# The interface that holds the address the session connected to: UFW rules that name
+# an interface can only match the session if it is this one.
+section sshif
+server=$(printf '%s\n' "$session" | cut -d' ' -f3)
+server=${server#::ffff:}
+if [ -n "$server" ]; then
+  ip -o addr show 2>/dev/null | while read -r _ dev _ addr _; do
+    [ "${addr%/*}" = "$server" ] && printf '%s\n' "$dev"
+  done
+fi
+section ufw; command -v ufw || true
+section conf; cat /etc/ufw/ufw.conf 2>/dev/null || true
+section default; cat /etc/default/ufw 2>/dev/null || true
+section rules4; grep -h '^### tuple ###' /etc/ufw/user.rules 2>/dev/null || true
+section rules6; grep -h '^### tuple ###' /etc/ufw/user6.rules 2>/dev/null || true
+section running
+if iptables -w -n -L ufw-user-input >/dev/null 2>&1; then echo yes; else echo no; fi
+section proftpd; command -v proftpd || true
+section fragment
+if [ -n "$frag" ] && [ -f "$frag" ]; then
+  sha256sum < "$frag" | cut -d' ' -f1
+  cat "$frag"
+fi

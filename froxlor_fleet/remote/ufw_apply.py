@@ -1,0 +1,238 @@
+"""Runs ON THE MANAGED HOST under ufw's own python3, as a guarded step (under the host
+lock): ``python3 -c <ufwmodel.py + this file> <request json>``.
+
+It plans again from the host's files *after* it got the lock (a run that waited for
+another must not apply a plan made before), re-checks the lockout guard, builds every
+ufw rule object before it changes anything (a value ufw refuses stops the step with
+nothing changed), then applies the plan in one process through ufw's own frontend,
+the code path of the ``ufw`` CLI, with one chain reload at the end.
+
+Order: disable (if asked) -> add -> delete -> reload once -> policies -> logging ->
+enable (as ufw's boot service does it, see ``enable``). Adds come before deletes so a
+changed SSH rule is never absent in between.
+
+Request keys: wanted (``Want`` fields), purge, incoming, outgoing, logging, enabled,
+session (``Session`` fields or null: no guard), expect ({"add": [ufw args], "delete":
+[tuples]}: the control side's plan, to say when the host changed while we waited).
+Exit status: 0 done, 1 ufw refused or failed (one line), 3 lockout guard refused.
+"""
+
+import gettext
+import json
+import shutil
+import sys
+
+if "plan_rules" not in globals():  # run from the package; on the host ufwmodel.py is prepended
+    from froxlor_fleet.remote.ufwmodel import (  # noqa: F401
+        Session,
+        UfwRule,
+        Want,
+        admits,
+        parse_rules,
+        plan_rules,
+    )
+
+POLICY = {"drop": "deny", "accept": "allow", "reject": "reject"}
+GUARD_REFUSED = 3
+
+
+class StepError(Exception):
+    """One line for the operator; nothing more to say."""
+
+
+def read_state(backend):
+    """The host's rules, policies, logging and enabled/loaded state, from ufw's files."""
+    lines = {}
+    for family, key in ((4, "rules"), (6, "rules6")):
+        try:
+            with open(backend.files[key]) as f:
+                lines[family] = [line.rstrip("\n") for line in f if line.startswith("### tuple ###")]
+        except OSError:
+            lines[family] = []
+    import ufw.util
+
+    loaded, _ = ufw.util.cmd([backend.iptables, "-w", "-n", "-L", "ufw-user-input"])
+    defaults = backend.defaults
+    return {
+        "rules": parse_rules(lines[4], lines[6]),
+        "ipv6": defaults.get("ipv6", "yes") == "yes",
+        "incoming": POLICY.get(defaults.get("default_input_policy", "drop"), "deny"),
+        "outgoing": POLICY.get(defaults.get("default_output_policy", "accept"), "allow"),
+        "logging": {"on": "low"}.get(defaults.get("loglevel", "low"), defaults.get("loglevel", "low")),
+        "conf_enabled": defaults.get("enabled", "no") == "yes",
+        "running": loaded == 0,
+    }
+
+
+def ufw_rule(rule):
+    """A ufw UFWRule for a ``UfwRule`` read from the files (to delete it)."""
+    import ufw.common
+
+    forward = rule.action.startswith("route:")
+    direction, _, iface = rule.iface.partition("_")
+    made = ufw.common.UFWRule(rule.action.split(":")[-1], rule.proto, rule.dport, rule.dst,
+                              rule.sport, rule.src, direction, forward, rule.comment)
+    if rule.dapp != "-":
+        made.dapp = rule.dapp.replace("%20", " ")
+    if rule.sapp != "-":
+        made.sapp = rule.sapp.replace("%20", " ")
+    if "!" in rule.iface:
+        left, right = rule.iface.split("!")
+        made.set_interface("in", left.partition("_")[2])
+        made.set_interface("out", right.partition("_")[2])
+    elif iface:
+        made.set_interface(direction, iface)
+    made.set_v6(rule.family == 6)
+    made.remove = True
+    return made
+
+
+def build(plan):
+    """Every ufw object the plan needs, before anything changes."""
+    import ufw.common
+    import ufw.frontend
+
+    adds = []
+    for want in plan.add:
+        try:
+            parsed = ufw.frontend.parse_command(["ufw"] + want.ufw_args())
+        except (ufw.common.UFWError, ValueError) as e:
+            raise StepError("ufw refuses rule %r: %s (nothing was changed)"
+                            % (" ".join(want.ufw_args()), getattr(e, "value", e)))
+        adds.append(parsed)
+    deletes = []
+    for rule in plan.delete:
+        try:
+            deletes.append((rule.family, ufw_rule(rule)))
+        except (ufw.common.UFWError, ValueError) as e:
+            raise StepError("cannot read rule %r: %s (nothing was changed)"
+                            % (rule.tuple_text(), getattr(e, "value", e)))
+    return adds, deletes
+
+
+def enable(ui):
+    """``ufw enable``, started the way ufw's boot service starts it (``ufw-init start``).
+
+    ``set_enabled(True)`` runs ``ufw-init start`` and then re-applies the logging
+    chains with ~75 separate iptables calls, although ufw-init has just loaded the same
+    rules from the files; skipping that repeat halves the cost of enabling. The lab
+    tests compare the result with the ufw CLI's (rules, chains, status). If ufw's chains
+    are already loaded (odd: loaded but disabled), take the CLI path unchanged.
+    """
+    import ufw.common
+    import ufw.util
+
+    backend = ui.backend
+    loaded, _ = ufw.util.cmd([backend.iptables, "-n", "-L", "ufw-user-input"])
+    if loaded == 0:
+        return ui.set_enabled(True)
+    backend.set_default(backend.files["conf"], "ENABLED", "yes")
+    rc, text = ufw.util.cmd([backend.files["init"], "start"])
+    if rc != 0:
+        backend.set_default(backend.files["conf"], "ENABLED", "no")
+        raise ufw.common.UFWError("problem running ufw-init\n%s" % text)
+    return "Firewall is active and enabled on system startup"
+
+
+def guard(request, state, plan):
+    session = request.get("session")
+    if not session or not request["enabled"]:
+        return
+    session = Session(session["client"], session["server"], int(session["port"]), session.get("iface"))
+    if not admits(plan.final, request["incoming"], session, state["ipv6"]):
+        raise StepError("lockout guard (checked again under the host lock): the resulting UFW "
+                        "rules would not admit this SSH session (%s -> %s:%s); nothing was changed"
+                        % (session.client, session.server, session.port))
+
+
+def apply(ui, request, state, plan, adds, deletes):
+    """Change what differs; returns ufw's messages."""
+    backend = ui.backend
+    skipped_reload = []
+    backend_set_rule = backend.set_rule
+
+    def set_rule_deferred(rule, allow_reload=True):
+        result = backend_set_rule(rule, allow_reload=False)
+        if "skipped reloading firewall" in result:  # ufw would have reloaded here
+            skipped_reload.append(True)
+        return result
+
+    backend.set_rule = set_rule_deferred
+    out = []
+    enabled = request["enabled"]
+    active = state["conf_enabled"] and state["running"]
+    if not enabled and (state["conf_enabled"] or state["running"]):
+        out.append(ui.set_enabled(False))
+    for parsed in adds:
+        out.append(ui.do_action(parsed.action, parsed.data["rule"], parsed.data["iptype"], True))
+    for family, rule in deletes:
+        out.append(ui.set_rule(rule, "v6" if family == 6 else "v4"))
+    will_enable = enabled and not active
+    if skipped_reload and backend.is_enabled() and not will_enable:
+        backend._reload_user_rules()
+        out.append("Reloaded user rules")
+    for direction in ("incoming", "outgoing"):
+        if request[direction] != state[direction]:
+            out.append(ui.set_default_policy(request[direction], direction))
+    if request["logging"] != state["logging"]:
+        out.append(ui.set_loglevel(request["logging"]))
+    if will_enable:
+        out.append(enable(ui))
+    return out
+
+
+def run(request):
+    import ufw.common
+    import ufw.frontend
+    import ufw.util
+
+    # ufw checks the ownership/permissions of the program it runs as (argv[0]).
+    sys.argv[0] = shutil.which("ufw") or "/usr/sbin/ufw"
+    ui = ufw.frontend.UFWFrontend(False)
+    lock = ufw.util.create_lock(lockfile="/run/ufw.lock")
+    try:
+        state = read_state(ui.backend)
+        wanted = [Want(**w) for w in request["wanted"]]
+        plan = plan_rules(state["rules"], wanted, state["ipv6"], request["purge"])
+        guard(request, state, plan)
+        adds, deletes = build(plan)
+        out = []
+        expect = request.get("expect")
+        fresh = {"add": [" ".join(w.ufw_args()) for w in plan.add],
+                 "delete": [r.tuple_text() for r in plan.delete]}
+        if expect is not None and expect != fresh:
+            out.append("froxlor-fleet: the host changed while this run waited for the lock; "
+                       "applied a fresh plan (%d to add, %d to delete)" % (len(plan.add), len(plan.delete)))
+        out += apply(ui, request, state, plan, adds, deletes)
+    finally:
+        ufw.util.release_lock(lock)
+    return out
+
+
+def main():
+    # Untranslated messages, whatever the host's locale: apply() reads one of them.
+    gettext.NullTranslations().install()
+    sys.path.insert(0, "/usr/lib/python3/dist-packages")  # ufw's modules, whatever python3 runs us
+    try:
+        import ufw.common
+    except ImportError:
+        sys.stderr.write("froxlor-fleet: ufw's Python modules are missing on this host\n")
+        return 1
+    try:
+        out = run(json.loads(sys.argv[1]))
+    except StepError as e:
+        sys.stderr.write("froxlor-fleet: %s\n" % e)
+        return GUARD_REFUSED if str(e).startswith("lockout guard") else 1
+    except ufw.common.UFWError as e:
+        sys.stderr.write("froxlor-fleet: ufw: %s\n" % str(e.value).strip())
+        return 1
+    except Exception as e:  # anything else: one line, never a traceback
+        sys.stderr.write("froxlor-fleet: unexpected error in the UFW step: %s: %s\n"
+                         % (type(e).__name__, e))
+        return 1
+    sys.stdout.write("\n".join(line.strip() for line in out if line and line.strip()) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,310 @@
+"""UFW rules as ufw stores them, the plan from current to wanted rules, and the lockout
+guard's model. Shared by both sides: the control side plans and previews with it, and
+the host-side program (``ufw_apply.py``, which gets this file's text prepended) plans
+again under the host lock, so a run that waited for another never applies a stale plan.
+
+Stdlib only, Python 3.7+ syntax (the hosts' own python3: 3.9 on Debian 11).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field, replace
+from typing import Dict, List, Optional, Tuple
+
+MARKER = "froxlor-fleet:"
+ANY = {4: "0.0.0.0/0", 6: "::/0"}
+# Actions that still admit a new connection (limit: up to 6 in 30 s per source).
+ADMITTING = ("allow", "limit")
+
+
+@dataclass(frozen=True)
+class UfwRule:
+    """One ``### tuple ###`` line: ``action proto dport dst sport src [dapp sapp] iface``."""
+
+    family: int
+    action: str  # allow, deny, reject, limit, possibly "_log"/"_log-all", "route:" prefix
+    proto: str
+    dport: str
+    dst: str
+    sport: str
+    src: str
+    iface: str = "in"  # "in", "out", "in_eth0", "in_eth0!out_eth1"
+    dapp: str = "-"
+    sapp: str = "-"
+    comment: str = ""
+
+    @property
+    def key(self) -> tuple:
+        """What ufw compares to decide "same rule" (all but action, log type and comment)."""
+        forward = self.action.startswith("route:")
+        return (self.family, forward, self.proto, self.dport, self.dst, self.sport,
+                self.src, self.iface, self.dapp, self.sapp)
+
+    @property
+    def verdict(self) -> str:
+        return self.action.split(":")[-1].split("_")[0]
+
+    @property
+    def managed(self) -> bool:
+        return self.comment.startswith(MARKER)
+
+    @property
+    def label(self) -> str:
+        if not self.managed:
+            return "unmanaged"
+        return self.comment[len(MARKER):].split(" ", 1)[0] or "unmanaged"
+
+    def tuple_text(self) -> str:
+        """The tuple as ufw writes it (used to find the rule again on the host)."""
+        fields = [self.action, self.proto, self.dport, self.dst, self.sport, self.src]
+        if self.dapp != "-" or self.sapp != "-":
+            fields += [self.dapp, self.sapp]
+        fields.append(self.iface)
+        text = " ".join(fields)
+        if self.comment:
+            text += " comment=" + self.comment.encode("utf-8").hex()
+        return text
+
+    def describe(self) -> str:
+        """Human form, close to ``ufw show added``: ``allow 80,443/tcp from 10.0.0.0/8``."""
+        port = self.dport if self.dapp == "-" else self.dapp.replace("%20", " ")
+        action = self.action.replace("_", " ")
+        text = f"{action} {port}" + (f"/{self.proto}" if self.proto != "any" else "")
+        if self.src != ANY[self.family]:
+            text += f" from {self.src}"
+        if self.dst != ANY[self.family]:
+            text += f" to {self.dst}"
+        if self.sport != "any":
+            text += f" sport {self.sport}"
+        if self.iface not in ("in",):
+            text += f" [{self.iface}]"
+        return text
+
+
+def parse_tuple_line(line: str, family: int) -> Optional[UfwRule]:
+    """Parse ``### tuple ### allow tcp 22 0.0.0.0/0 any 0.0.0.0/0 in comment=6869``."""
+    if not line.startswith("### tuple ###"):
+        return None
+    body = line[len("### tuple ###"):].strip()
+    comment = ""
+    if " comment=" in body:
+        body, hexed = body.split(" comment=", 1)
+        try:
+            comment = bytes.fromhex(hexed.strip()).decode("utf-8", "replace")
+        except ValueError:
+            comment = hexed.strip()
+    parts = body.split()
+    if len(parts) == 7:
+        action, proto, dport, dst, sport, src, iface = parts
+        dapp = sapp = "-"
+    elif len(parts) == 9:
+        action, proto, dport, dst, sport, src, dapp, sapp, iface = parts
+    else:
+        return None  # ufw itself skips malformed tuples
+    return UfwRule(family, action, proto, dport, dst, sport, src, iface, dapp, sapp, comment)
+
+
+def parse_rules(lines4: List[str], lines6: List[str]) -> List[UfwRule]:
+    """Every rule of user.rules then user6.rules, in file order."""
+    rules = []
+    for family, lines in ((4, lines4), (6, lines6)):
+        for line in lines:
+            rule = parse_tuple_line(line, family)
+            if rule:
+                rules.append(rule)
+    return rules
+
+
+@dataclass(frozen=True)
+class Want:
+    """A rule the deploy wants, as it travels to the host: ``dport`` in ufw's notation
+    ("22", "80,443", "49152:65534"), ``source`` normalised or ``None`` (anywhere)."""
+
+    dport: str
+    proto: str
+    source: Optional[str]
+    comment: str
+    action: str = "allow"
+
+    @property
+    def label(self) -> str:
+        """The role (or "extra") this deploy's marker names."""
+        return self.comment[len(MARKER):].split(" ", 1)[0] if self.comment.startswith(MARKER) else ""
+
+    def ufw_args(self) -> List[str]:
+        """The ``ufw`` CLI arguments that add it: ``allow [log] proto tcp from ... comment ...``."""
+        verdict, _, log = self.action.partition("_")
+        return ([verdict] + ([log] if log else [])
+                + ["proto", self.proto, "from", self.source or "any", "to", "any",
+                   "port", self.dport, "comment", self.comment])
+
+    def to_wire(self) -> dict:
+        return {"dport": self.dport, "proto": self.proto, "source": self.source,
+                "comment": self.comment, "action": self.action}
+
+
+def family_of(address: str) -> int:
+    return ipaddress.ip_network(address, strict=False).version
+
+
+def expand(want: Want, ipv6: bool) -> List[UfwRule]:
+    """The tuples ufw writes for ``ufw <want.ufw_args()>``: v4 and/or v6."""
+    families = [4, 6] if ipv6 else [4]
+    if want.source is not None:
+        families = [family_of(want.source)]
+    return [UfwRule(fam, want.action, want.proto, want.dport, ANY[fam], "any",
+                    want.source or ANY[fam], "in", comment=want.comment)
+            for fam in families]
+
+
+def _keeps_hand_action(have: UfwRule, wanted: UfwRule) -> bool:
+    """A hand-made ``limit`` or logging variant of a rule we want to ``allow`` still
+    admits what the role needs: keep its action instead of silently loosening it."""
+    return (wanted.action == "allow" and have.action != "allow"
+            and have.verdict in ADMITTING and not have.action.startswith("route:"))
+
+
+@dataclass
+class RulePlan:
+    """What to change: ``add`` via the ufw CLI path, ``delete`` by tuple."""
+
+    add: List[Want] = field(default_factory=list)
+    retag: List[Tuple[Want, UfwRule]] = field(default_factory=list)  # updated in place
+    delete: List[UfwRule] = field(default_factory=list)
+    kept: List[UfwRule] = field(default_factory=list)  # unmanaged, left alone
+    inert: List[UfwRule] = field(default_factory=list)  # v6 rules while IPV6=no
+    final: List[UfwRule] = field(default_factory=list)  # resulting rules, in ufw's order
+
+    @property
+    def changes(self) -> bool:
+        return bool(self.add or self.delete)
+
+
+def plan_rules(current: List[UfwRule], wanted: List[Want], ipv6: bool,
+               purge_unmanaged: bool) -> RulePlan:
+    plan = RulePlan()
+    # With IPV6=no ufw neither loads nor edits user6.rules: its rules are inert, and a
+    # plan that deleted them would repeat on every run.
+    live = [r for r in current if ipv6 or r.family == 4]
+    plan.inert = [r for r in current if not ipv6 and r.family == 6]
+    by_key = {r.key: r for r in live}
+    wanted_keys: Dict[tuple, UfwRule] = {}
+    for want in wanted:
+        missing = False
+        for rule in expand(want, ipv6):
+            have = by_key.get(rule.key)
+            if have is not None and _keeps_hand_action(have, rule):
+                want = replace(want, action=have.action)
+                rule = replace(rule, action=have.action)
+            wanted_keys[rule.key] = rule
+            if have is None or have.action != rule.action or have.comment != rule.comment:
+                missing = True
+                if have is not None:
+                    plan.retag.append((want, have))
+        if missing:
+            plan.add.append(want)
+    added_keys = set()
+    for rule in live:
+        if rule.key in wanted_keys:
+            plan.final.append(wanted_keys[rule.key])  # updated in place by ufw
+            added_keys.add(rule.key)
+        elif rule.managed or purge_unmanaged:
+            plan.delete.append(rule)
+        else:
+            plan.kept.append(rule)
+            plan.final.append(rule)
+    plan.final += [r for k, r in wanted_keys.items() if k not in added_keys]
+    return plan
+
+
+# --- lockout guard -----------------------------------------------------------------------
+
+def port_span(port: str) -> Tuple[int, int]:
+    low, _, high = port.partition(":")
+    return int(low), int(high or low)
+
+
+def port_matches(dport: str, port: int) -> bool:
+    if dport == "any":
+        return True
+    for item in dport.split(","):
+        low, high = port_span(item)
+        if low <= port <= high:
+            return True
+    return False
+
+
+def _address_in(address: str, network: str) -> bool:
+    try:
+        return ipaddress.ip_address(address) in ipaddress.ip_network(network, strict=False)
+    except ValueError:
+        return False
+
+
+def unmapped(address: str) -> str:
+    """``::ffff:a.b.c.d`` (a v4 client on a dual-stack socket) as the v4 address it is."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return str(mapped) if mapped else str(ip)
+
+
+@dataclass(frozen=True)
+class Session:
+    """The SSH connection the deploy uses, as the host sees it."""
+
+    client: str
+    server: str
+    port: int
+    iface: Optional[str] = None  # interface holding ``server``; None: unknown
+
+    def to_wire(self) -> dict:
+        return {"client": self.client, "server": self.server, "port": self.port,
+                "iface": self.iface}
+
+
+def _may_match(rule: UfwRule, session: Session, family: int, proto: str) -> Optional[bool]:
+    """Does ``rule`` match a new connection of ``session``? True, False, or None when it
+    depends on what we can't know (a source port: each new connection picks another)."""
+    if rule.family != family or rule.action.startswith("route:"):
+        return False
+    direction, _, iface = rule.iface.partition("_")
+    if direction != "in":
+        return False  # "out" rules never see incoming packets
+    if rule.proto not in ("any", proto) or not port_matches(rule.dport, session.port):
+        return False
+    client, server = unmapped(session.client), unmapped(session.server)
+    if not (_address_in(client, rule.src) and _address_in(server, rule.dst)):
+        return False
+    unsure = False
+    if iface:
+        if session.iface is None:
+            unsure = True
+        elif iface != session.iface:
+            return False
+    if rule.sport != "any":
+        unsure = True
+    return None if unsure else True
+
+
+def admits(rules: List[UfwRule], incoming_policy: str, session: Session, ipv6: bool,
+           proto: str = "tcp") -> bool:
+    """Would ufw with ``rules`` and ``incoming_policy`` accept a *new* connection like
+    ``session``? First matching rule wins, as in ufw's chains. Fails closed: a deny,
+    reject that might match counts as matching; an allow that might not, as not."""
+    family = ipaddress.ip_address(unmapped(session.client)).version
+    if family == 6 and not ipv6:
+        return False  # IPV6=no: ufw-init sets the v6 INPUT policy to DROP
+    for rule in rules:
+        match = _may_match(rule, session, family, proto)
+        if match is False:
+            continue
+        if rule.verdict in ADMITTING:
+            if match:
+                return True
+            continue  # an allow we can't be sure of does not count
+        return False  # deny/reject that matches, or might
+    return incoming_policy == "allow"
