@@ -36,6 +36,8 @@ def froxlor_firewall() -> None:
         logging=plan.logging,
         enabled=plan.enabled,
         purge_unmanaged=plan.purge_unmanaged,
+        ssh_port=plan.ssh_port,
+        lockout_guard=plan.lockout_guard,
     )
     proftpd.passive_ports_fragment(name="ProFTPd passive-port fragment",
                                    content=proftpd.fragment_for(plan))

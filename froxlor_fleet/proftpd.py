@@ -16,7 +16,7 @@ from pyinfra.api import OperationError, QuoteString, operation
 from pyinfra.operations.util.files import generate_color_diff
 
 from .catalog import FRAGMENT_PATH
-from .steps import guarded_step, show_changes
+from .steps import guarded_step, refuse, show_changes
 from .hoststate import host_state
 
 NOOP_MESSAGE = "ProFTPd passive-port fragment already as wanted"
@@ -94,10 +94,9 @@ def installed_for_ftp(needed: bool):
         proftpd.installed_for_ftp(name="ProFTPd present for ftp", needed=True)
     """
     if needed and not host_state(host).proftpd_installed:
-        raise OperationError(MISSING_PROFTPD)
+        yield refuse(MISSING_PROFTPD)
+        return
     host.noop("ProFTPd is there for the ftp role" if needed else "no ftp role")
-    return
-    yield  # an operation is a generator, even when it never yields
 
 
 @operation()
@@ -126,7 +125,8 @@ def passive_ports_fragment(content: str | None, path: str = FRAGMENT_PATH):
         raise OperationError(f"fragment path {path!r} must be a file in /etc/proftpd/conf.d/")
     current = host_state(host, path)
     if content is not None and not current.proftpd_installed:
-        raise OperationError(MISSING_PROFTPD)
+        yield refuse(MISSING_PROFTPD)
+        return
     if digest(content) == current.fragment_sha256:
         host.noop(NOOP_MESSAGE)
         return

@@ -8,10 +8,12 @@
 Each host is its own network namespace (own netfilter tables: UFW there filters only
 that host), mount, UTS and PID namespace, held by one long-lived process. It gets
 private copies of /etc/ufw, /etc/default/ufw, /etc/proftpd, /etc/hosts,
-/etc/resolv.conf and a private /run, made from the packages' pristine files, a real
+/etc/resolv.conf, the account files (a non-root user ``fleet`` with passwordless sudo,
+next to root) and a private /run, made from the packages' pristine files, a real
 sshd (key-only, a key generated here) and a real proftpd. /usr/bin/systemctl is
 masked so hosts look like non-systemd servers. Hosts sit on a bridge with the
-control side (10.213.77.1); there is no default route and no reachable resolver.
+control side (10.213.77.1 and fd00:213:77::1, IPv4 and IPv6); there is no default
+route and no reachable resolver.
 
 Nothing here touches the machine's own firewall (root namespace) or /etc/ufw.
 """
@@ -35,8 +37,11 @@ PREFIX = os.environ.get("LAB_PREFIX", "fxl")  # names: fxl-br, fxl-h1 (netns), f
 SUBNET = os.environ.get("LAB_SUBNET", "10.213.77")
 BRIDGE = f"{PREFIX}-br"
 CONTROL_IP = f"{SUBNET}.1"
+V6_PREFIX = "fd00:{}:{}::".format(*SUBNET.split(".")[1:3])  # a ULA /64 per lab
+CONTROL_IP6 = f"{V6_PREFIX}1"
+SUDO_USER = "fleet"  # non-root login with passwordless sudo, on every host
 PACKAGES = ["iproute2", "openssh-server", "openssh-client", "ufw", "proftpd-basic",
-            "iptables", "util-linux", "procps"]
+            "iptables", "util-linux", "procps", "sudo"]
 
 # Roles of the example fleet, repeated as the lab grows: like a real froxlor fleet.
 HOST_PATTERN = [
@@ -58,13 +63,15 @@ hd=$1; name=$2
 mount --make-rprivate /
 for pair in etc-ufw:/etc/ufw default-ufw:/etc/default/ufw etc-proftpd:/etc/proftpd \
             hosts:/etc/hosts resolv.conf:/etc/resolv.conf hostname:/etc/hostname \
-            srv-ftp:/srv/ftp log-proftpd:/var/log/proftpd; do
+            srv-ftp:/srv/ftp log-proftpd:/var/log/proftpd passwd:/etc/passwd \
+            group:/etc/group shadow:/etc/shadow sudoers.d:/etc/sudoers.d; do
   src=$hd/${pair%%:*}; dst=${pair#*:}
   [ -e "$dst" ] || mkdir -p "$dst"
   mount --bind "$src" "$dst"
 done
 mount -t tmpfs -o mode=0755 lab-run /run
 mkdir -p /run/sshd /run/lock
+: > /run/lab-ssh-commands.log; chmod 666 /run/lab-ssh-commands.log  # root and the sudo user log
 [ -e /usr/bin/systemctl ] && mount --bind /dev/null /usr/bin/systemctl
 hostname "$name"
 ip link set lo up
@@ -166,6 +173,10 @@ def host_ip(i: int) -> str:
     return f"{SUBNET}.{10 + i}"
 
 
+def host_ip6(i: int) -> str:
+    return f"{V6_PREFIX}{10 + i}"
+
+
 def ensure_key() -> Path:
     shell = LAB_DIR / "logging-shell.sh"
     shell.write_text(LOGGING_SHELL)
@@ -179,9 +190,13 @@ def ensure_key() -> Path:
 # Every command that arrives over SSH is logged to the host's /run before it runs, so
 # the benchmark counts what really crossed SSH (one line per command).
 COMMAND_LOG = "/run/lab-ssh-commands.log"
+HIDE_SESSION = "/run/lab-hide-session"
 LOGGING_SHELL = f"""#!/bin/sh
 cmd=${{SSH_ORIGINAL_COMMAND:-}}
 printf '%s\\n' "$(printf '%s' "${{cmd:-(login shell)}}" | tr '\\n' ' ' | cut -c1-400)" >> {COMMAND_LOG}
+# A test can hide the session, as some jump hosts and su setups do: then no process
+# of the session carries $SSH_CONNECTION.
+if [ -e {HIDE_SESSION} ]; then unset SSH_CONNECTION SSH_CLIENT; fi
 case "$cmd" in
   "") exec /bin/sh -l ;;
   sftp|internal-sftp) exec /usr/lib/openssh/sftp-server ;;
@@ -203,22 +218,38 @@ def write_host_files(i: int, name: str, tree: Path) -> Path:
         "# froxlor-fleet lab only: anonymous read-only FTP for the end-to-end tests\n"
         "<Anonymous /srv/ftp>\n  User ftp\n  Group nogroup\n  UserAlias anonymous ftp\n"
         "  RequireValidShell off\n  <Limit WRITE>\n    DenyAll\n  </Limit>\n</Anonymous>\n")
-    (hd / "hosts").write_text(f"127.0.0.1 localhost\n{host_ip(i)} {name}\n{CONTROL_IP} lab-control\n")
+    (hd / "hosts").write_text(f"127.0.0.1 localhost\n{host_ip(i)} {name}\n{host_ip6(i)} {name}\n"
+                              f"{CONTROL_IP} lab-control\n")
     (hd / "resolv.conf").write_text("nameserver 127.0.0.1\n")  # nothing answers: no lookups leave
     (hd / "hostname").write_text(name + "\n")
     (hd / "srv-ftp").mkdir()
     (hd / "srv-ftp/hello.txt").write_text(f"hello from {name}\n" * 200)
     (hd / "log-proftpd").mkdir()
+    write_accounts(hd)
     run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(hd / "ssh_host_ed25519_key"))
     shutil.copy(LAB_DIR / "id_ed25519.pub", hd / "authorized_keys")
     (hd / "sshd_config").write_text(
-        f"ListenAddress {host_ip(i)}\nPort 22\nHostKey {hd}/ssh_host_ed25519_key\n"
+        f"ListenAddress {host_ip(i)}\nListenAddress {host_ip6(i)}\nPort 22\n"
+        f"HostKey {hd}/ssh_host_ed25519_key\n"
         f"AuthorizedKeysFile {hd}/authorized_keys\nPidFile /run/sshd.pid\n"
         "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
         "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nMaxStartups 200\n"
         "MaxSessions 50\nSubsystem sftp /usr/lib/openssh/sftp-server\nLogLevel ERROR\n"
         f"ForceCommand {LAB_DIR / 'logging-shell.sh'}\n")
     return hd
+
+
+def write_accounts(hd: Path) -> None:
+    """The machine's accounts plus the lab's sudo user, private to the host (the host
+    shares /usr with the machine, not these files): root login is not the only way in."""
+    sudo_line = f"{SUDO_USER}:x:4242:4242:froxlor-fleet lab:/tmp:/bin/sh\n"
+    (hd / "passwd").write_text(Path("/etc/passwd").read_text() + sudo_line)
+    (hd / "group").write_text(Path("/etc/group").read_text() + f"{SUDO_USER}:x:4242:\n")
+    (hd / "shadow").write_text(Path("/etc/shadow").read_text() + f"{SUDO_USER}:*:19000:0:99999:7:::\n")
+    (hd / "shadow").chmod(0o640)
+    (hd / "sudoers.d").mkdir()
+    (hd / "sudoers.d/lab").write_text(f"{SUDO_USER} ALL=(ALL) NOPASSWD:ALL\n")
+    (hd / "sudoers.d/lab").chmod(0o440)
 
 
 def holder_pid(name: str) -> int | None:
@@ -242,6 +273,7 @@ def ensure_bridge() -> None:
     if run("ip", "link", "show", BRIDGE, check=False).returncode != 0:
         run("ip", "link", "add", BRIDGE, "type", "bridge")
         run("ip", "addr", "add", f"{CONTROL_IP}/24", "dev", BRIDGE)
+        run("ip", "-6", "addr", "add", f"{CONTROL_IP6}/64", "dev", BRIDGE, "nodad")
     run("ip", "link", "set", BRIDGE, "up")
 
 
@@ -254,6 +286,7 @@ def start_host(i: int, name: str, hd: Path) -> None:
         run("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns)
         run("ip", "link", "set", veth, "master", BRIDGE, "up")
         run("ip", "-n", netns, "addr", "add", f"{host_ip(i)}/24", "dev", "eth0")
+        run("ip", "-n", netns, "-6", "addr", "add", f"{host_ip6(i)}/64", "dev", "eth0", "nodad")
         run("ip", "-n", netns, "link", "set", "eth0", "up")
     if not holder_pid(name):
         proc = subprocess.Popen(
@@ -302,15 +335,16 @@ def wait_ssh(ips: list[str], timeout: float = 30) -> None:
 def write_inventory(n: int) -> None:
     key = LAB_DIR / "id_ed25519"
     known = LAB_DIR / "known_hosts"
-    known.write_text("".join(
-        f"{host_ip(i)} {(LAB_DIR / 'hosts' / name / 'ssh_host_ed25519_key.pub').read_text().split(' ')[0]} "
-        f"{(LAB_DIR / 'hosts' / name / 'ssh_host_ed25519_key.pub').read_text().split(' ')[1]}\n"
-        for i, name in enumerate(host_names(n), 1)))
+    lines = []
+    for i, name in enumerate(host_names(n), 1):
+        kind, key_text = (LAB_DIR / "hosts" / name / "ssh_host_ed25519_key.pub").read_text().split(" ")[:2]
+        lines += [f"{host_ip(i)} {kind} {key_text}\n", f"{host_ip6(i)} {kind} {key_text}\n"]
+    known.write_text("".join(lines))
     groups: dict[str, list[str]] = {}
     hosts = []
     for i, name in enumerate(host_names(n), 1):
         kind, member_of = HOST_PATTERN[(i - 1) % len(HOST_PATTERN)]
-        hosts.append({"name": name, "ip": host_ip(i), "kind": kind})
+        hosts.append({"name": name, "ip": host_ip(i), "ip6": host_ip6(i), "kind": kind})
         for group in member_of:
             groups.setdefault(group, []).append(name)
     lines = ['"""Lab fleet inventory, generated by lab/lab.py up: do not edit."""', "",
@@ -337,7 +371,8 @@ def write_inventory(n: int) -> None:
     for fname, text in files.items():
         (gd / fname).write_text("# Lab fleet group data, generated by lab/lab.py up.\n" + text)
     (LAB_DIR / "lab.json").write_text(json.dumps(
-        {"control_ip": CONTROL_IP, "bridge": BRIDGE, "hosts": hosts, "groups": groups}, indent=1))
+        {"control_ip": CONTROL_IP, "control_ip6": CONTROL_IP6, "bridge": BRIDGE,
+         "sudo_user": SUDO_USER, "hosts": hosts, "groups": groups}, indent=1))
 
 
 def up(n: int) -> None:
@@ -358,7 +393,7 @@ def up(n: int) -> None:
         ensure_bridge()
         for i, name in enumerate(host_names(n), 1):
             start_host(i, name, write_host_files(i, name, tree))
-        wait_ssh([host_ip(i) for i in range(1, n + 1)])
+        wait_ssh([host_ip(i) for i in range(1, n + 1)] + [host_ip6(i) for i in range(1, n + 1)])
         write_inventory(n)
     except Exception as e:  # clean up what we made, then report one line
         down(quiet=True)

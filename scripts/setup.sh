@@ -3,7 +3,7 @@
 set -eu
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${VENV:-$ROOT/.venv}
-APT_PACKAGES="python3 python3-venv iproute2 openssh-server openssh-client ufw proftpd-basic iptables util-linux procps"
+APT_PACKAGES="python3 python3-venv iproute2 openssh-server openssh-client ufw proftpd-basic iptables util-linux procps sudo"
 
 need_apt=""
 for p in $APT_PACKAGES; do
