@@ -78,11 +78,12 @@ def kill_ssh_sessions(lab, name: str) -> None:
 
 def test_connection_lost_mid_apply_never_locks_out(lab) -> None:
     """Cut the SSH session (kill -9 of the session and everything it started) at several
-    points of the UFW step on a pristine host. The step runs detached from the session,
-    so it completes anyway: UFW ends up on *with* SSH admitted, never half-applied, and
-    the next run has nothing left to do (no duplicate or stray rules)."""
+    points of the UFW step on a pristine host. Once the step has detached from the
+    session it completes anyway: UFW ends up on *with* SSH admitted, never half-applied;
+    a cut before it detached leaves the host untouched. Either way the next run
+    converges with no duplicate or stray rules."""
     web = lab.by_kind("web")[1]
-    cuts = 0
+    cuts = completed = 0
     for delay in (0.0, 0.02, 0.05, 0.1, 0.2, 0.4):
         reset_ufw(lab, web)
         proc = background_deploy("--limit", web)
@@ -93,12 +94,16 @@ def test_connection_lost_mid_apply_never_locks_out(lab) -> None:
         cuts += proc.returncode != 0  # pyinfra lost the host mid-run
         lab.sh(web, "flock /run/froxlor-fleet.lock true")  # the detached step has finished
         assert connect(lab.ip(web), 22) == "connected", (delay, out)
-        assert "Status: active" in lab.sh(web, "ufw status").stdout, delay
         added = lab.show_added(web)
-        assert sorted(added) == sorted(EXPECTED["web"]) and len(added) == len(set(added))
+        if "Status: active" in lab.sh(web, "ufw status").stdout:
+            completed += 1  # cut after the step detached: it finished on its own
+            assert sorted(added) == sorted(EXPECTED["web"]) and len(added) == len(set(added))
+        else:  # cut before the step detached (a busy machine): it never started
+            assert added == [], (delay, added)
         res = lab.deploy("-y", "--limit", web)
         assert res.returncode == 0, res.out
     assert cuts, "no cut landed while the run was going on: the test proved nothing"
+    assert completed, "no cut landed after the step detached: the test proved nothing"
     assert_no_change(lab.deploy("-y"))
 
 
