@@ -26,7 +26,8 @@ class Service:
     sources_key: str | None = None
 
 
-# "ssh" and the FTP passive range depend on data, see ``plan.py``; the rest is fixed.
+# "ssh" and the FTP passive range depend on data (``validation._role_rules`` fills them
+# in, ``plan.py`` holds the result); the rest is fixed.
 ROLE_SERVICES: dict[str, tuple[Service, ...]] = {
     "web": (Service(("80", "443"), "tcp"),),
     "ftp": (Service(("21",), "tcp"),),
@@ -63,6 +64,15 @@ DEFAULTS: dict[str, object] = {
     # can't be found, anything that could cut SSH). False: you accept the risk.
     "firewall_lockout_guard": True,
 }
+
+# Fields of one ``firewall_extra_rules`` entry besides the required ``port``, and their
+# defaults (README: "proto (tcp/udp, default tcp), optional sources, optional comment").
+EXTRA_RULE_DEFAULTS: dict[str, object] = {"proto": "tcp", "sources": None, "comment": None}
+
+# Key prefixes this deploy owns: a key with one of them that is not in ``DEFAULTS`` is a
+# typo (``froxlor_role``) and an error, never silently "not set". ``ssh_allowed_`` and
+# not ``ssh_``: pyinfra's own connection keys (``ssh_user``, ``ssh_key``...) start so.
+DATA_NAMESPACES = ("froxlor_", "firewall_", "ftp_", "ssh_allowed_", "mysql_")
 
 # Keys whose values are combined across host data, groups and all.py instead of
 # replaced (pyinfra's own precedence replaces lists: last group wins).

@@ -1,25 +1,31 @@
 """Fleet data validation and role resolution.
 
-``resolve_host`` turns one host's inventory data into a ``HostPlan`` (the desired
-state) or a list of one-line errors naming host, key and value. ``check_inventory``
-does that for every host and raises ``FleetDataError`` listing all problems, so a
-run stops before it touches (or even connects to) any host.
+``resolve`` turns one host's inventory data into a ``HostPlan`` (the desired state,
+see ``plan.py``) or a list of one-line errors naming host, group, key and value.
+``check_inventory`` does that for every host and raises ``FleetDataError`` listing all
+problems, so a run stops before it touches (or even connects to) any host.
+
+A value is accepted only if ufw (0.36-0.36.2) and ProFTPd accept it *and* read it the
+way we mean it: the control machine may have no ufw or ProFTPd, so their rules are
+restated here, each with the source it comes from; ``tests/test_conformance.py`` holds
+them against the real ufw parser and ``proftpd -t``.
 """
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pyinfra.api.exceptions import PyinfraError
 
 from .catalog import (
+    DATA_NAMESPACES,
     DEFAULTS,
+    EXTRA_RULE_DEFAULTS,
     LOG_LEVELS,
-    MARKER,
     POLICIES,
     PROTOCOLS,
     ROLE_ALIASES,
@@ -28,10 +34,30 @@ from .catalog import (
     VALID_ROLES,
 )
 
-MAX_PORT_WEIGHT = 15  # ufw: at most 15 ports per rule, a range counts 2
-MAX_COMMENT = 120
-EXTRA_RULE_KEYS = {"port", "proto", "sources", "comment"}
-HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$")
+# The desired-state model moved to plan.py (issue 14); re-exported so that
+# ``from .validation import RuleSpec`` keeps working until every module imports plan.
+from .plan import MAX_PORT_WEIGHT, HostPlan, RuleSpec, port_span, port_weight, ufw_port_sort
+
+__all__ = ["FleetDataError", "HostPlan", "RuleSpec", "MAX_PORT_WEIGHT", "port_span",
+           "port_weight", "ufw_port_sort", "address", "sources", "comment_text",
+           "port_number", "port_item", "ipv6_text", "resolve", "check_inventory",
+           "inventory_layers"]
+
+MAX_COMMENT = 120  # ours, not ufw's (it has no limit): keeps `ufw status` readable
+EXTRA_RULE_KEYS = {"port", *EXTRA_RULE_DEFAULTS}
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+# RFC 1123 host name, optional trailing dot. Use with fullmatch: ``$`` would let a
+# trailing newline through, and with it a second line into the ProFTPd fragment.
+HOSTNAME_RE = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?")
+# A last label glibc's inet_aton reads as a number (decimal, octal 010, hex 0x1f):
+# getaddrinfo then takes "010.0.0.1" as 8.0.0.1, "1234" as 0.0.4.210 (RFC 3696 2:
+# a top-level label is never all-numeric).
+_NUMERIC_LABEL = re.compile(r"[0-9]+|0[xX][0-9A-Fa-f]*")
+_DIGITS = re.compile(r"[0-9]+")  # ASCII only: str.isdigit() also takes "²" and "٢"
+_V4_CHARS = re.compile(r"[0-9./]+")
+_V6_CHARS = re.compile(r"[0-9A-Fa-f:./]+")
+BAD_ADDRESS = "is not a valid IP address or CIDR network"
+BAD_MASQUERADE = "must be an IP address or a DNS name"
 
 
 class FleetDataError(PyinfraError):
@@ -43,51 +69,6 @@ class FleetDataError(PyinfraError):
             f"fleet data is invalid, no host was touched ({len(errors)} problem(s)):\n  "
             + "\n  ".join(errors)
         )
-
-
-@dataclass(frozen=True)
-class RuleSpec:
-    """One UFW rule the deploy wants: ``allow`` ``ports``/``proto`` from ``source``.
-
-    ``ports`` are ufw-normalised strings ("80", "49152:65534"), sorted the way ufw
-    sorts them; ``source`` is a normalised address/network or ``None`` (anywhere).
-    """
-
-    ports: tuple[str, ...]
-    proto: str
-    source: str | None
-    label: str  # role name or "extra"
-    note: str = ""  # operator's comment on an extra rule
-
-    @property
-    def comment(self) -> str:
-        return f"{MARKER}{self.label}" + (f" {self.note}" if self.note else "")
-
-    @property
-    def dport(self) -> str:
-        return ",".join(self.ports)
-
-    def ufw_args(self) -> list[str]:
-        """The ``ufw`` CLI arguments that add this rule (without the program name)."""
-        return ["allow", "proto", self.proto, "from", self.source or "any",
-                "to", "any", "port", self.dport, "comment", self.comment]
-
-
-@dataclass(frozen=True)
-class HostPlan:
-    """Everything one host should look like after the deploy."""
-
-    host: str
-    roles: tuple[str, ...]
-    rules: tuple[RuleSpec, ...]
-    incoming: str = "deny"
-    outgoing: str = "allow"
-    logging: str = "low"
-    enabled: bool = True
-    purge_unmanaged: bool = False
-    ssh_port: int = 22
-    passive_ports: tuple[int, int] | None = None  # set when the host runs ftp
-    masquerade_address: str | None = None
 
 
 # --- reading data ---------------------------------------------------------------------
@@ -106,6 +87,7 @@ def inventory_layers(inventory: Any, host: Any) -> list[Layer]:
 
 
 def _scalar(layers: list[Layer], key: str) -> tuple[Any, str]:
+    assert key not in UNION_KEYS, key
     for where, data in layers:
         if key in data:
             return data[key], where
@@ -114,25 +96,27 @@ def _scalar(layers: list[Layer], key: str) -> tuple[Any, str]:
 
 def _collected(layers: list[Layer], key: str) -> list[tuple[Any, str]]:
     """Every layer's value for a list key (they are combined, not replaced)."""
+    assert key in UNION_KEYS, key
     return [(data[key], where) for where, data in layers if key in data]
 
 
-# --- small validators (return a normalised value or raise ValueError(reason)) ----------
+# --- ports ------------------------------------------------------------------------------
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
 def port_number(value: Any) -> int:
-    if isinstance(value, str) and value.isdigit():
+    if isinstance(value, str) and _DIGITS.fullmatch(value):
         value = int(value)
     if not _is_int(value) or not 1 <= value <= 65535:
         raise ValueError("a port must be a whole number from 1 to 65535")
-    return value
+    return int(value)
 
 
 def port_item(value: Any) -> str:
-    """A port (80, "80") or range ("49152:65534") in ufw's notation."""
+    """A port (80, "80") or range ("49152:65534") in ufw's notation. ufw's own rule
+    (src/common.py, UFWRule.set_port): 1-65535, and a range's low < high."""
     if isinstance(value, str) and ":" in value:
         low, _, high = value.partition(":")
         lo, hi = port_number(low), port_number(high)
@@ -142,32 +126,107 @@ def port_item(value: Any) -> str:
     return str(port_number(value))
 
 
-def ufw_port_sort(ports: Iterable[str]) -> tuple[str, ...]:
-    """Sort like ufw's ``human_sort`` does, so our tuples match the rule files."""
-    unique = sorted(set(ports), key=lambda p: [int(x) for x in p.split(":")])
-    return tuple(unique)
+# --- addresses, as ufw stores them ----------------------------------------------------
+
+def ipv6_text(ip: ipaddress.IPv6Address) -> str:
+    """``ip`` as glibc's ``inet_ntop`` writes it, which is what ufw stores (it normalises
+    with ``socket.inet_ntop``, src/util.py normalize_address). Python's ``str`` differs
+    for embedded IPv4: glibc writes ``::ffff:1.2.3.4`` and ``::1.2.3.4``. Done here
+    rather than with ``socket.inet_ntop`` so the control machine's libc doesn't matter."""
+    words = [int.from_bytes(ip.packed[i:i + 2], "big") for i in range(0, 16, 2)]
+    base, length = _longest_zero_run(words)
+    parts: list[str] = []
+    for i, word in enumerate(words):
+        if base <= i < base + length:
+            if i == base:
+                parts.append(":")
+            continue
+        if i:
+            parts.append(":")
+        if i == 6 and base == 0 and (length == 6 or (length == 5 and words[5] == 0xFFFF)):
+            parts.append(str(ipaddress.IPv4Address(ip.packed[12:])))
+            break
+        parts.append(f"{word:x}")
+    if length and base + length == 8:
+        parts.append(":")
+    return "".join(parts)
 
 
-def port_weight(ports: Iterable[str]) -> int:
-    return sum(2 if ":" in p else 1 for p in ports)
+def _longest_zero_run(words: list[int]) -> tuple[int, int]:
+    """(start, length) of the first longest run of 0 words, (-1, 0) if shorter than 2."""
+    best = (-1, 0)
+    start = -1
+    for i, word in enumerate(words + [1]):  # the sentinel closes a trailing run
+        if word == 0 and start < 0:
+            start = i
+        elif word != 0 and start >= 0:
+            if i - start > best[1]:
+                best = (start, i - start)
+            start = -1
+    return best if best[1] >= 2 else (-1, 0)
 
 
-def port_span(port: str) -> tuple[int, int]:
-    low, _, high = port.partition(":")
-    return int(low), int(high or low)
+def _prefix_length(mask: str, version: int) -> int:
+    """A "/N" or (IPv4) dotted netmask as a prefix length, refusing the forms ufw would
+    store verbatim and so differently from what iptables reads."""
+    width = 32 if version == 4 else 128
+    if _DIGITS.fullmatch(mask):
+        if len(mask) > 1 and mask[0] == "0":
+            # ufw only drops a host mask spelt exactly "32"/"128" and keeps "/08" as is
+            raise ValueError("has a prefix length with a leading zero, which ufw stores "
+                             "verbatim: write it without")
+        if int(mask) > width:
+            raise ValueError(BAD_ADDRESS)
+        return int(mask)
+    if version == 4 and "." in mask:
+        # ufw turns a contiguous netmask into /N and keeps any other verbatim
+        # (src/util.py, _dotted_netmask_to_cidr); a hostmask would be misread.
+        try:
+            bits = int(ipaddress.IPv4Address(mask))
+        except ValueError:
+            bits = -1
+        ones = bin(bits).count("1") if bits >= 0 else 0
+        if bits < 0 or bits != (0xFFFFFFFF << (32 - ones)) & 0xFFFFFFFF:
+            raise ValueError("has a netmask that is not a contiguous dotted netmask such "
+                             "as 255.255.0.0: write /N instead")
+        return ones
+    raise ValueError(BAD_ADDRESS)
 
 
 def address(value: Any) -> str:
-    """An IPv4/IPv6 address or network, normalised the way ufw stores it."""
-    if not isinstance(value, str) or not value.strip():
+    """An IPv4/IPv6 address or network, exactly as ufw writes it into its rule files.
+
+    ufw's rules (src/util.py valid_address4/6, normalize_address; src/common.py
+    UFWRule.set_src): v4 is ``[0-9./]``, at most 31 characters, v6 ``[0-9a-f:./]``, at
+    most 43; a "/32" or "/128" is dropped; v4 host bits are zeroed, v6 host bits kept.
+    """
+    if not isinstance(value, str):
         raise ValueError("must be an IP address or CIDR network as a string")
+    if "%" in value:
+        raise ValueError("has an IPv6 scope id (%...), which ufw refuses")
+    version = 6 if ":" in value else 4
+    if not (_V6_CHARS if version == 6 else _V4_CHARS).fullmatch(value):
+        raise ValueError(BAD_ADDRESS)  # also spaces and line breaks, which ufw's $ lets by
+    if version == 6 and len(value) > 43:
+        raise ValueError("is longer than 43 characters, which ufw refuses for IPv6: "
+                         "write it compressed (2001:db8::1)")
+    text, slash, mask = value.partition("/")
     try:
-        net = ipaddress.ip_network(value.strip(), strict=False)
+        ip = ipaddress.ip_address(text)
     except ValueError:
-        raise ValueError("is not a valid IP address or CIDR network") from None
-    if net.prefixlen == net.max_prefixlen:
-        return str(net.network_address)
-    return str(net)
+        raise ValueError(BAD_ADDRESS) from None
+    prefix = _prefix_length(mask, version) if slash else ip.max_prefixlen
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            # ufw would store it (as ::ffff:a.b.c.d), but netfilter sees such a client
+            # as IPv4, so the v6 rule never matches: the operator meant the v4 address.
+            v4 = f"{ip.ipv4_mapped}" + (f"/{prefix - 96}" if 96 <= prefix < 128 else "")
+            raise ValueError("is an IPv4-mapped IPv6 address, which no ufw rule ever "
+                             f"matches (netfilter sees these clients as IPv4): write {v4}")
+        shown = ipv6_text(ip)
+    else:
+        shown = str(ipaddress.IPv4Network((ip, prefix), strict=False).network_address)
+    return shown if prefix == ip.max_prefixlen else f"{shown}/{prefix}"
 
 
 def sources(value: Any) -> tuple[str, ...]:
@@ -178,17 +237,50 @@ def sources(value: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(address(v) for v in value))
 
 
+# --- comments ---------------------------------------------------------------------------
+
 def comment_text(value: Any) -> str:
+    """An operator's note for an extra rule (stored as "froxlor-fleet:extra <note>").
+
+    ufw refuses a comment containing "'" (src/parser.py, UFWCommandRule.parse) and
+    silently drops lone surrogates (src/util.py hex_encode, errors="ignore"). It prints
+    comments raw in ``ufw status`` / ``show added``, so we also refuse every character
+    that is not printable (str.isprintable: controls, bidi and other format characters,
+    line/paragraph separators, spaces other than " ", private use, unassigned).
+    """
     if value is None:
         return ""
     if not isinstance(value, str):
         raise ValueError("comment must be a string")
-    if len(value) > MAX_COMMENT or any(ord(c) < 32 or ord(c) == 127 for c in value):
-        raise ValueError(f"comment must be one line of at most {MAX_COMMENT} printable characters")
+    if "'" in value:
+        raise ValueError("ufw refuses comments containing \"'\"")
+    if len(value) > MAX_COMMENT or not value.isprintable():
+        raise ValueError(f"comment must be one line of at most {MAX_COMMENT} printable "
+                         "characters (no control, format or separator characters)")
     return value.strip()
 
 
+def ufw_comment(comment: str) -> str:
+    """The whole comment a rule carries, checked against what ufw's rule parser refuses:
+    "'" anywhere, and (src/parser.py, checked before the comment is taken out of argv)
+    a comment that is exactly one of the words "in", "out", "log", "log-all"."""
+    if "'" in comment or comment in ("in", "out", "log", "log-all"):
+        raise ValueError(f"ufw refuses the comment {comment!r}")
+    return comment
+
+
 # --- resolution ----------------------------------------------------------------------
+
+def _shown(value: Any) -> str:
+    """``repr(value)`` on one line, whatever ``value`` is."""
+    try:
+        text = repr(value)
+    except Exception:  # a group_data module may hold anything
+        text = f"<{type(value).__name__} object>"
+    if not text.isprintable():
+        text = text.encode("unicode_escape").decode("ascii")
+    return text if len(text) <= 300 else text[:297] + "..."
+
 
 class _Errors:
     def __init__(self, host: str):
@@ -196,17 +288,32 @@ class _Errors:
 
     def add(self, key: str, value: Any, reason: str, where: str = "") -> None:
         origin = f" ({where})" if where and where not in ("default", "host data") else ""
-        self.lines.append(f"host {self.host}{origin}: {key} = {value!r}: {reason}")
+        self.lines.append(f"host {self.host}{origin}: {key} = {_shown(value)}: {reason}")
+
+
+def _unknown_keys(layers: list[Layer], err: _Errors) -> None:
+    """A misspelt key in our namespaces would silently mean "not set" (``froxlor_role``:
+    no roles, every port closes): name the key it probably should be."""
+    for where, data in layers:
+        for key, value in data.items():
+            if not isinstance(key, str) or not key.startswith(DATA_NAMESPACES) or key in DEFAULTS:
+                continue
+            close = difflib.get_close_matches(key, list(DEFAULTS), n=1)
+            hint = (f"did you mean '{close[0]}'?" if close
+                    else f"valid keys: {', '.join(sorted(DEFAULTS))}")
+            err.add(key, value, f"unknown key, {hint}", where)
 
 
 def _roles(layers: list[Layer], err: _Errors) -> list[str]:
     roles: set[str] = {"ssh"}  # always present: the deploy itself needs it
     for value, where in _collected(layers, "froxlor_roles"):
-        if isinstance(value, str) or not isinstance(value, (list, tuple, set)):
+        if not isinstance(value, (list, tuple, set, frozenset)):
             err.add("froxlor_roles", value, "must be a list of role names", where)
             continue
         for role in value:
-            if role in ROLE_ALIASES:
+            if not isinstance(role, str):
+                err.add("froxlor_roles", role, "a role must be a name (a string)", where)
+            elif role in ROLE_ALIASES:
                 roles.update(ROLE_ALIASES[role])
             elif role in ROLE_SERVICES:
                 roles.add(role)
@@ -216,18 +323,26 @@ def _roles(layers: list[Layer], err: _Errors) -> list[str]:
     return sorted(roles)
 
 
-def _get(layers: list[Layer], key: str, check, err: _Errors, default: Any = None) -> Any:
+Check = Callable[[Any], Any]
+
+
+def _checked(layers: list[Layer], key: str, check: Check, err: _Errors) -> tuple[Any, bool]:
+    """``(value, True)``, or ``(the catalog default, False)`` after reporting why not."""
     value, where = _scalar(layers, key)
     try:
-        return check(value)
+        return check(value), True
     except ValueError as e:
         err.add(key, value, str(e), where)
-        return default
+        return check(DEFAULTS[key]), False
 
 
-def _choice(options: tuple[str, ...]):
+def _get(layers: list[Layer], key: str, check: Check, err: _Errors) -> Any:
+    return _checked(layers, key, check, err)[0]
+
+
+def _choice(options: tuple[str, ...]) -> Check:
     def check(value: Any) -> str:
-        if value not in options:
+        if not isinstance(value, str) or value not in options:
             raise ValueError(f"must be one of {', '.join(options)}")
         return value
     return check
@@ -240,6 +355,8 @@ def _boolean(value: Any) -> bool:
 
 
 def _passive_range(value: Any) -> tuple[int, int]:
+    """ProFTPd's own rule (modules/mod_core.c, set_passiveports): both ports 1024-65535
+    and min < max ("min port must be less than max port": a single port is refused)."""
     if not isinstance(value, (list, tuple)) or len(value) != 2 or not all(_is_int(v) for v in value):
         raise ValueError("must be a (low, high) pair of port numbers")
     low, high = value
@@ -247,29 +364,64 @@ def _passive_range(value: Any) -> tuple[int, int]:
         raise ValueError("passive ports must lie within 1024-65535")
     if low > high:
         raise ValueError("range is inverted (low > high)")
+    if low == high:
+        raise ValueError("ProFTPd needs low < high (a single port is refused)")
     return (low, high)
 
 
 def _masquerade(value: Any) -> str | None:
+    """What ``MasqueradeAddress`` reads as written (modules/mod_core.c,
+    set_masqueradeaddress -> src/netaddr.c pr_netaddr_get_addr2: inet_pton v6, then v4,
+    then getaddrinfo, then an interface name). ProFTPd itself takes any word; we take
+    an IP address or an RFC 1123 DNS name that getaddrinfo can't read as a number."""
     if value is None:
         return None
-    if isinstance(value, str):
-        try:
-            return str(ipaddress.ip_address(value))
-        except ValueError:
-            if HOSTNAME_RE.match(value):
-                return value
-    raise ValueError("must be an IP address or a DNS name")
+    if not isinstance(value, str):
+        raise ValueError(BAD_MASQUERADE)
+    if "%" in value:
+        # ProFTPd drops the scope, and anything after "%" would land in the fragment
+        raise ValueError(f"{BAD_MASQUERADE} without an IPv6 scope id (%...)")
+    try:
+        ip = ipaddress.ip_address(value)
+    except ValueError:
+        pass
+    else:
+        return ipv6_text(ip) if isinstance(ip, ipaddress.IPv6Address) else str(ip)
+    name = value[:-1] if value.endswith(".") else value
+    if not HOSTNAME_RE.fullmatch(value) or len(name) > 253:
+        raise ValueError(BAD_MASQUERADE)
+    if _NUMERIC_LABEL.fullmatch(name.rsplit(".", 1)[-1]):
+        raise ValueError(f"{BAD_MASQUERADE}; a DNS name may not end in a numeric label "
+                         "(the resolver reads 010.0.0.1 as 8.0.0.1, 1234 as 0.0.4.210)")
+    return value
+
+
+def _extra_rule(item: Any) -> tuple[tuple[str, ...], str, tuple[str, ...], str]:
+    """One ``firewall_extra_rules`` entry: (ports, proto, sources, note)."""
+    entry = {**EXTRA_RULE_DEFAULTS, **item}
+    raw = entry["port"]
+    items = raw if isinstance(raw, (list, tuple)) else [raw]
+    if not items:
+        raise ValueError("port list is empty")
+    ports = ufw_port_sort(port_item(p) for p in items)
+    if port_weight(ports) > MAX_PORT_WEIGHT:
+        raise ValueError(f"ufw takes at most {MAX_PORT_WEIGHT} ports per rule (a range counts 2)")
+    proto = entry["proto"]
+    if not isinstance(proto, str) or proto not in PROTOCOLS:
+        raise ValueError(f"proto must be one of {', '.join(PROTOCOLS)}")
+    note = comment_text(entry["comment"])
+    ufw_comment(RuleSpec(ports, proto, None, "extra", note).comment)
+    return ports, proto, sources(entry["sources"]), note
 
 
 def _extra_rules(layers: list[Layer], err: _Errors) -> list[RuleSpec]:
+    key = "firewall_extra_rules"
     rules: list[RuleSpec] = []
-    for value, where in _collected(layers, "firewall_extra_rules"):
+    for value, where in _collected(layers, key):
         if not isinstance(value, (list, tuple)):
-            err.add("firewall_extra_rules", value, "must be a list of rules", where)
+            err.add(key, value, "must be a list of rules", where)
             continue
         for item in value:
-            key = "firewall_extra_rules"
             if not isinstance(item, Mapping) or "port" not in item:
                 err.add(key, item, "each rule must be a dict with at least 'port'", where)
                 continue
@@ -279,18 +431,7 @@ def _extra_rules(layers: list[Layer], err: _Errors) -> list[RuleSpec]:
                         f"(valid: {', '.join(sorted(EXTRA_RULE_KEYS))})", where)
                 continue
             try:
-                raw = item["port"]
-                items = raw if isinstance(raw, (list, tuple)) else [raw]
-                if not items:
-                    raise ValueError("port list is empty")
-                ports = ufw_port_sort(port_item(p) for p in items)
-                if port_weight(ports) > MAX_PORT_WEIGHT:
-                    raise ValueError("ufw takes at most 15 ports per rule (a range counts 2)")
-                proto = item.get("proto", "tcp")
-                if proto not in PROTOCOLS:
-                    raise ValueError(f"proto must be one of {', '.join(PROTOCOLS)}")
-                note = comment_text(item.get("comment"))
-                srcs = sources(item.get("sources"))
+                ports, proto, srcs, note = _extra_rule(item)
             except ValueError as e:
                 err.add(key, dict(item), str(e), where)
                 continue
@@ -313,35 +454,42 @@ def _role_rules(roles: list[str], ssh_port: int, srcs: dict[str, tuple[str, ...]
     return rules
 
 
+def _mysql_sources(layers: list[Layer], err: _Errors) -> tuple[str, ...]:
+    value, where = _scalar(layers, "mysql_allowed_sources")
+    if value is None or (isinstance(value, (list, tuple)) and not value):
+        err.add("mysql_allowed_sources", value,
+                "required when 'mysql' is a role (3306 is never opened to the world)", where)
+        return ()
+    return _get(layers, "mysql_allowed_sources", sources, err)
+
+
 def resolve(host: str, layers: list[Layer]) -> tuple[HostPlan | None, list[str]]:
     """Resolve one host's data to its plan; returns ``(plan, [])`` or ``(None, errors)``."""
     err = _Errors(host)
+    _unknown_keys(layers, err)
     roles = _roles(layers, err)
-    ssh_port = _get(layers, "ssh_port", port_number, err, 22)
-    srcs = {"ssh_allowed_sources": _get(layers, "ssh_allowed_sources", sources, err, ())}
+    ssh_port = _get(layers, "ssh_port", port_number, err)
+    srcs = {"ssh_allowed_sources": _get(layers, "ssh_allowed_sources", sources, err)}
     if "mysql" in roles:
-        value, where = _scalar(layers, "mysql_allowed_sources")
-        if not value:
-            err.add("mysql_allowed_sources", value,
-                    "required when 'mysql' is a role (3306 is never opened to the world)", where)
-        srcs["mysql_allowed_sources"] = _get(layers, "mysql_allowed_sources", sources, err, ())
-    passive = _get(layers, "ftp_passive_ports", _passive_range, err) if "ftp" in roles else None
-    masq = _get(layers, "ftp_masquerade_address", _masquerade, err)
+        srcs["mysql_allowed_sources"] = _mysql_sources(layers, err)
+    passive, passive_ok = (_checked(layers, "ftp_passive_ports", _passive_range, err)
+                           if "ftp" in roles else (None, False))
     plan_rules = _role_rules(roles, ssh_port, srcs, passive) + _extra_rules(layers, err)
-    if passive:
+    if passive_ok:
         _check_passive_overlap(plan_rules, passive, err, _scalar(layers, "ftp_passive_ports")[1])
     plan = HostPlan(
         host=host,
         roles=tuple(roles),
         rules=_first_per_slot(plan_rules),
-        incoming=_get(layers, "firewall_default_incoming", _choice(POLICIES), err, "deny"),
-        outgoing=_get(layers, "firewall_default_outgoing", _choice(POLICIES), err, "allow"),
-        logging=_get(layers, "firewall_logging", _choice(LOG_LEVELS), err, "low"),
-        enabled=_get(layers, "firewall_enabled", _boolean, err, True),
-        purge_unmanaged=_get(layers, "firewall_purge_unmanaged", _boolean, err, False),
+        incoming=_get(layers, "firewall_default_incoming", _choice(POLICIES), err),
+        outgoing=_get(layers, "firewall_default_outgoing", _choice(POLICIES), err),
+        logging=_get(layers, "firewall_logging", _choice(LOG_LEVELS), err),
+        enabled=_get(layers, "firewall_enabled", _boolean, err),
+        purge_unmanaged=_get(layers, "firewall_purge_unmanaged", _boolean, err),
         ssh_port=ssh_port,
+        lockout_guard=_get(layers, "firewall_lockout_guard", _boolean, err),
         passive_ports=passive,
-        masquerade_address=masq,
+        masquerade_address=_get(layers, "ftp_masquerade_address", _masquerade, err),
     )
     return (None, err.lines) if err.lines else (plan, [])
 
@@ -367,15 +515,6 @@ def _check_passive_overlap(rules: list[RuleSpec], passive: tuple[int, int], err:
                 err.add("ftp_passive_ports", passive,
                         f"overlaps port {port}/tcp opened by '{rule.label}'", where)
                 return
-
-
-def resolve_host(inventory: Any, host: Any) -> HostPlan:
-    """The plan for one pyinfra host, or ``FleetDataError`` naming every problem."""
-    plan, errors = resolve(host.name, inventory_layers(inventory, host))
-    if errors:
-        raise FleetDataError(errors)
-    assert plan is not None
-    return plan
 
 
 def check_inventory(inventory: Any) -> dict[str, HostPlan]:

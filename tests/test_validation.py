@@ -159,3 +159,279 @@ def test_cli_accepts_good_data_and_plans_without_touching(tmp_path: Path) -> Non
     out = res.stdout + res.stderr
     assert "fleet data is invalid" not in out
     assert "Connected" in out, out
+
+
+# --- what ufw and ProFTPd accept (issue 9), one line per refused value ----------------
+
+def one_error(data: dict, group: str = "web_servers") -> str:
+    found = errors({group: (["web1"], data)})
+    assert len(found) == 1, found
+    assert "\n" not in found[0] and found[0].startswith("host web1")
+    return found[0]
+
+
+def plan_of(data: dict):
+    return plans({"web_servers": (["web1"], data)})["web1"]
+
+
+def extra(**rule) -> dict:
+    return {"firewall_extra_rules": [{"port": 8080, **rule}]}
+
+
+@pytest.mark.parametrize("comment,needle", [
+    ("it's mine", "ufw refuses comments containing \"'\""),  # ufw parser.py
+    ("abc\u202edef", "printable"),  # bidi override (Cf)
+    ("zero\u200bwidth", "printable"),  # zero width space (Cf)
+    ("line\u2028sep", "printable"),  # Zl
+    ("para\u2029sep", "printable"),  # Zp
+    ("tab\there", "printable"),  # Cc
+    ("nul\x00", "printable"),
+    ("del\x7f", "printable"),
+    ("nbsp\u00a0here", "printable"),  # Zs other than the ASCII space
+    ("lone \ud800 surrogate", "printable"),  # ufw's hex_encode would drop it silently
+    ("private \ue000 use", "printable"),  # Co
+    ("x" * 121, "at most 120"),
+])
+def test_comment_characters_ufw_refuses_or_mangles_are_refused(comment, needle) -> None:
+    line = one_error(extra(comment=comment))
+    assert ": firewall_extra_rules = " in line and needle in line
+
+
+@pytest.mark.parametrize("comment", [
+    "ümlaut 🔥 中文 ∞", '$(reboot) `id` ; rm -rf / # "quoted" \\ back', "x" * 120,
+    "comment", "in", "log", "  padded  ", "-rf --help", "%s %(x)s {x}",
+])
+def test_printable_comments_are_kept(comment) -> None:
+    [rule] = [r for r in plan_of(extra(comment=comment)).rules if r.label == "extra"]
+    assert rule.comment == "froxlor-fleet:extra " + comment.strip()
+
+
+@pytest.mark.parametrize("key", ["ssh_allowed_sources", "mysql_allowed_sources", "extra"])
+@pytest.mark.parametrize("value", ["fe80::1%eth0", "fe80::1%eth0/64",
+                                   "fe80::1%eth0\nAllowOverwrite on", "fe80::1%25"])
+def test_ipv6_scope_ids_are_refused_in_sources(key, value) -> None:
+    data = {"froxlor_roles": ["mysql"], "mysql_allowed_sources": ["10.0.0.0/8"]}
+    if key == "extra":
+        data.update(extra(sources=[value]))
+        key = "firewall_extra_rules"
+    else:
+        data[key] = [value]
+    line = one_error(data)
+    assert f": {key} = " in line and "scope id" in line
+
+
+@pytest.mark.parametrize("value,needle", [
+    ("fe80::1%eth0", "scope id"),
+    ("fe80::1%eth0\nAllowOverwrite on", "scope id"),  # would smuggle a directive
+    ("ftp.example.net\n", "IP address or a DNS name"),
+    ("ftp.example.net\nAllowOverwrite on", "IP address or a DNS name"),
+    ("010.0.0.1", "numeric"),  # getaddrinfo reads it as 8.0.0.1 (octal)
+    ("1234", "numeric"),  # ... as 0.0.4.210
+    ("10.1", "numeric"),  # ... as 10.0.0.1
+    ("0x7f.1", "numeric"),  # ... as 127.0.0.1
+    ("a.0x1f", "numeric"),
+    ("1.2.3.4.", "numeric"),
+    ("-bad.example", "IP address or a DNS name"),
+    ("under_score.example", "IP address or a DNS name"),
+    ("a" * 64 + ".example", "IP address or a DNS name"),
+    (".".join(["a" * 63] * 4), "IP address or a DNS name"),  # 255 characters
+    ("", "IP address or a DNS name"),
+    ("10.0.0.1/24", "IP address or a DNS name"),
+])
+def test_masquerade_addresses_proftpd_would_misread_are_refused(value, needle) -> None:
+    line = one_error({"froxlor_roles": ["ftp"], "ftp_masquerade_address": value})
+    assert ": ftp_masquerade_address = " in line and needle in line
+
+
+@pytest.mark.parametrize("value,stored", [
+    ("203.0.113.10", "203.0.113.10"), ("ftp.example.net", "ftp.example.net"),
+    ("ftp.example.net.", "ftp.example.net."), ("FTP.Example.NET", "FTP.Example.NET"),
+    ("xn--bcher-kva.example", "xn--bcher-kva.example"), ("localhost", "localhost"),
+    ("2001:DB8::10", "2001:db8::10"), ("::ffff:192.0.2.7", "::ffff:192.0.2.7"),
+    ("1a.example", "1a.example"), ("example.1a", "example.1a"),
+    (".".join(["a" * 63] * 3 + ["a" * 61]), ".".join(["a" * 63] * 3 + ["a" * 61])),
+])
+def test_masquerade_addresses_proftpd_reads_as_written_are_kept(value, stored) -> None:
+    assert plan_of({"froxlor_roles": ["ftp"], "ftp_masquerade_address": value}
+                   ).masquerade_address == stored
+
+
+@pytest.mark.parametrize("value,needle", [
+    ((50000, 50000), "low < high"),  # ProFTPd: "min port must be less than max port"
+    ((1023, 2000), "1024-65535"),
+    ((1024, 65536), "1024-65535"),
+    ((True, 2000), "(low, high)"),
+    ((50000.0, 50100), "(low, high)"),
+])
+def test_passive_ranges_proftpd_refuses_are_refused(value, needle) -> None:
+    line = one_error({"froxlor_roles": ["ftp"], "ftp_passive_ports": value})
+    assert ": ftp_passive_ports = " in line and needle in line
+
+
+def test_passive_range_bounds_proftpd_accepts() -> None:
+    for low, high in ((1024, 1025), (65534, 65535), (1024, 65535)):
+        plan = plan_of({"froxlor_roles": ["ftp"], "ftp_passive_ports": [low, high]})
+        assert plan.passive_ports == (low, high)
+
+
+@pytest.mark.parametrize("value,stored", [
+    ("10.9.8.7/8", "10.0.0.0/8"),  # ufw zeroes v4 host bits (util._address4_to_network)
+    ("10.0.0.0/255.0.0.0", "10.0.0.0/8"),  # dotted netmask -> cidr
+    ("192.0.2.7/32", "192.0.2.7"), ("192.0.2.7/255.255.255.255", "192.0.2.7"),
+    ("10.0.0.0/0", "0.0.0.0/0"),
+    ("2001:db8::1/32", "2001:db8::1/32"),  # ... but keeps v6 host bits
+    ("2001:DB8::/32", "2001:db8::/32"), ("2001:db8::1/128", "2001:db8::1"),
+    ("2001:0db8:0000:0000:0000:0000:0000:0001", "2001:db8::1"),
+    ("2001:0db8:0000:0000:0000:0000:0000:0001/127", "2001:db8::1/127"),  # 43 characters
+    ("::1.2.3.4", "::1.2.3.4"),  # glibc's inet_ntop keeps the dotted tail
+    ("::", "::"), ("::/0", "::/0"), ("1:0:0:2:0:0:0:3", "1:0:0:2::3"),
+    ("1:0:0:2:0:0:3:4", "1::2:0:0:3:4"),  # equal runs: the first one is compressed
+    ("1:0:2:3:4:5:6:7", "1:0:2:3:4:5:6:7"),  # a single 0 is never compressed
+    ("1::1.2.3.4", "1::102:304"),
+])
+def test_sources_are_normalised_exactly_as_ufw_stores_them(value, stored) -> None:
+    plan = plan_of({"ssh_allowed_sources": [value]})
+    assert [r.source for r in plan.rules if r.label == "ssh"] == [stored]
+
+
+@pytest.mark.parametrize("value,needle", [
+    ("::ffff:192.0.2.7", "IPv4-mapped"), ("::ffff:192.0.2.0/120", "IPv4-mapped"),
+    ("10.0.0.0/08", "leading zero"), ("2001:db8::/032", "leading zero"),
+    ("10.0.0.0/255.0.255.0", "contiguous"), ("10.0.0.0/0.0.0.255", "contiguous"),
+    ("10.0.0.0/255.000.0.0", "contiguous"),
+    (" 10.0.0.1", "not a valid IP address"), ("10.0.0.0/8\n", "not a valid IP address"),
+    ("10.0.0.1\n", "not a valid IP address"),
+    ("2001:0db8:0000:0000:0000:0000:255.255.255.255", "43 characters"),  # ufw's length cap
+    ("10.0.0.0/33", "not a valid IP address"), ("2001:db8::/129", "not a valid IP address"),
+    ("any", "not a valid IP address"), ("", "not a valid IP address"),
+    ("1.2.3", "not a valid IP address"), ("010.0.0.1", "not a valid IP address"),
+])
+def test_sources_ufw_refuses_or_would_misstore_are_refused(value, needle) -> None:
+    line = one_error({"ssh_allowed_sources": [value]})
+    assert ": ssh_allowed_sources = " in line and needle in line
+
+
+@pytest.mark.parametrize("where", ["group", "host", "all", "override"])
+@pytest.mark.parametrize("key,value,closest", [
+    ("froxlor_role", ["web"], "froxlor_roles"),
+    ("firewall_extra_rule", [{"port": 80}], "firewall_extra_rules"),
+    ("ssh_allowed_source", ["10.0.0.1"], "ssh_allowed_sources"),
+    ("mysql_allowed_source", ["10.0.0.1"], "mysql_allowed_sources"),
+    ("ftp_passive_port", (50000, 50100), "ftp_passive_ports"),
+    ("firewall_default_incomming", "deny", "firewall_default_incoming"),
+    ("firewall_purge", True, "firewall_purge_unmanaged"),
+])
+def test_unknown_keys_in_our_namespaces_name_the_closest_valid_key(where, key, value,
+                                                                   closest) -> None:
+    data = {key: value}
+    groups = {"web_servers": (["web1"], data if where == "group" else {})}
+    if where == "host":
+        groups = {"web_servers": ([("web1", data)], {})}
+    with pytest.raises(FleetDataError) as info:
+        plans(groups, all_data=data if where == "all" else None,
+              override=data if where == "override" else None)
+    [line] = info.value.errors
+    origin = {"group": " (group web_servers)", "host": "", "all": " (group all)",
+              "override": " (--data)"}[where]
+    assert line.startswith(f"host web1{origin}: {key} = {value!r}: unknown key")
+    assert f"did you mean '{closest}'?" in line
+
+
+def test_unknown_key_without_a_close_match_lists_the_valid_ones() -> None:
+    line = one_error({"mysql_zzz": 1})
+    assert "unknown key" in line and "froxlor_roles" in line and "did you mean" not in line
+
+
+def test_keys_outside_our_namespaces_are_left_to_pyinfra() -> None:
+    plan_of({"ssh_user": "deploy", "ssh_key": "~/.ssh/id", "_sudo": True, "my_thing": 1,
+             "ssh_port": 22, "ftpish": 1})
+
+
+@pytest.mark.parametrize("data,key", [
+    ({"froxlor_roles": [["web"]]}, "froxlor_roles"),
+    ({"froxlor_roles": [{"web": 1}]}, "froxlor_roles"),
+    ({"froxlor_roles": [{"web"}]}, "froxlor_roles"),
+    ({"froxlor_roles": {"web": 1}}, "froxlor_roles"),
+    ({"ssh_allowed_sources": [["10.0.0.1"]]}, "ssh_allowed_sources"),
+    ({"ssh_allowed_sources": {"10.0.0.1": 1}}, "ssh_allowed_sources"),
+    ({"ssh_port": [22]}, "ssh_port"),
+    ({"ssh_port": "²"}, "ssh_port"),  # str.isdigit() is true, int() fails
+    ({"ssh_port": "٢٢"}, "ssh_port"),  # Arabic-Indic digits: int() would read 22
+    ({"froxlor_roles": ["ftp"], "ftp_passive_ports": [[50000], [50100]]}, "ftp_passive_ports"),
+    ({"froxlor_roles": ["ftp"], "ftp_masquerade_address": ["a.example"]}, "ftp_masquerade_address"),
+    ({"firewall_default_incoming": ["deny"]}, "firewall_default_incoming"),
+    ({"firewall_logging": {"low": 1}}, "firewall_logging"),
+    ({"firewall_enabled": [True]}, "firewall_enabled"),
+    ({"firewall_lockout_guard": "no"}, "firewall_lockout_guard"),
+    ({"firewall_extra_rules": [{"port": [[80]]}]}, "firewall_extra_rules"),
+    ({"firewall_extra_rules": [{"port": {80: 1}}]}, "firewall_extra_rules"),
+    ({"firewall_extra_rules": [{"port": 80, "proto": ["tcp"]}]}, "firewall_extra_rules"),
+    ({"firewall_extra_rules": [{"port": 80, "proto": {"tcp": 1}}]}, "firewall_extra_rules"),
+    ({"firewall_extra_rules": [{"port": 80, "sources": [["10.0.0.1"]]}]}, "firewall_extra_rules"),
+    ({"firewall_extra_rules": [{"port": 80, "comment": ["x"]}]}, "firewall_extra_rules"),
+    ({"firewall_extra_rules": [{("port",): 80}]}, "firewall_extra_rules"),
+    ({"firewall_extra_rules": [{"port": "٨٠"}]}, "firewall_extra_rules"),
+    ({"firewall_extra_rules": [[{"port": 80}]]}, "firewall_extra_rules"),
+])
+def test_nested_and_unhashable_values_give_one_line(data, key) -> None:
+    line = one_error(data)
+    assert f": {key} = " in line
+
+
+def test_a_value_whose_repr_fails_still_gives_one_line() -> None:
+    class Odd:
+        def __repr__(self) -> str:
+            raise RuntimeError("no repr")
+
+    class Multiline:
+        def __repr__(self) -> str:
+            return "two\nlines"
+
+    assert "ssh_port = <" in one_error({"ssh_port": Odd()})
+    assert "two\\nlines" in one_error({"ssh_port": Multiline()})
+
+
+def test_lockout_guard_is_read_into_the_plan() -> None:
+    assert plan_of({}).lockout_guard is True
+    assert plan_of({"firewall_lockout_guard": False}).lockout_guard is False
+
+
+# --- one desired-state model (issue 14) -------------------------------------------------
+
+def test_the_model_lives_in_plan_and_validation_re_exports_it() -> None:
+    from froxlor_fleet import plan, validation
+
+    for name in ("RuleSpec", "HostPlan", "port_span", "ufw_port_sort", "port_weight",
+                 "MAX_PORT_WEIGHT"):
+        assert getattr(validation, name) is getattr(plan, name), name
+    assert "validation" not in plan.__doc__.split("\n")[0]
+
+
+def test_defaults_are_written_only_in_the_catalog() -> None:
+    import dataclasses
+    import inspect
+
+    from froxlor_fleet import validation
+    from froxlor_fleet.catalog import DEFAULTS
+    from froxlor_fleet.plan import HostPlan
+
+    field_keys = {"incoming": "firewall_default_incoming", "outgoing": "firewall_default_outgoing",
+                  "logging": "firewall_logging", "enabled": "firewall_enabled",
+                  "purge_unmanaged": "firewall_purge_unmanaged", "ssh_port": "ssh_port",
+                  "lockout_guard": "firewall_lockout_guard",
+                  "masquerade_address": "ftp_masquerade_address"}
+    for f in dataclasses.fields(HostPlan):
+        if f.name in field_keys:
+            assert f.default == DEFAULTS[field_keys[f.name]], f.name
+    # no literal fallback when a value is bad: the fallback is the catalog's default
+    assert all(p.default is inspect.Parameter.empty
+               for p in inspect.signature(validation._get).parameters.values())
+
+
+def test_a_bad_value_falls_back_to_the_catalog_default(monkeypatch) -> None:
+    from froxlor_fleet import catalog
+
+    monkeypatch.setitem(catalog.DEFAULTS, "ssh_port", 50000)
+    found = errors({"g": (["h1"], {"froxlor_roles": ["ftp"], "ssh_port": "bad"})})
+    # the overlap check ran with the catalog's (patched) default SSH port
+    assert any("overlaps port 50000/tcp opened by 'ssh'" in line for line in found), found

@@ -1,0 +1,91 @@
+"""The desired state of one host: ``HostPlan`` and its ``RuleSpec``s, plus port helpers.
+
+This is the model the planner (``ufwrules``), the operations and the audit work with.
+``validation.resolve`` is the only producer: it turns fleet data into a ``HostPlan``
+(or one-line errors), so every value in here is already checked and normalised the
+way ufw stores it. Defaults come from ``catalog.DEFAULTS`` only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import cast
+
+from .catalog import DEFAULTS, MARKER
+
+# ufw (src/common.py, UFWRule.set_port): at most 14 ',' and ':' in one port list, i.e.
+# 15 ports per rule where a range counts 2 (iptables' multiport limit).
+MAX_PORT_WEIGHT = 15
+
+
+@dataclass(frozen=True)
+class RuleSpec:
+    """One UFW rule the deploy wants: ``allow`` ``ports``/``proto`` from ``source``.
+
+    ``ports`` are ufw-normalised strings ("80", "49152:65534"), sorted the way ufw
+    sorts them; ``source`` is an address/network exactly as ufw stores it, or ``None``
+    (anywhere).
+    """
+
+    ports: tuple[str, ...]
+    proto: str
+    source: str | None
+    label: str  # role name or "extra"
+    note: str = ""  # operator's comment on an extra rule
+
+    @property
+    def comment(self) -> str:
+        """The ufw comment: the marker, the label, and the operator's note if any."""
+        return f"{MARKER}{self.label}" + (f" {self.note}" if self.note else "")
+
+    @property
+    def dport(self) -> str:
+        return ",".join(self.ports)
+
+    def ufw_args(self) -> list[str]:
+        """The ``ufw`` CLI arguments that add this rule (without the program name)."""
+        return ["allow", "proto", self.proto, "from", self.source or "any",
+                "to", "any", "port", self.dport, "comment", self.comment]
+
+
+@dataclass(frozen=True)
+class HostPlan:
+    """Everything one host should look like after the deploy.
+
+    Field defaults are the data defaults of ``catalog.DEFAULTS`` (the one place they
+    are written); ``validation.resolve`` always sets every field.
+    """
+
+    host: str
+    roles: tuple[str, ...]
+    rules: tuple[RuleSpec, ...]
+    incoming: str = cast(str, DEFAULTS["firewall_default_incoming"])
+    outgoing: str = cast(str, DEFAULTS["firewall_default_outgoing"])
+    logging: str = cast(str, DEFAULTS["firewall_logging"])
+    enabled: bool = cast(bool, DEFAULTS["firewall_enabled"])
+    purge_unmanaged: bool = cast(bool, DEFAULTS["firewall_purge_unmanaged"])
+    ssh_port: int = cast(int, DEFAULTS["ssh_port"])
+    lockout_guard: bool = cast(bool, DEFAULTS["firewall_lockout_guard"])
+    # Not data defaults: None means "this host runs no ftp role" / "no masquerading".
+    passive_ports: tuple[int, int] | None = None
+    masquerade_address: str | None = cast("str | None", DEFAULTS["ftp_masquerade_address"])
+
+
+# --- ports in ufw's notation ("80", "49152:65534") ------------------------------------
+
+def port_span(port: str) -> tuple[int, int]:
+    """``"80"`` -> ``(80, 80)``, ``"8000:8100"`` -> ``(8000, 8100)``."""
+    low, _, high = port.partition(":")
+    return int(low), int(high or low)
+
+
+def ufw_port_sort(ports: Iterable[str]) -> tuple[str, ...]:
+    """Unique, and sorted like ufw's ``human_sort`` (src/util.py) sorts a rule's ports
+    when it normalises the rule, so our tuples match the rule files byte for byte."""
+    return tuple(sorted(set(ports), key=lambda p: [int(x) for x in p.split(":")]))
+
+
+def port_weight(ports: Iterable[str]) -> int:
+    """What a port list costs against ``MAX_PORT_WEIGHT``: a range counts 2."""
+    return sum(2 if ":" in p else 1 for p in ports)
