@@ -2,57 +2,40 @@
 
 pyinfra connects to every host before it runs ``deploy.py``, so checking there is too
 late for "stop before connecting". An inventory file ends with
-``check_fleet(__file__)``: that loads the inventory's groups and ``group_data/`` the
-way pyinfra's CLI does, and raises ``FleetDataError`` (one line per problem) on bad
-data, which pyinfra prints as one error and exits non-zero.
+``check_fleet(__file__)``. Under the ``pyinfra`` command that loads the inventory again
+with the options pyinfra itself parsed (``--data``, ``--group-data``, ``--ssh-port``,
+the group named after the inventory file, ``--limit``/``--exclude``), through pyinfra's
+own loader (see ``loading``), and raises ``FleetDataError`` (one line per problem) on bad
+data of a targeted host, which pyinfra prints as one error and exits non-zero.
+Problems of hosts outside ``--limit`` are printed as warnings and do not stop the run.
 """
 
 from __future__ import annotations
 
-import inspect
-from pathlib import Path
-from typing import Any
+import os
 
-from pyinfra.api.inventory import Inventory
+from pyinfra import logger
 
-from .validation import HostPlan, check_inventory
-
-
-def _groups(namespace: dict[str, Any]) -> dict[str, tuple[list, dict]]:
-    from pyinfra_cli.inventory import _is_inventory_group  # pyinfra's own test
-
-    return {name: (value[0], dict(value[1])) if isinstance(value, tuple) else (value, {})
-            for name, value in namespace.items() if _is_inventory_group(name, value)}
-
-
-def _group_data(folder: Path) -> dict[str, dict[str, Any]]:
-    from pyinfra_cli.inventory import _get_group_data  # pyinfra's own loader
-
-    return _get_group_data(str(folder)) if folder.is_dir() else {}
-
-
-def build_inventory(inventory_file: str, namespace: dict[str, Any]) -> Inventory:
-    """An ``Inventory`` with the same hosts, groups and group data pyinfra will load."""
-    groups = _groups(namespace)
-    all_hosts, all_data = groups.pop("all", ([], {}))
-    if not all_hosts:
-        for hosts, _ in groups.values():
-            for entry in hosts:
-                name = entry[0] if isinstance(entry, tuple) else entry
-                if name not in all_hosts:
-                    all_hosts.append(name)
-    folders = [Path.cwd() / "group_data", Path(inventory_file).resolve().parent / "group_data"]
-    loaded: dict[str, dict[str, Any]] = {}
-    for folder in dict.fromkeys(folders):
-        for group, data in _group_data(folder).items():
-            loaded.setdefault(group, {}).update(data)
-    all_data = {**all_data, **loaded.pop("all", {})}
-    merged = {name: (hosts, {**data, **loaded.get(name, {})}) for name, (hosts, data) in groups.items()}
-    return Inventory((all_hosts, all_data), **merged)
+from . import loading
+from .validation import FleetDataError, HostPlan
 
 
 def check_fleet(inventory_file: str) -> dict[str, HostPlan]:
-    """Call at the end of an inventory file: ``check_fleet(__file__)``."""
-    caller = inspect.currentframe().f_back  # type: ignore[union-attr]
-    namespace = dict(caller.f_globals) if caller else {}
-    return check_inventory(build_inventory(inventory_file, namespace))
+    """Call at the end of an inventory file: ``check_fleet(__file__)``.
+
+    Returns the targeted hosts' plans. While ``froxlor_fleet.loading`` itself loads
+    the file (the audit, or this check's own second read) it returns ``{}``: the
+    loader validates afterwards, knowing the targets."""
+    if loading.is_loading():
+        return {}
+    options = loading.options_from_pyinfra_cli(inventory_file)
+    if options is None:  # loaded by a script through pyinfra's API: all hosts, no flags
+        options = loading.InventoryOptions(inventory=inventory_file, cwd=os.getcwd())
+    inventory = loading.load_inventory(options)
+    targets = loading.target_hosts(inventory, options.limit, options.exclude)
+    result = loading.validate(inventory, targets)
+    for line in result.outside:
+        logger.warning(f"froxlor-fleet: not targeted by this run, fix before targeting: {line}")
+    if result.errors:
+        raise FleetDataError([line for lines in result.errors.values() for line in lines])
+    return result.plans

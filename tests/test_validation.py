@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
 
 import pytest
 
 from froxlor_fleet.validation import FleetDataError, check_inventory
 from helpers import make_inventory
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def plans(groups, all_data=None, override=None):
@@ -130,35 +123,6 @@ def test_duplicate_slot_is_kept_once() -> None:
     plan = plans({"a": (["h1"], {"froxlor_roles": ["web"],
                                  "firewall_extra_rules": [{"port": [443, 80]}]})})["h1"]
     assert [r.label for r in plan.rules if r.dport == "80,443"] == ["web"]
-
-
-def run_pyinfra(tmp_path: Path, group_data: str) -> subprocess.CompletedProcess:
-    (tmp_path / "group_data").mkdir()
-    (tmp_path / "group_data" / "web_servers.py").write_text(textwrap.dedent(group_data))
-    (tmp_path / "inventory.py").write_text(
-        "from froxlor_fleet.fleetcheck import check_fleet\n"
-        "web_servers = ['@local']\ncheck_fleet(__file__)\n")
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "pyinfra", "inventory.py", str(ROOT / "deploy.py"),
-                           "--dry"], cwd=tmp_path, capture_output=True, text=True, env=env,
-                          timeout=120)
-
-
-def test_cli_stops_before_connecting_with_one_line_per_problem(tmp_path: Path) -> None:
-    res = run_pyinfra(tmp_path, 'froxlor_roles = ["web", "wbe"]\nssh_port = "22x"\n')
-    out = res.stdout + res.stderr
-    assert res.returncode != 0
-    assert "Connecting to hosts" not in out and "Connected" not in out
-    assert "Traceback" not in out
-    assert "host @local (group web_servers): froxlor_roles = 'wbe': unknown role" in out
-    assert "host @local (group web_servers): ssh_port = '22x': a port must be" in out
-
-
-def test_cli_accepts_good_data_and_plans_without_touching(tmp_path: Path) -> None:
-    res = run_pyinfra(tmp_path, 'froxlor_roles = ["web"]\nfirewall_enabled = False\n')
-    out = res.stdout + res.stderr
-    assert "fleet data is invalid" not in out
-    assert "Connected" in out, out
 
 
 # --- what ufw and ProFTPd accept (issue 9), one line per refused value ----------------
