@@ -43,6 +43,11 @@ What the replay follows (proftpd/proftpd at v1.3.8):
 - Under FTPS (froxlor sets ``TLSRequired on``) a ``TLSMasqueradeAddress`` overrides
   ``MasqueradeAddress`` (mod_core.c ``core_pasv()``, Bug#3862).
 
+Includes outside /etc/proftpd are followed by the host script too (each new target
+listed as deep as its pattern reaches, nested ones as well). What it could not list
+(behind a symlinked directory, a glob in the first path component) is "unknown": an
+unknown file ProFTPd reads before the fragment is a conflict (cannot tell), not a guess.
+
 Line continuations (``\\`` at the end) and ``%{env:...}`` values are not replayed; such
 a value shows as unreadable and counts as a conflict rather than a guess.
 """
@@ -78,6 +83,7 @@ CONTEXT_TITLES = {"ifmodule": "IfModule", "ifdefine": "IfDefine", "ifuser": "IfU
 INCLUDE_MAX_DEPTH = 64  # parser.c PR_PARSER_INCLUDE_MAX_DEPTH
 TMPFILE_PATTERNS = ("*~", "*.sw?")  # parser.c tmpfile_patterns
 UNKNOWN = "?"
+DEFAULT_CONF = "/etc/proftpd/proftpd.conf"  # Debian's; the dump reports the one it read
 
 
 def dump_script() -> str:
@@ -200,7 +206,7 @@ class FtpConfig:
 
     installed: dict[str, str] = field(default_factory=dict)  # daemon -> binary
     running: dict[str, int] = field(default_factory=dict)  # daemon -> pid
-    proftpd: ProftpdConfig = field(default_factory=lambda: ProftpdConfig("/etc/proftpd/proftpd.conf"))
+    proftpd: ProftpdConfig = field(default_factory=lambda: ProftpdConfig(DEFAULT_CONF))
     pureftpd: PureFtpdConfig = field(default_factory=PureFtpdConfig)
     tree: _Tree = field(default_factory=_Tree, repr=False)
 
@@ -225,6 +231,7 @@ def _split_grep_line(line: str, listed: list[str]) -> tuple[str, int, str] | Non
 
 
 def _ports(value: str) -> tuple[int, int] | None:
+    """pure-ftpd's ``LOW HIGH`` (the wrapper also takes ``LOW:HIGH``)."""
     words = value.replace(":", " ").split()
     if len(words) == 2 and all(w.isdigit() for w in words):
         return int(words[0]), int(words[1])
@@ -236,15 +243,14 @@ def parse_dump(lines: list[str]) -> FtpConfig:
     cfg = FtpConfig()
     tree = cfg.tree
     grep_lines: list[str] = []
-    conf_path = "/etc/proftpd/proftpd.conf"
+    conf_path = DEFAULT_CONF
     for raw in lines:
         line = raw.rstrip("\n")
         tag, _, rest = line.partition(" ")
         if tag == "@bin":
             name, _, path = rest.partition(" ")
             daemon = BINARY_DAEMON.get(name)
-            # A real daemon binary names pure-ftpd better than the wrapper does.
-            if daemon and (daemon not in cfg.installed or name != "pure-ftpd-wrapper"):
+            if daemon:  # the script lists pure-ftpd's daemons before its wrapper
                 cfg.installed.setdefault(daemon, path)
         elif tag == "@run":
             name, _, pid = rest.partition(" ")
@@ -600,8 +606,8 @@ def _advice(s: Setting, conf_path: str, fragment_path: str) -> str:
 
 def _same(directive: str, a: str, b: str) -> bool:
     if directive == "PassivePorts":
-        pa, pb = _ports(a), _ports(b)
-        return pa is not None and pa == pb
+        pa = Setting(directive, a, "", None).ports
+        return pa is not None and pa == Setting(directive, b, "", None).ports
     return a.strip().lower() == b.strip().lower()
 
 
@@ -610,9 +616,16 @@ def _main_winner(check: FtpCheck, eff: ProftpdConfig, directive: str, wanted: st
     """Judge the main server's effective ``directive`` against ``wanted``."""
     winner = {"PassivePorts": eff.passive_ports,
               "MasqueradeAddress": eff.masquerade}[directive]
-    if winner is None:
-        return  # not reached: reported once as "never reads the fragment"
     ours = [o for o in eff.occurrences if o.ours and o.directive == directive]
+    where = next((c for o in ours for c in (o.invalid, o.session) if c), None)
+    if where or (winner is None and ours):
+        where = where or f"<VirtualHost {eff.vhosts[ours[0].vhost].name}>"
+        check.conflicts.append(
+            f"ProFTPd reads {fragment_path} inside {where} (an Include there), so its "
+            f"{directive} does not apply to the main server; include it at the top level")
+        return
+    if winner is None:
+        return
     if not winner.ours:
         if _same(directive, winner.value, wanted):
             check.notes.append(
@@ -686,7 +699,9 @@ def _vhosts(check: FtpCheck, eff: ProftpdConfig, wanted_ports: str,
                 f"{wanted_ports}")
         if wanted_masquerade is None:
             continue
-        for s, name in ((vh.tls_masquerade, "TLSMasqueradeAddress"), (vh.masquerade, "MasqueradeAddress")):
+        # Under FTPS (froxlor: TLSRequired on) TLSMasqueradeAddress comes first.
+        for s, name in ((vh.tls_masquerade, "TLSMasqueradeAddress"),
+                        (vh.masquerade, "MasqueradeAddress")):
             if s is not None:
                 if not _same(name, s.value, wanted_masquerade):
                     check.conflicts.append(

@@ -401,6 +401,17 @@ def test_fragment_not_included(tmp_path):
         "proftpd.conf ends with 'Include /etc/proftpd/conf.d/'); restore that line"]
 
 
+def test_fragment_included_inside_a_virtual_host(tmp_path):
+    root = host(tmp_path)
+    text = (root / CONF.lstrip("/")).read_text().replace(
+        "Include /etc/proftpd/conf.d/\n",
+        "<VirtualHost 192.0.2.5>\n  Include /etc/proftpd/conf.d/\n</VirtualHost>\n")
+    (root / CONF.lstrip("/")).write_text(text)
+    assert pc.conflicts(read(root), FRAGMENT_PATH, WANT) == [
+        f"ProFTPd reads {FRAGMENT_PATH} inside <VirtualHost 192.0.2.5> (an Include there), so "
+        "its PassivePorts does not apply to the main server; include it at the top level"]
+
+
 def test_no_proftpd_conf(tmp_path):
     cfg = read(host(tmp_path, froxlor=False))
     assert not cfg.proftpd.found
