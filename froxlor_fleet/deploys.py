@@ -26,8 +26,9 @@ def froxlor_firewall() -> None:
     the host's ``froxlor_roles`` (and the other data keys, see README) ask."""
     plan = fleet_plans()[host.name]
     # Checked first: an ftp host without ProFTPd fails before its firewall changes.
-    proftpd.installed_for_ftp(name="ProFTPd present for the ftp role",
-                              needed=plan.passive_ports is not None)
+    proftpd.installed_for_ftp(name="ProFTPd ready for the ftp role",
+                              passive_ports=plan.passive_ports,
+                              masquerade_address=plan.masquerade_address)
     firewall.rules_and_policies(
         name="UFW rules, policies and state",
         rules=plan.rules,

@@ -13,6 +13,7 @@ from importlib import resources
 from pyinfra.api import FactBase, QuoteString, StringCommand
 
 from .catalog import FRAGMENT_PATH
+from .proftpd_config import FtpConfig, dump_command, parse_dump
 from .ufwrules import UfwRule, parse_tuple_line
 
 SECTION = ":::froxlor-fleet:"
@@ -43,6 +44,7 @@ class HostState:
     ssh_port: int | None = None
     ssh_interface: str | None = None  # the interface holding ssh_server
     proftpd_installed: bool = False
+    ftp: FtpConfig = field(default_factory=lambda: parse_dump([]))  # FTP daemons, effective config
     fragment: str | None = None  # current fragment text, None when absent
     fragment_sha256: str | None = None  # of the exact bytes on the host
 
@@ -71,9 +73,11 @@ class FleetHostState(FactBase[HostState]):
     """
 
     def command(self, fragment_path: str = FRAGMENT_PATH) -> StringCommand:
-        # remote/state.sh: the SSH session is looked up past sudo/su (fail-closed guard).
+        # remote/state.sh: the SSH session is looked up past sudo/su (fail-closed guard);
+        # remote/proftpd_dump.sh: what decides ProFTPd's effective passive range.
         return StringCommand("sh", "-c", QuoteString(remote_program("state.sh")),
-                             "froxlor-fleet", QuoteString(fragment_path))
+                             "froxlor-fleet", QuoteString(fragment_path),
+                             f"; echo '{SECTION}ftp'; " + dump_command())
 
     @staticmethod
     def default() -> HostState:
@@ -129,6 +133,7 @@ def parse_state(lines: list[str]) -> HostState:
         state.ssh_port = int(ssh[3])
         state.ssh_interface = next((s.strip() for s in sec.get("sshif", []) if s.strip()), None)
     state.proftpd_installed = any(s.strip() for s in sec.get("proftpd", []))
+    state.ftp = parse_dump(sec.get("ftp", []))
     frag = sec.get("fragment")
     if frag:
         state.fragment_sha256 = frag[0].strip()

@@ -18,6 +18,7 @@ from pyinfra.operations.util.files import generate_color_diff
 from .catalog import FRAGMENT_PATH
 from .steps import guarded_step, refuse, show_changes
 from .hoststate import host_state
+from .proftpd_config import conflicts as ftp_conflicts
 
 NOOP_MESSAGE = "ProFTPd passive-port fragment already as wanted"
 MISSING_PROFTPD = ("the ftp role needs ProFTPd, but 'proftpd' is not installed on this host "
@@ -78,25 +79,38 @@ def digest(content: str | None) -> str | None:
 
 
 @operation()
-def installed_for_ftp(needed: bool):
+def installed_for_ftp(*, passive_ports: tuple[int, int] | None,
+                      masquerade_address: str | None = None):
     """
-    Fail the host before anything changes when it has the ftp role but no ProFTPd.
+    Fail the host before anything changes when it has the ftp role but ProFTPd is
+    missing, or would not use this deploy's fragment (an admin's ``PassivePorts`` in
+    proftpd.conf, an earlier conf.d file, a ``<VirtualHost>`` of its own...).
 
-    + needed: whether the host runs the ftp role
+    + passive_ports: the host's ``(low, high)`` range, ``None``: no ftp role
+    + masquerade_address: the fragment's ``MasqueradeAddress``, if any
 
     Costs no remote command of its own (reads the state the deploy reads anyway).
-    This deploy never installs an FTP server unasked.
+    This deploy never installs an FTP server unasked and never edits proftpd.conf.
 
     **Example:**
 
     .. code:: python
 
-        proftpd.installed_for_ftp(name="ProFTPd present for ftp", needed=True)
+        proftpd.installed_for_ftp(name="ProFTPd ready for ftp", passive_ports=(49152, 65534))
     """
-    if needed and not host_state(host).proftpd_installed:
+    if passive_ports is None:
+        host.noop("no ftp role")
+        return
+    current = host_state(host)
+    if not current.proftpd_installed:
         yield refuse(MISSING_PROFTPD)
         return
-    host.noop("ProFTPd is there for the ftp role" if needed else "no ftp role")
+    problems = ftp_conflicts(current.ftp, FRAGMENT_PATH, tuple(passive_ports), masquerade_address)
+    if problems:
+        yield refuse("ProFTPd would not use this deploy's passive ports, so UFW and ProFTPd "
+                     "would disagree; nothing was changed on this host: " + " | ".join(problems))
+        return
+    host.noop("ProFTPd will use the fragment's passive ports")
 
 
 @operation()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from contextlib import contextmanager
 from pathlib import Path
 from unittest.mock import patch
@@ -74,7 +75,9 @@ def load_case(path: Path) -> dict:
 def build_fact(spec: dict) -> list[str]:
     """Fact output for an operation case: a captured scenario, with optional overrides
     of whole sections (``rules4``, ``rules6``, ``running``, ``ssh``, ``ufw``,
-    ``proftpd``), ``conf``/``default`` key=value edits and the ``fragment`` text."""
+    ``proftpd``), ``conf``/``default`` key=value edits, the ``fragment`` text, and
+    ``ftp_tree``: a tree under tests/fixtures/proftpd/ that the real host-side dump
+    script reads as the host's ``/``."""
     sections: dict[str, list[str]] = {}
     order: list[str] = []
     current = None
@@ -89,6 +92,9 @@ def build_fact(spec: dict) -> list[str]:
         if name in spec:
             value = spec[name]
             sections[name] = value if isinstance(value, list) else [value]
+    if "ftp_tree" in spec:
+        sections["ftp"] = ftp_dump(spec["ftp_tree"])
+        order.insert(order.index("fragment"), "ftp")  # with_fragment() cuts after "fragment"
     for name in ("conf", "default"):
         for key, value in spec.get(name, {}).items():
             sections[name] = [f"{key}={value}" if line.startswith(f"{key}=") else line
@@ -98,3 +104,12 @@ def build_fact(spec: dict) -> list[str]:
         lines.append(f":::froxlor-fleet:{name}")
         lines += sections[name]
     return with_fragment(lines, spec.get("fragment"))
+
+
+def ftp_dump(tree: str) -> list[str]:
+    """The real ``remote/proftpd_dump.sh`` run over a fixture tree (as the host's /)."""
+    from froxlor_fleet.proftpd_config import dump_script
+
+    out = subprocess.run(["sh", "-c", dump_script(), "froxlor-fleet", str(FIXTURES / "proftpd" / tree)],
+                         capture_output=True, text=True, check=True)
+    return out.stdout.splitlines()

@@ -67,11 +67,14 @@ def read_state(backend):
 def ufw_rule(rule):
     """A ufw UFWRule for a ``UfwRule`` read from the files (to delete it)."""
     import ufw.common
+    import ufw.util
 
     forward = rule.action.startswith("route:")
     direction, _, iface = rule.iface.partition("_")
+    # ufw keeps comments hex-encoded in its rule objects (and matches on them)
+    comment = ufw.util.hex_encode(rule.comment) if rule.comment else ""
     made = ufw.common.UFWRule(rule.action.split(":")[-1], rule.proto, rule.dport, rule.dst,
-                              rule.sport, rule.src, direction, forward, rule.comment)
+                              rule.sport, rule.src, direction, forward, comment)
     if rule.dapp != "-":
         made.dapp = rule.dapp.replace("%20", " ")
     if rule.sapp != "-":
@@ -181,6 +184,19 @@ def apply(ui, request, state, plan, adds, deletes):
     return out
 
 
+def verify(ui, wanted, purge):
+    """Read the files again: the plan must now be empty, or ufw did not do what it said
+    (it reports e.g. "Could not delete non-existent rule" as a message, not an error)."""
+    import ufw.frontend
+
+    state = read_state(ufw.frontend.UFWFrontend(False).backend)
+    left = plan_rules(state["rules"], wanted, state["ipv6"], purge)
+    if left.changes:
+        raise StepError("after applying, ufw's files still differ from the plan (to add: %s; "
+                        "to delete: %s)" % ([" ".join(w.ufw_args()) for w in left.add],
+                                            [r.tuple_text() for r in left.delete]))
+
+
 def run(request):
     import ufw.common
     import ufw.frontend
@@ -204,6 +220,7 @@ def run(request):
             out.append("froxlor-fleet: the host changed while this run waited for the lock; "
                        "applied a fresh plan (%d to add, %d to delete)" % (len(plan.add), len(plan.delete)))
         out += apply(ui, request, state, plan, adds, deletes)
+        verify(ui, wanted, request["purge"])
     finally:
         ufw.util.release_lock(lock)
     return out
