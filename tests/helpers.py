@@ -77,7 +77,8 @@ def build_fact(spec: dict) -> list[str]:
     of whole sections (``rules4``, ``rules6``, ``running``, ``ssh``, ``ufw``,
     ``proftpd``), ``conf``/``default`` key=value edits, the ``fragment`` text, and
     ``ftp_tree``: a tree under tests/fixtures/proftpd/ that the real host-side dump
-    script reads as the host's ``/``."""
+    script reads as the host's ``/`` (``ftp_edits``: ``{file: [[old, new], ...]}`` made
+    to a copy of it first)."""
     sections: dict[str, list[str]] = {}
     order: list[str] = []
     current = None
@@ -93,7 +94,7 @@ def build_fact(spec: dict) -> list[str]:
             value = spec[name]
             sections[name] = value if isinstance(value, list) else [value]
     if "ftp_tree" in spec:
-        sections["ftp"] = ftp_dump(spec["ftp_tree"])
+        sections["ftp"] = ftp_dump(spec["ftp_tree"], spec.get("ftp_edits", {}))
         order.insert(order.index("fragment"), "ftp")  # with_fragment() cuts after "fragment"
     for name in ("conf", "default"):
         for key, value in spec.get(name, {}).items():
@@ -106,10 +107,22 @@ def build_fact(spec: dict) -> list[str]:
     return with_fragment(lines, spec.get("fragment"))
 
 
-def ftp_dump(tree: str) -> list[str]:
+def ftp_dump(tree: str, edits: dict[str, list[list[str]]]) -> list[str]:
     """The real ``remote/proftpd_dump.sh`` run over a fixture tree (as the host's /)."""
+    import shutil
+    import tempfile
+
     from froxlor_fleet.proftpd_config import dump_script
 
-    out = subprocess.run(["sh", "-c", dump_script(), "froxlor-fleet", str(FIXTURES / "proftpd" / tree)],
-                         capture_output=True, text=True, check=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "root"
+        shutil.copytree(FIXTURES / "proftpd" / tree, root, symlinks=True)
+        for name, changes in edits.items():
+            text = (root / name).read_text()
+            for old, new in changes:
+                assert old in text, (name, old)
+                text = text.replace(old, new)
+            (root / name).write_text(text)
+        out = subprocess.run(["sh", "-c", dump_script(), "froxlor-fleet", str(root)],
+                             capture_output=True, text=True, check=True)
     return out.stdout.splitlines()
