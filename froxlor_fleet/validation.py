@@ -204,9 +204,15 @@ def address(value: Any) -> str:
         raise ValueError("must be an IP address or CIDR network as a string")
     if "%" in value:
         raise ValueError("has an IPv6 scope id (%...), which ufw refuses")
+    if value.lower() == "any":
+        raise ValueError("is ufw's word for anywhere: leave the sources empty for that")
+    if any(c.isspace() for c in value):
+        # ufw's $-anchored checks let "10.0.0.0/8\n" by, and write the newline into
+        # user.rules, splitting the rule's tuple line
+        raise ValueError(f"{BAD_ADDRESS}: it holds whitespace or a line break")
     version = 6 if ":" in value else 4
     if not (_V6_CHARS if version == 6 else _V4_CHARS).fullmatch(value):
-        raise ValueError(BAD_ADDRESS)  # also spaces and line breaks, which ufw's $ lets by
+        raise ValueError(BAD_ADDRESS)
     if version == 6 and len(value) > 43:
         raise ValueError("is longer than 43 characters, which ufw refuses for IPv6: "
                          "write it compressed (2001:db8::1)")

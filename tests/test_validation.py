@@ -263,11 +263,11 @@ def test_sources_are_normalised_exactly_as_ufw_stores_them(value, stored) -> Non
     ("10.0.0.0/08", "leading zero"), ("2001:db8::/032", "leading zero"),
     ("10.0.0.0/255.0.255.0", "contiguous"), ("10.0.0.0/0.0.0.255", "contiguous"),
     ("10.0.0.0/255.000.0.0", "contiguous"),
-    (" 10.0.0.1", "not a valid IP address"), ("10.0.0.0/8\n", "not a valid IP address"),
+    (" 10.0.0.1", "whitespace"), ("10.0.0.0/8\n", "whitespace"),
     ("10.0.0.1\n", "not a valid IP address"),
     ("2001:0db8:0000:0000:0000:0000:255.255.255.255", "43 characters"),  # ufw's length cap
     ("10.0.0.0/33", "not a valid IP address"), ("2001:db8::/129", "not a valid IP address"),
-    ("any", "not a valid IP address"), ("", "not a valid IP address"),
+    ("any", "anywhere"), ("ANY", "anywhere"), ("", "not a valid IP address"),
     ("1.2.3", "not a valid IP address"), ("010.0.0.1", "not a valid IP address"),
 ])
 def test_sources_ufw_refuses_or_would_misstore_are_refused(value, needle) -> None:
