@@ -1,10 +1,6 @@
-"""``python -m froxlor_fleet audit inventory.py [--json]``: see ``froxlor_fleet.audit``."""
+"""``python -m froxlor_fleet``: the ``froxlor-fleet`` command (see ``froxlor_fleet.cli``)."""
 
-import sys
+from .cli import run
 
-from .audit import main
-
-if len(sys.argv) < 2 or sys.argv[1] != "audit":
-    print("usage: python -m froxlor_fleet audit INVENTORY [--json] [--limit NAME]", file=sys.stderr)
-    sys.exit(2)
-sys.exit(main(sys.argv[2:]))
+if __name__ == "__main__":
+    run()

@@ -28,7 +28,8 @@ from pyinfra.api import Host, Inventory, State
 from pyinfra.api.exceptions import NoGroupError, PyinfraError
 from pyinfra.context import ctx_state
 
-from .validation import HostPlan, inventory_layers, resolve
+from .plan import HostPlan
+from .validation import inventory_layers, resolve
 
 # Set while this module loads an inventory: the inventory file's own ``check_fleet``
 # call then does nothing (the loader validates afterwards, knowing the targets).

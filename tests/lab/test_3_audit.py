@@ -1,22 +1,44 @@
-"""The read-only fleet audit on the lab fleet: clean, drift named, unreachable host."""
+"""The read-only fleet audit on the lab fleet: clean, drift named, unreachable host,
+the JSON contract, Prometheus output and pyinfra's --limit."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+from importlib import resources
+
+import jsonschema
 
 from conftest import ROOT, TEST_LAB
 from lab import lab as labmod
 from labtools import FRAGMENT
+
+SCHEMA = json.loads(resources.files("froxlor_fleet.audit").joinpath("audit.schema.json").read_text())
 
 
 def audit(*args: str) -> tuple[int, str]:
     res = subprocess.run([sys.executable, "-m", "froxlor_fleet", "audit", "inventory.py", *args],
                          cwd=TEST_LAB, capture_output=True, text=True, timeout=120,
                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert "Traceback" not in res.stdout + res.stderr, res.stdout + res.stderr
     return res.returncode, res.stdout + res.stderr
+
+
+def audit_json(*args: str) -> tuple[int, dict]:
+    res = subprocess.run([sys.executable, "-m", "froxlor_fleet", "audit", "inventory.py",
+                          "--json", *args], cwd=TEST_LAB, capture_output=True, text=True,
+                         timeout=120, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    doc = json.loads(res.stdout)
+    jsonschema.validate(doc, SCHEMA)
+    assert doc["exit"] == res.returncode
+    return res.returncode, doc
+
+
+def findings(doc: dict, host: str, kind: str) -> list[str]:
+    return [f["detail"] for f in doc["findings"] if f["host"] == host and f["kind"] == kind]
 
 
 def test_converged_fleet_audits_clean(lab) -> None:
@@ -24,11 +46,18 @@ def test_converged_fleet_audits_clean(lab) -> None:
     before = lab.state_files()
     code, out = audit()
     assert code == 0, out
-    assert f"{len(lab.hosts)} hosts, {len(lab.hosts)} ok, 0 drift, 0 unreachable" in out
-    # proftpd listens everywhere, but only ftp hosts admit 21: a finding, not drift
+    assert f"{len(lab.hosts)} hosts, {len(lab.hosts)} ok, 0 drift, 0 unreachable, 0 errors" in out
+    # proftpd listens everywhere, but only ftp hosts admit 21: a notice, not drift
     mail = lab.by_kind("mail")[0]
     assert f"{mail}: listening but blocked: 21/tcp (proftpd)" in out
     assert "\033[" not in out  # no colour when not writing to a terminal
+    code, doc = audit_json()
+    assert code == 0 and doc["status"] == "ok"
+    ports = {(p["port"], p["proto"]): p for p in next(h for h in doc["hosts"]
+                                                       if h["host"] == mail)["ports"]}
+    assert ports[(21, "tcp")] == {"port": 21, "proto": "tcp", "admitted": "blocked",
+                                  "listening": True, "processes": ["proftpd"]}
+    assert ports[(22, "tcp")]["admitted"] == "open" and ports[(22, "tcp")]["listening"]
     assert lab.state_files() == before  # the audit changed nothing
 
 
@@ -40,16 +69,17 @@ def test_each_drift_is_found_and_named(lab) -> None:
     lab.sh(web, f"sed -i 's/^PassivePorts .*/PassivePorts 40000 40100/' {FRAGMENT}")
     before = lab.state_files()
     try:
-        code, out = audit("--json")
-        assert code == 1, out
-        report = {h["host"]: h for h in json.loads(out)["hosts"]}
-        assert report[mail]["unmanaged"] == ["allow 8080/tcp"]
-        assert report[mail]["missing"] == ["allow 110,995/tcp (pop3)"]
-        assert report[dns]["ufw"] == "inactive"
-        assert report[dns]["settings"] == ["ufw inactive (want active)"]
-        assert report[db]["settings"] == ["incoming reject (want deny)", "logging medium (want low)"]
-        assert report[web]["passive_mismatch"] and report[web]["passive_proftpd"] == "40000:40100"
-        assert report[web]["passive_ufw"] == "50000:50100"
+        code, doc = audit_json()
+        assert code == 1, doc
+        report = {h["host"]: h for h in doc["hosts"]}
+        assert findings(doc, mail, "unmanaged_rule") == ["unmanaged rule allow 8080/tcp"]
+        assert findings(doc, mail, "missing_rule") == ["missing rule allow 110,995/tcp (pop3)"]
+        assert report[dns]["ufw"]["state"] == "inactive"
+        assert findings(doc, dns, "setting") == ["ufw inactive (want active)"]
+        assert findings(doc, db, "setting") == ["incoming reject (want deny)",
+                                                 "logging medium (want low)"]
+        assert report[web]["passive_ports"] == {"wanted": "50000:50100", "proftpd": "40000:40100",
+                                                "ufw": "50000:50100", "match": False}
         assert {h for h, r in report.items() if r["verdict"] == "drift"} == {web, mail, dns, db}
         code, text = audit()
         assert code == 1
@@ -62,19 +92,32 @@ def test_each_drift_is_found_and_named(lab) -> None:
     assert audit()[0] == 0
 
 
+def test_a_hand_made_rule_alone_is_drift_only_with_purge(lab) -> None:
+    mail = lab.by_kind("mail")[0]
+    lab.sh(mail, "ufw allow 8080/tcp >/dev/null")
+    try:
+        code, doc = audit_json()
+        assert code == 0, doc  # the deploy would keep it: a notice
+        assert [f["severity"] for f in doc["findings"] if f["kind"] == "unmanaged_rule"] == ["notice"]
+        code, doc = audit_json("--data", "firewall_purge_unmanaged=true")
+        assert code == 1
+    finally:
+        lab.sh(mail, "ufw delete allow 8080/tcp >/dev/null")
+
+
 def test_unreachable_host_is_reported_while_others_are_audited(lab) -> None:
     dns = lab.by_kind("dns")[0]
     lab.sh(dns, "kill $(cat /run/sshd.pid)")
     try:
-        code, out = audit("--json")
+        code, report = audit_json()
     finally:
         labmod.start_services(dns, TEST_LAB / "hosts" / dns)
         labmod.wait_ssh([lab.ip(dns)])
-    assert code == 2, out
-    report = json.loads(out)
+    assert code == 2, report
     assert report["summary"]["unreachable"] == 1 and report["summary"]["ok"] == len(lab.hosts) - 1
     by_host = {h["host"]: h for h in report["hosts"]}
-    assert by_host[dns]["verdict"] == "unreachable" and by_host[dns]["error"]
+    assert by_host[dns]["verdict"] == "unreachable"
+    assert findings(report, dns, "unreachable")[0].startswith("unreachable: ")
     assert audit()[0] == 0
 
 
@@ -84,6 +127,40 @@ def test_audit_reads_each_host_with_one_command(lab) -> None:
     assert audit()[0] == 0
     for name in lab.hosts:
         assert len(lab.sh(name, f"cat {labmod.COMMAND_LOG}").stdout.splitlines()) == 1, name
+
+
+def test_limit_takes_groups_and_globs_and_reads_only_those(lab) -> None:
+    web = lab.by_kind("web")
+    for name in lab.hosts:
+        lab.sh(name, f": > {labmod.COMMAND_LOG}")
+    code, doc = audit_json("--limit", "web_servers")
+    assert code == 0 and sorted(h["host"] for h in doc["hosts"]) == sorted(web)
+    for name in lab.hosts:
+        lines = lab.sh(name, f"cat {labmod.COMMAND_LOG}").stdout.splitlines()
+        assert len(lines) == (1 if name in web else 0), name
+    prefix = web[0][:-1]
+    code, doc = audit_json("--limit", f"{prefix}*")
+    assert code == 0 and len(doc["hosts"]) == len(lab.hosts)
+    code, doc = audit_json("--limit", "no_such_group")
+    assert code == 2 and doc["findings"][0]["kind"] == "limit_unmatched"
+
+
+def test_prometheus_file_for_node_exporter(lab, tmp_path) -> None:
+    prom = tmp_path / "froxlor_fleet.prom"
+    code, _ = audit("--prometheus", str(prom))
+    assert code == 0
+    text = prom.read_text()
+    assert "froxlor_fleet_audit_exit_status 0" in text.splitlines()
+    for name in lab.hosts:
+        assert f'froxlor_fleet_audit_host_verdict{{host="{name}",verdict="ok"}} 1' in text
+
+
+def test_console_script_is_the_same_program(lab) -> None:
+    script = shutil.which("froxlor-fleet") or str(ROOT / ".venv" / "bin" / "froxlor-fleet")
+    res = subprocess.run([script, "audit", "inventory.py"], cwd=TEST_LAB, capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout == audit()[1]
 
 
 def test_bad_data_is_an_error(lab) -> None:

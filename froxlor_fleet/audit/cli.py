@@ -1,0 +1,120 @@
+"""``froxlor-fleet audit``: the read-only fleet audit as a command.
+
+Takes the inventory options of ``pyinfra`` itself (same names, same meaning) and always
+ends with exit status 0, 1 or 2, and with ``--json`` always with the JSON document.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import click
+
+from .. import loading
+from .collect import AuditOptions, run_audit
+from .compare import FleetAudit, fleet_error
+from .report import to_json, to_prometheus, to_text, write_atomically
+
+EXIT_STATUS_HELP = """\b
+Exit status:
+  0  every targeted host matches its data (notices may be listed)
+  1  drift: the deploy would change something on a host
+  2  errors: a host unreachable or with bad data, a missing or broken
+     inventory, a --limit that matches no host, a bad option"""
+
+
+def _quiet_logs(debug: bool) -> None:
+    os.environ["PYINFRA_PROGRESS"] = "off"  # no spinner between our lines
+    if debug:
+        logging.basicConfig(level=logging.INFO)
+        return
+    # Connection failures become findings; pyinfra's and paramiko's own log lines
+    # (tracebacks included) would only repeat them.
+    for name in ("pyinfra", "paramiko"):
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+
+
+def _options(inventory: str, params: dict) -> AuditOptions:  # type: ignore[type-arg]
+    ssh = tuple((key, params[key]) for key in loading.SSH_OVERRIDES if params.get(key))
+    return AuditOptions(
+        inventory=loading.InventoryOptions(
+            inventory=inventory, cwd=os.getcwd(), data=tuple(params["data"]),
+            group_data=tuple(params["group_data"]), limit=tuple(params["limit"]),
+            exclude=tuple(params["exclude"]), ssh=ssh),
+        config_file=params["config_file"], sudo=params["sudo"], sudo_user=params["sudo_user"],
+        su_user=params["su_user"], parallel=params["parallel"])
+
+
+def _write_prometheus(fleet: FleetAudit, path: str) -> None:
+    try:
+        write_atomically(path, to_prometheus(fleet))
+    except OSError as error:
+        fleet.errors.append(fleet_error("output_error",
+                                        f"--prometheus {path}: {error.strerror or error}"))
+
+
+@click.command("audit", epilog=EXIT_STATUS_HELP)
+@click.argument("inventory")
+@click.option("--json", "json_output", is_flag=True,
+              help="Print the JSON document (schema in the package) instead of the text "
+                   "report; printed on errors too.")
+@click.option("--prometheus", metavar="FILE",
+              help="Also write the results as Prometheus metrics to FILE (node_exporter "
+                   "textfile collector), atomically.")
+@click.option("--limit", multiple=True, help="Restrict the target hosts by name and group "
+              "name (globs allowed), as pyinfra's --limit.")
+@click.option("--exclude", multiple=True, help="Exclude target hosts by name and group name.")
+@click.option("--data", multiple=True, help="Override data values, format key=value.")
+@click.option("--group-data", multiple=True,
+              help="Paths to load additional group data from (overrides matching keys).")
+@click.option("--config", "config_file", default="config.py", show_default=True,
+              help="pyinfra config file to use.")
+@click.option("--sudo", is_flag=True, help="Read the hosts with sudo.")
+@click.option("--sudo-user", help="Which user to sudo to.")
+@click.option("--su-user", help="Which user to su to.")
+@click.option("--parallel", type=click.IntRange(min=1),
+              help="Number of hosts to read in parallel.")
+@click.option("--ssh-user", "--user", "ssh_user", help="SSH user to connect as.")
+@click.option("--ssh-port", "--port", "ssh_port", type=int, help="SSH port to connect to.")
+@click.option("--ssh-key", "--key", "ssh_key", help="SSH private key filename.")
+@click.option("--ssh-key-password", "--key-password", "ssh_key_password",
+              help="SSH private key password.")
+@click.option("--ssh-password", "--password", "ssh_password", help="SSH password.")
+@click.option("--debug", is_flag=True,
+              help="Show pyinfra's log, and a traceback for unexpected errors.")
+def audit_command(inventory: str, json_output: bool, prometheus: str | None, debug: bool,
+                  **params: object) -> int:
+    """Read-only audit of INVENTORY's hosts against their data: changes nothing.
+
+    One remote command per host (the deploy's state read plus `ss`): UFW rules,
+    policies and state, ProFTPd's passive range against UFW's, which ports are
+    admitted and which listen. INVENTORY is what `pyinfra` takes (e.g. inventory.py).
+    """
+    _quiet_logs(debug)
+    try:
+        fleet = run_audit(_options(inventory, params))
+    except Exception as error:  # a bug of ours: still exit 2, still a document
+        if debug:
+            raise
+        fleet = FleetAudit(inventory, tuple(params["limit"]),  # type: ignore[arg-type]
+                           errors=[fleet_error("internal_error",
+                                               f"{type(error).__name__}: {error} "
+                                               "(--debug shows the traceback)")])
+    if prometheus:
+        _write_prometheus(fleet, prometheus)
+    if json_output:
+        click.echo(to_json(fleet))
+        for finding in fleet.findings:  # the reason for exit 2, for CI logs
+            if finding.severity == "error":
+                click.echo(f"froxlor-fleet audit: {finding.host or finding.kind}: "
+                           f"{finding.detail}", err=True)
+    else:
+        click.echo(to_text(fleet, tty=sys.stdout.isatty()))
+    return fleet.exit_status
+
+
+def usage_error_document(message: str) -> str:
+    """The JSON document for a command line the audit could not even parse."""
+    return to_json(FleetAudit(None, errors=[fleet_error("usage_error", message)]))

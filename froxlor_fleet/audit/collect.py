@@ -1,0 +1,144 @@
+"""Drive pyinfra for the audit: load the inventory as pyinfra's CLI does, connect to the
+targeted hosts with valid data, read each once (``FleetAuditState``), disconnect.
+
+Everything a user or a host can get wrong ends as a ``Finding`` in the ``FleetAudit``
+(never an exception): a missing inventory, an error in its files, a ``--limit`` that
+matches nothing, bad data, an unreachable host, a read that failed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pyinfra.api import Config, Host, Inventory, State
+from pyinfra.api.connect import connect_all, disconnect_all
+from pyinfra.api.exceptions import PyinfraError
+from pyinfra.api.facts import get_facts
+from pyinfra.api.state import BaseStateCallback, StateStage
+from pyinfra.context import ctx_config, ctx_inventory, ctx_state
+
+from .. import loading
+from ..plan import HostPlan
+from .compare import FleetAudit, audit_host, bad_data, fleet_error, unreachable
+from .fact import AuditState, FleetAuditState
+
+
+@dataclass(frozen=True)
+class AuditOptions:
+    """The audit's inputs: the inventory as pyinfra takes it, plus pyinfra's config."""
+
+    inventory: loading.InventoryOptions
+    config_file: str = "config.py"  # pyinfra's --config, relative to the working directory
+    sudo: bool = False
+    sudo_user: str | None = None
+    su_user: str | None = None
+    parallel: int | None = None
+
+
+def error_text(error: BaseException) -> str:
+    """One line for an exception from pyinfra or from the user's inventory files."""
+    if isinstance(error, SyntaxError):  # a broken inventory, group data or config file
+        return f"{error.filename}:{error.lineno}: {error.msg}"
+    inner = getattr(error, "e", None)  # pyinfra_cli's UnexpectedExternalError wraps one
+    if isinstance(inner, BaseException):
+        where = getattr(error, "filename", None)
+        text = f"{type(inner).__name__}: {inner}"
+        return f"{where}: {text}" if where else text
+    text = str(error.args[0]) if error.args else type(error).__name__
+    return " ".join(text.split())
+
+
+def make_config(options: AuditOptions) -> Config:
+    """pyinfra's ``Config``: ``config.py`` first, then the command-line flags over it."""
+    from pyinfra_cli.util import exec_file
+
+    config = Config()
+    path = Path(options.inventory.cwd, options.config_file)
+    if path.is_file():  # pyinfra too ignores a missing config file
+        with ctx_config.use(config):
+            exec_file(str(path))
+    if options.sudo:
+        config.SUDO = True
+        if options.sudo_user:
+            config.SUDO_USER = options.sudo_user
+    if options.su_user:
+        config.SU_USER = options.su_user
+    if options.parallel:
+        config.PARALLEL = options.parallel
+    # Read every host that answers; the ones that don't are findings, not a reason to stop.
+    config.FAIL_PERCENT = None
+    return config
+
+
+def _read_hosts(state: State, inventory: Inventory, config: Config,
+                hosts: list[Host]) -> tuple[dict[str, AuditState], dict[str, str]]:
+    """Connect to ``hosts`` and read each once: ({host: state}, {host: why not})."""
+    errors: dict[str, str] = {}
+
+    class ConnectErrors(BaseStateCallback):
+        @staticmethod
+        def host_connect_error(state: State, host: Host, error: BaseException) -> None:
+            errors[host.name] = error_text(error)
+
+    with ctx_inventory.use(inventory), ctx_config.use(config):
+        state.init(inventory, config, initial_limit=hosts)
+        state.add_callback_handler(ConnectErrors())
+        state.set_stage(StateStage.Connect)
+        try:
+            connect_all(state)
+        except PyinfraError:
+            pass  # "No hosts remaining!": every host failed, each has its error above
+        state.set_stage(StateStage.Prepare)
+        try:
+            facts = get_facts(state, FleetAuditState, apply_failed_hosts=False)
+        finally:
+            disconnect_all(state)
+    seen = {h.name: f for h, f in facts.items() if isinstance(f, AuditState) and f.complete}
+    for host in hosts:
+        if host.name not in seen:
+            errors.setdefault(host.name, "connected, but could not read its state "
+                                         "(the read command failed; --debug shows why)")
+    return seen, errors
+
+
+def _load(options: AuditOptions, fleet: FleetAudit) -> tuple[Config, Inventory] | None:
+    try:
+        config = make_config(options)
+        inventory = loading.load_inventory(options.inventory)
+    except Exception as error:  # anything in the user's inventory, group data or config
+        fleet.errors.append(fleet_error("inventory_error", error_text(error)))
+        return None
+    if len(inventory) == 0:
+        fleet.errors.append(fleet_error(
+            "inventory_error", f"inventory {options.inventory.inventory!r} has no hosts"))
+        return None
+    return config, inventory
+
+
+def run_audit(options: AuditOptions) -> FleetAudit:
+    """Audit the targeted hosts; never raises for anything a user or host can cause."""
+    fleet = FleetAudit(options.inventory.inventory, options.inventory.limit)
+    state = State(check_for_changes=False)
+    state.cwd = options.inventory.cwd
+    with ctx_state.use(state):
+        loaded = _load(options, fleet)
+        if loaded is None:
+            return fleet
+        config, inventory = loaded
+        limit = options.inventory.limit
+        fleet.errors += [fleet_error("limit_unmatched", f"--limit {p!r} matches no host")
+                         for p in loading.unmatched_patterns(inventory, limit)]
+        targets = loading.target_hosts(inventory, limit, options.inventory.exclude)
+        checked = loading.validate(inventory, targets)
+        readable = [h for h in targets if h.name in checked.plans]
+        seen, errors = _read_hosts(state, inventory, config, readable) if readable else ({}, {})
+    for host in targets:
+        plan: HostPlan | None = checked.plans.get(host.name)
+        if plan is None:
+            fleet.hosts.append(bad_data(host.name, checked.errors.get(host.name, [])))
+        elif host.name in seen:
+            fleet.hosts.append(audit_host(plan, seen[host.name]))
+        else:
+            fleet.hosts.append(unreachable(host.name, plan, errors[host.name]))
+    return fleet

@@ -1,0 +1,311 @@
+"""The audit's comparison: one host's plan against what it really has. Pure, no I/O.
+
+Every difference becomes a ``Finding`` with a severity that decides the exit status:
+
+- ``error``  (exit 2): the host could not be audited (unreachable, bad data) or the
+  inventory itself is wrong;
+- ``drift``  (exit 1): the deploy would change something on this host;
+- ``notice`` (exit 0): worth knowing, but the firewall is what the data says —
+  listening-but-blocked sockets, admitted ports where nothing listens, and hand-made
+  rules while ``firewall_purge_unmanaged`` is off (the deploy keeps them).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from ..hoststate import UfwState
+from ..plan import HostPlan
+from ..proftpd import digest, fragment_for
+from ..ufwrules import ANY, UfwRule, admits, describe_spec, plan_rules, port_matches
+from .fact import AuditState, Listening
+
+# The froxlor ports of the text report's grid (plus the host's ssh_port when not 22).
+GRID: tuple[tuple[int, str], ...] = (
+    (22, "tcp"), (21, "tcp"), (80, "tcp"), (443, "tcp"), (25, "tcp"), (465, "tcp"),
+    (587, "tcp"), (143, "tcp"), (993, "tcp"), (110, "tcp"), (995, "tcp"), (53, "tcp"),
+    (53, "udp"), (3306, "tcp"))
+# "Somebody on the internet": documentation addresses (RFC 5737, RFC 3849).
+OUTSIDE = {4: "198.51.100.7", 6: "2001:db8::7"}
+
+SEVERITY_EXIT = {"error": 2, "drift": 1, "notice": 0}
+VERDICTS = ("ok", "drift", "unreachable", "error")
+KINDS = ("usage_error", "inventory_error", "limit_unmatched", "output_error", "internal_error",
+         "data_error", "unreachable", "ufw_missing",
+         "missing_rule", "retag_rule", "stray_rule", "unmanaged_rule", "setting",
+         "passive_mismatch", "fragment_drift", "listening_blocked", "idle_admitted")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing the audit found. ``port`` is set when it concerns exactly one port;
+    ``ports`` holds a rule's ports in ufw's notation ("110,995", "49152:65534")."""
+
+    kind: str
+    severity: str  # error | drift | notice
+    host: str | None
+    detail: str  # one line for people, without the host name
+    port: int | None = None
+    ports: str | None = None
+    proto: str | None = None
+    role: str | None = None
+    processes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PortState:
+    """Whether the firewall admits ``port``/``proto`` from anywhere, and who listens."""
+
+    port: int
+    proto: str
+    admitted: str  # open | restricted (some sources/interfaces only) | blocked
+    listening: bool
+    processes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class UfwSummary:
+    state: str  # active | inactive | missing
+    incoming: str
+    outgoing: str
+    logging: str
+    ipv6: bool
+
+
+@dataclass(frozen=True)
+class Passive:
+    """The FTP passive range as the data wants it, as ProFTPd's fragment has it, and as
+    the ftp rules in UFW open it (``None``: none)."""
+
+    wanted: str | None
+    proftpd: str | None
+    ufw: str | None
+
+    @property
+    def match(self) -> bool:
+        return self.wanted == self.proftpd == self.ufw
+
+
+@dataclass
+class HostAudit:
+    host: str
+    roles: tuple[str, ...] = ()
+    purge_unmanaged: bool = False
+    ssh_port: int = 22
+    ufw: UfwSummary | None = None  # None: not read (unreachable, bad data)
+    passive: Passive | None = None
+    ports: list[PortState] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def verdict(self) -> str:
+        kinds = {f.kind for f in self.findings}
+        if "unreachable" in kinds:
+            return "unreachable"
+        severities = {f.severity for f in self.findings}
+        if "error" in severities:
+            return "error"
+        return "drift" if "drift" in severities else "ok"
+
+    def count(self, *kinds: str) -> int:
+        return sum(f.kind in kinds for f in self.findings)
+
+    def port(self, port: int, proto: str) -> PortState | None:
+        return next((p for p in self.ports if (p.port, p.proto) == (port, proto)), None)
+
+
+@dataclass
+class FleetAudit:
+    """One audit run: what was asked, every targeted host, and run-wide problems."""
+
+    inventory: str | None  # None: the command line named none
+    limit: tuple[str, ...] = ()
+    hosts: list[HostAudit] = field(default_factory=list)
+    errors: list[Finding] = field(default_factory=list)  # inventory / --limit problems
+
+    @property
+    def exit_status(self) -> int:
+        return exit_status(self.hosts, self.errors)
+
+    @property
+    def findings(self) -> list[Finding]:
+        return self.errors + [f for a in self.hosts for f in a.findings]
+
+    def count(self, verdict: str) -> int:
+        return sum(a.verdict == verdict for a in self.hosts)
+
+
+# --- hosts that could not be read -------------------------------------------------------
+
+def unreachable(host: str, plan: HostPlan, error: str) -> HostAudit:
+    finding = Finding("unreachable", "error", host, f"unreachable: {error}")
+    return HostAudit(host, plan.roles, plan.purge_unmanaged, plan.ssh_port, findings=[finding])
+
+
+def bad_data(host: str, problems: Iterable[str]) -> HostAudit:
+    return HostAudit(host, findings=[Finding("data_error", "error", host, line)
+                                     for line in problems])
+
+
+def fleet_error(kind: str, detail: str) -> Finding:
+    """A problem of the whole run (inventory, --limit), not of one host."""
+    return Finding(kind, "error", None, detail)
+
+
+def exit_status(audits: Iterable[HostAudit], fleet: Iterable[Finding] = ()) -> int:
+    """0 the fleet matches its data, 1 drift, 2 errors (the highest wins)."""
+    findings = [f for a in audits for f in a.findings] + list(fleet)
+    return max((SEVERITY_EXIT[f.severity] for f in findings), default=0)
+
+
+# --- the comparison ---------------------------------------------------------------------
+
+def audit_host(plan: HostPlan, seen: AuditState) -> HostAudit:
+    """Compare one host's state with its plan."""
+    ufw = seen.state.ufw
+    state = "missing" if not ufw.installed else ("active" if ufw.active else "inactive")
+    audit = HostAudit(plan.host, plan.roles, plan.purge_unmanaged, plan.ssh_port,
+                      UfwSummary(state, ufw.incoming, ufw.outgoing, ufw.logging, ufw.ipv6))
+    if ufw.installed:
+        audit.findings += _rule_findings(plan, ufw)
+        audit.findings += _setting_findings(plan, ufw)
+    else:
+        audit.findings.append(Finding("ufw_missing", "drift", plan.host, "ufw is not installed"))
+    audit.passive, passive_findings = _passive(plan, seen)
+    audit.findings += passive_findings
+    server = seen.state.ssh_server or "0.0.0.0"
+    audit.ports = _ports(plan, ufw, server, seen.listening)
+    audit.findings += _port_findings(plan, audit.ports)
+    return audit
+
+
+def _rule_port(dport: str) -> int | None:
+    return int(dport) if dport.isdigit() else None
+
+
+def _rule_finding(kind: str, severity: str, host: str, detail: str, dport: str, proto: str,
+                  role: str | None) -> Finding:
+    return Finding(kind, severity, host, detail, port=_rule_port(dport), ports=dport,
+                   proto=None if proto == "any" else proto, role=role)
+
+
+def _rule_findings(plan: HostPlan, ufw: UfwState) -> list[Finding]:
+    rules = plan_rules(ufw.rules, plan.rules, ufw.ipv6, purge_unmanaged=False)
+    retagged = {id(want) for want, _ in rules.retag}
+    found: list[Finding] = []
+    for want in rules.add:
+        text = f"{describe_spec(want, ufw.ipv6)} ({want.label})"
+        if id(want) in retagged:
+            found.append(_rule_finding("retag_rule", "drift", plan.host,
+                                       f"rule {text} exists without this deploy's marker",
+                                       want.dport, want.proto, want.label))
+        else:
+            found.append(_rule_finding("missing_rule", "drift", plan.host,
+                                       f"missing rule {text}", want.dport, want.proto,
+                                       want.label))
+    for rule in _unique(rules.delete):
+        found.append(_rule_finding("stray_rule", "drift", plan.host,
+                                   f"stray managed rule {rule.describe()} ({rule.label})",
+                                   rule.dport, rule.proto, rule.label))
+    severity = "drift" if plan.purge_unmanaged else "notice"
+    for rule in _unique(rules.kept):
+        note = f"  # {rule.comment}" if rule.comment else ""
+        found.append(_rule_finding("unmanaged_rule", severity, plan.host,
+                                   f"unmanaged rule {rule.describe()}{note}",
+                                   rule.dport, rule.proto, None))
+    return found
+
+
+def _unique(rules: Iterable[UfwRule]) -> list[UfwRule]:
+    # ufw keeps a v4 and a v6 twin of most rules; people read them as one.
+    seen: dict[str, UfwRule] = {}
+    for rule in rules:
+        seen.setdefault(rule.describe() + rule.comment, rule)
+    return [seen[k] for k in sorted(seen)]
+
+
+def _setting_findings(plan: HostPlan, ufw: UfwState) -> list[Finding]:
+    found = [Finding("setting", "drift", plan.host, f"{what} {have} (want {want})")
+             for what, have, want in (("incoming", ufw.incoming, plan.incoming),
+                                      ("outgoing", ufw.outgoing, plan.outgoing),
+                                      ("logging", ufw.logging, plan.logging))
+             if have != want]
+    if ufw.active != plan.enabled:
+        have, want = ("active", "inactive") if ufw.active else ("inactive", "active")
+        found.append(Finding("setting", "drift", plan.host, f"ufw {have} (want {want})"))
+    return found
+
+
+def _passive_of_fragment(text: str | None) -> str | None:
+    match = re.search(r"^\s*PassivePorts\s+(\d+)\s+(\d+)", text or "", re.M)
+    return f"{match.group(1)}:{match.group(2)}" if match else None
+
+
+def _passive(plan: HostPlan, seen: AuditState) -> tuple[Passive | None, list[Finding]]:
+    state = seen.state
+    ranges = sorted({r.dport for r in state.ufw.rules if r.label == "ftp" and ":" in r.dport})
+    wanted = f"{plan.passive_ports[0]}:{plan.passive_ports[1]}" if plan.passive_ports else None
+    passive = Passive(wanted, _passive_of_fragment(state.fragment), ",".join(ranges) or None)
+    shown = None if passive == Passive(None, None, None) else passive
+    role = "ftp" if plan.passive_ports else None
+    if not passive.match:
+        detail = (f"passive ports: proftpd {passive.proftpd or 'none'}, "
+                  f"ufw {passive.ufw or 'none'}" + (f", want {wanted}" if wanted else ", want none"))
+        return shown, [Finding("passive_mismatch", "drift", plan.host, detail,
+                                         ports=wanted, proto="tcp", role=role)]
+    if digest(fragment_for(plan)) != state.fragment_sha256:
+        return shown, [Finding("fragment_drift", "drift", plan.host,
+                                         "ProFTPd fragment differs from what the data renders",
+                                         ports=wanted, proto="tcp", role=role)]
+    return shown, []
+
+
+def _admission(ufw: UfwState, server: str, port: int, proto: str) -> str:
+    if not ufw.active:
+        return "open"  # no firewall: everything reaches the host
+    client = OUTSIDE[6 if ":" in server else 4]
+    if admits(ufw.rules, ufw.incoming, client, server, port, proto, ufw.ipv6):
+        return "open"
+    for rule in ufw.rules:
+        if (rule.verdict in ("allow", "limit") and rule.proto in ("any", proto)
+                and rule.iface.startswith("in") and port_matches(rule.dport, port)
+                and (rule.src != ANY[rule.family] or rule.iface != "in")):
+            return "restricted"
+    return "blocked"
+
+
+def _port_keys(plan: HostPlan, listening: Listening) -> list[tuple[int, str]]:
+    keys = list(GRID) + [(plan.ssh_port, "tcp")]
+    keys += [(int(p), spec.proto) for spec in plan.rules for p in spec.ports if p.isdigit()]
+    keys += list(listening)
+    return sorted(dict.fromkeys(keys))
+
+
+def _ports(plan: HostPlan, ufw: UfwState, server: str, listening: Listening) -> list[PortState]:
+    return [PortState(port, proto, _admission(ufw, server, port, proto),
+                      (port, proto) in listening, tuple(listening.get((port, proto), ())))
+            for port, proto in _port_keys(plan, listening)]
+
+
+def _port_findings(plan: HostPlan, ports: list[PortState]) -> list[Finding]:
+    found = [Finding("listening_blocked", "notice", plan.host,
+                     f"listening but blocked: {p.port}/{p.proto} ({', '.join(p.processes) or '?'})",
+                     port=p.port, proto=p.proto, processes=p.processes)
+             for p in ports if p.listening and p.admitted == "blocked"]
+    idle: dict[tuple[int, str], str] = {}
+    for spec in plan.rules:
+        for item in spec.ports:
+            if ":" in item:
+                continue  # a range (FTP passive) is used on demand
+            key = (int(item), spec.proto)
+            seen = next(p for p in ports if (p.port, p.proto) == key)
+            if not seen.listening and seen.admitted != "blocked":
+                idle.setdefault(key, spec.label)
+    found += [Finding("idle_admitted", "notice", plan.host,
+                      f"admitted, nothing listens: {port}/{proto} ({role})",
+                      port=port, proto=proto, role=role)
+              for (port, proto), role in sorted(idle.items())]
+    return found
+

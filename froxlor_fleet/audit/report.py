@@ -1,0 +1,223 @@
+"""The audit's three renderings of one ``FleetAudit``: text for people, JSON for CI
+(the contract: ``audit.schema.json`` beside this file), and Prometheus' text format
+for node_exporter's textfile collector.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections import Counter
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from .compare import GRID, VERDICTS, Finding, FleetAudit, HostAudit, PortState
+
+# The JSON document's contract version: raised when a field changes meaning or goes away
+# (adding a field does not raise it).
+SCHEMA_VERSION = 1
+SCHEMA_FILE = "audit.schema.json"
+STATUS = {0: "ok", 1: "drift", 2: "error"}
+
+SYMBOLS = {("open", True): "●", ("open", False): "○", ("restricted", True): "◐",
+           ("restricted", False): "◌", ("blocked", True): "✗", ("blocked", False): "·"}
+LEGEND = ("● listening, admitted   ○ admitted, nothing listens   ◐/◌ admitted from some "
+          "sources only   ✗ LISTENING BUT BLOCKED   · blocked")
+
+
+# --- JSON ---------------------------------------------------------------------------------
+
+def _finding(f: Finding) -> dict[str, Any]:
+    return {"kind": f.kind, "severity": f.severity, "host": f.host, "port": f.port,
+            "ports": f.ports, "proto": f.proto, "role": f.role,
+            "processes": list(f.processes), "detail": f.detail}
+
+
+def _port(p: PortState) -> dict[str, Any]:
+    return {"port": p.port, "proto": p.proto, "admitted": p.admitted,
+            "listening": p.listening, "processes": list(p.processes)}
+
+
+def _host(a: HostAudit) -> dict[str, Any]:
+    severities = Counter(f.severity for f in a.findings)
+    return {
+        "host": a.host,
+        "verdict": a.verdict,
+        "roles": list(a.roles),
+        "purge_unmanaged": a.purge_unmanaged,
+        "ufw": asdict(a.ufw) if a.ufw else None,
+        "passive_ports": {**asdict(a.passive), "match": a.passive.match} if a.passive else None,
+        "ports": [_port(p) for p in a.ports],
+        "finding_counts": {s: severities.get(s, 0) for s in ("error", "drift", "notice")},
+    }
+
+
+def document(fleet: FleetAudit) -> dict[str, Any]:
+    """The JSON document (see ``audit.schema.json`` and the README)."""
+    code = fleet.exit_status
+    return {
+        "schema": SCHEMA_VERSION,
+        "tool": {"name": "froxlor-fleet", "version": __version__},
+        "inventory": fleet.inventory,
+        "limit": list(fleet.limit),
+        "exit": code,
+        "status": STATUS[code],
+        "summary": {"hosts": len(fleet.hosts), **{v: fleet.count(v) for v in VERDICTS}},
+        "hosts": [_host(a) for a in fleet.hosts],
+        "findings": [_finding(f) for f in fleet.findings],
+    }
+
+
+def to_json(fleet: FleetAudit) -> str:
+    return json.dumps(document(fleet), indent=2, ensure_ascii=False)
+
+
+# --- Prometheus (node_exporter textfile collector) ---------------------------------------
+
+def _label(value: object) -> str:
+    text = str(value)
+    return text.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _sample(name: str, value: float, **labels: object) -> str:
+    inner = ",".join(f'{key}="{_label(val)}"' for key, val in labels.items())
+    number = str(int(value)) if float(value).is_integer() else repr(float(value))
+    return f"{name}{{{inner}}} {number}" if inner else f"{name} {number}"
+
+
+def _metric(name: str, help_text: str, samples: list[str]) -> list[str]:
+    return [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", *samples]
+
+
+def to_prometheus(fleet: FleetAudit, now: float | None = None) -> str:
+    """The same facts as the JSON, as gauges. Alert on ``froxlor_fleet_audit_exit_status > 0``
+    or ``froxlor_fleet_audit_host_verdict{verdict!="ok"} == 1``, and on a stale
+    ``froxlor_fleet_audit_last_run_timestamp_seconds``."""
+    p = "froxlor_fleet_audit_"
+    kinds = Counter((f.host or "", f.kind, f.severity) for f in fleet.findings)
+    lines = _metric(p + "info", "Audit schema and tool version.",
+                    [_sample(p + "info", 1, schema=SCHEMA_VERSION, version=__version__)])
+    lines += _metric(p + "exit_status", "0 the fleet matches its data, 1 drift, 2 errors.",
+                     [_sample(p + "exit_status", fleet.exit_status)])
+    lines += _metric(p + "last_run_timestamp_seconds", "When this audit ran (Unix time).",
+                     [_sample(p + "last_run_timestamp_seconds",
+                              round(time.time() if now is None else now))])
+    lines += _metric(p + "hosts", "Audited hosts by verdict.",
+                     [_sample(p + "hosts", fleet.count(v), verdict=v) for v in VERDICTS])
+    lines += _metric(p + "host_verdict", "1 for the host's verdict, 0 for the others.",
+                     [_sample(p + "host_verdict", int(a.verdict == v), host=a.host, verdict=v)
+                      for a in fleet.hosts for v in VERDICTS])
+    lines += _metric(p + "findings", "Findings by host, kind and severity (host \"\": the run).",
+                     [_sample(p + "findings", n, host=h, kind=k, severity=s)
+                      for (h, k, s), n in sorted(kinds.items())])
+    lines += _metric(p + "port", "Port state: admitted open/restricted/blocked, listening.",
+                     [_sample(p + "port", 1, host=a.host, port=q.port, proto=q.proto,
+                              admitted=q.admitted, listening=str(q.listening).lower())
+                      for a in fleet.hosts for q in a.ports])
+    return "\n".join(lines) + "\n"
+
+
+def write_atomically(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` so a reader (node_exporter) never sees half a file:
+    a temporary file in the same folder, flushed to disk, then renamed over it."""
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)  # node_exporter often runs as another user
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# --- text -----------------------------------------------------------------------------------
+
+def _paint(text: str, colour: str, tty: bool) -> str:
+    codes = {"red": "31", "green": "32", "yellow": "33"}
+    return f"\033[{codes[colour]}m{text}\033[0m" if tty else text
+
+
+def _matrix_row(a: HostAudit) -> list[str]:
+    passive = "-"
+    if a.passive:
+        passive = f"{a.passive.proftpd or '-'}|{a.passive.ufw or '-'}" + ("" if a.passive.match else " ≠")
+    roles = ",".join(r for r in a.roles if r != "ssh") or ("ssh" if a.roles else "?")
+    return [a.host, roles, a.ufw.state if a.ufw else "?",
+            str(a.count("missing_rule", "retag_rule") or "-"), str(a.count("stray_rule") or "-"),
+            str(a.count("unmanaged_rule") or "-"), str(a.count("setting", "ufw_missing") or "-"),
+            passive, a.verdict]
+
+
+def _matrix(fleet: FleetAudit, tty: bool) -> list[str]:
+    head = ["host", "roles", "ufw", "missing", "stray", "unmanaged", "settings",
+            "passive proftpd|ufw", "verdict"]
+    rows = [_matrix_row(a) for a in fleet.hosts]
+    widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
+    colour = {"ok": "green", "drift": "yellow", "unreachable": "red", "error": "red"}
+    out = ["  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip()]
+    for row, a in zip(rows, fleet.hosts):
+        cells = [c.ljust(w) for c, w in zip(row, widths)]
+        cells[-1] = _paint(cells[-1], colour[a.verdict], tty)
+        out.append("  ".join(cells).rstrip())
+    return out
+
+
+def _grid(hosts: list[HostAudit], tty: bool) -> list[str]:
+    columns = list(GRID)
+    columns += sorted({(a.ssh_port, "tcp") for a in hosts} - set(columns))
+    labels = [f"{port}" if proto == "tcp" else f"{port}u" for port, proto in columns]
+    name_w = max(len(a.host) for a in hosts)
+    out = ["ports".ljust(name_w) + " " + " ".join(label.rjust(4) for label in labels)]
+    for a in hosts:
+        cells = []
+        for port, proto in columns:
+            state = a.port(port, proto)
+            symbol = SYMBOLS[(state.admitted, state.listening)] if state else " "
+            cells.append(_paint(symbol.rjust(4), "red", tty) if symbol == "✗" else symbol.rjust(4))
+        out.append(a.host.ljust(name_w) + " " + " ".join(cells))
+    return out + [LEGEND]
+
+
+def _finding_lines(fleet: FleetAudit, tty: bool) -> list[str]:
+    sections: dict[str, list[str]] = {"error": [], "drift": [], "notice": []}
+    for f in fleet.errors:
+        sections["error"].append(_paint(f"{f.kind.replace('_', ' ')}: {f.detail}", "red", tty))
+    for a in fleet.hosts:
+        idle = [f for f in a.findings if f.kind == "idle_admitted"]
+        for f in a.findings:
+            if f.kind == "idle_admitted":
+                continue
+            line = f"{a.host}: {f.detail}"
+            if f.kind == "unmanaged_rule" and f.severity == "notice":
+                line += " (kept: firewall_purge_unmanaged is off)"
+            red = f.severity == "error" or f.kind == "listening_blocked"
+            sections[f.severity].append(_paint(line, "red", tty) if red else line)
+        if idle:
+            ports = ", ".join(f.detail.split(": ", 1)[1] for f in idle)
+            sections["notice"].append(f"{a.host}: admitted, nothing listens: {ports}")
+    out: list[str] = []
+    for severity, title in (("error", "errors"), ("drift", "drift"), ("notice", "notices")):
+        if sections[severity]:
+            out += ["", f"{title}:"] + [f"  {line}" for line in sections[severity]]
+    return out
+
+
+def to_text(fleet: FleetAudit, tty: bool = False) -> str:
+    errors = fleet.count("error") + len(fleet.errors)
+    out = [f"froxlor-fleet audit: {len(fleet.hosts)} hosts, {fleet.count('ok')} ok, "
+           f"{fleet.count('drift')} drift, {fleet.count('unreachable')} unreachable, "
+           f"{errors} errors"]
+    if fleet.hosts:
+        out += [""] + _matrix(fleet, tty)
+    read = [a for a in fleet.hosts if a.ports]
+    if read:
+        out += [""] + _grid(read, tty)
+    return "\n".join(out + _finding_lines(fleet, tty))

@@ -1,0 +1,125 @@
+"""The package as a user gets it: build the wheel from this tree (isolated build, as pip
+does), install it into a fresh virtualenv, and use it from another directory.
+
+Needs the package index (pyinfra and the build backend are fetched); marked
+``packaging`` so the pyinfra-range runs in .ci/run can leave it out.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from collections.abc import Iterator
+from email.parser import Parser
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.packaging
+
+# What a clean clone has: leave out local state (venvs, labs, caches, builds).
+IGNORE = shutil.ignore_patterns(".git", ".venv", ".lab*", "build", "dist", "*.egg-info",
+                                "__pycache__", ".hypothesis", ".pytest_cache", ".mypy_cache",
+                                ".ruff_cache")
+
+
+def run(*args: str | Path, cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    environ = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return subprocess.run([str(a) for a in args], cwd=cwd, capture_output=True, text=True,
+                          timeout=600, env={**environ, **env})
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
+    """(wheel, build log) from a copy of this tree."""
+    base = tmp_path_factory.mktemp("pkg")
+    src = base / "src"
+    shutil.copytree(ROOT, src, ignore=IGNORE, symlinks=True)
+    res = run(sys.executable, "-m", "pip", "wheel", "-v", "--no-deps",
+              "--disable-pip-version-check", "-w", base / "dist", src, cwd=base)
+    assert res.returncode == 0, res.stdout + res.stderr
+    yield next((base / "dist").glob("froxlor_fleet-*.whl")), res.stdout + res.stderr
+
+
+@pytest.fixture(scope="module")
+def installed(built: tuple[Path, str], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh virtualenv with the wheel (and its dependencies) installed; its bin/."""
+    venv = tmp_path_factory.mktemp("venv")
+    assert run(sys.executable, "-m", "venv", venv, cwd=venv).returncode == 0
+    res = run(venv / "bin" / "python", "-m", "pip", "install", "-q",
+              "--disable-pip-version-check", built[0], cwd=venv)
+    assert res.returncode == 0, res.stdout + res.stderr
+    return venv / "bin"
+
+
+def test_build_has_no_setuptools_warnings(built: tuple[Path, str]) -> None:
+    _, log = built
+    harmless = ("Location 'file:", "byte-compiling is disabled")  # pip's mirrors, $PYTHONDONTWRITEBYTECODE
+    warnings = [line for line in log.splitlines()
+                if re.search(r"warn", line, re.I) and not any(h in line for h in harmless)]
+    assert warnings == [], "\n".join(warnings)
+
+
+def test_wheel_contents(built: tuple[Path, str]) -> None:
+    wheel, _ = built
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for needed in ("froxlor_fleet/templates/proftpd-passive-ports.conf.j2",
+                   "froxlor_fleet/audit/audit.schema.json", "froxlor_fleet/audit/cli.py",
+                   "froxlor_fleet/py.typed", "froxlor_fleet/remote/state.sh",
+                   "froxlor_fleet/remote/ufw_apply.py", "froxlor_fleet/cli.py",
+                   "froxlor_fleet/loading.py"):
+        assert needed in names, needed
+    remote = {p.name for p in (ROOT / "froxlor_fleet" / "remote").iterdir() if p.is_file()
+              and not p.name.endswith(".pyc")}
+    assert {f"froxlor_fleet/remote/{n}" for n in remote} <= names  # every host-side program
+    assert not [n for n in names if n.startswith(("tests/", "lab/", "bench/", "scripts/"))]
+    assert not [n for n in names if "__pycache__" in n]
+    assert any(re.fullmatch(r"froxlor_fleet-[^/]+\.dist-info/licenses/LICENSE", n) for n in names)
+
+
+def test_wheel_metadata(built: tuple[Path, str]) -> None:
+    wheel, _ = built
+    archive = zipfile.ZipFile(wheel)
+    info = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+    meta = Parser().parsestr(archive.read(info).decode())
+    from froxlor_fleet import __version__
+
+    assert meta["Version"] == __version__
+    assert meta["License-Expression"] == "MIT"
+    assert "pyinfra<4,>=3.8" in meta.get_all("Requires-Dist")
+    assert "Typing :: Typed" in meta.get_all("Classifier")
+    assert not [c for c in meta.get_all("Classifier") if c.startswith("License ::")]
+    entry_points = archive.read(info.replace("METADATA", "entry_points.txt")).decode()
+    assert "froxlor-fleet = froxlor_fleet.cli:run" in entry_points
+
+
+def test_installed_wheel_works_from_another_directory(installed: Path, tmp_path: Path) -> None:
+    from froxlor_fleet import __version__
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    res = run(installed / "froxlor-fleet", "--version", cwd=elsewhere)
+    assert res.returncode == 0 and res.stdout.startswith(f"froxlor-fleet {__version__} "), res
+    res = run(installed / "python", "-c", (
+        "import froxlor_fleet, sys\n"
+        "from froxlor_fleet.proftpd import render_fragment\n"
+        "assert '/site-packages/' in froxlor_fleet.__file__, froxlor_fleet.__file__\n"
+        "sys.stdout.write(render_fragment((50000, 50100)))\n"), cwd=elsewhere)
+    assert res.returncode == 0, res.stderr
+    assert "PassivePorts 50000 50100" in res.stdout
+    res = run(installed / "python", "-m", "froxlor_fleet", "--help", cwd=elsewhere)
+    assert res.returncode == 0 and "Exit status:" in res.stdout
+    res = run(installed / "froxlor-fleet", "audit", "nothere.py", "--json", cwd=elsewhere)
+    assert res.returncode == 2 and json.loads(res.stdout)["findings"][0]["kind"] == "inventory_error"
+    res = run(installed / "python", "-c", (
+        "from importlib import resources\n"
+        "import json\n"
+        "json.loads(resources.files('froxlor_fleet.audit').joinpath('audit.schema.json')"
+        ".read_text())\n"), cwd=elsewhere)
+    assert res.returncode == 0, res.stderr
