@@ -290,7 +290,8 @@ def _shown(value: Any) -> str:
 
 class _Errors:
     def __init__(self, host: str):
-        self.host, self.lines = host, []
+        self.host = host
+        self.lines: list[str] = []
 
     def add(self, key: str, value: Any, reason: str, where: str = "") -> None:
         origin = f" ({where})" if where and where not in ("default", "host data") else ""
@@ -363,7 +364,8 @@ def _boolean(value: Any) -> bool:
 def _passive_range(value: Any) -> tuple[int, int]:
     """ProFTPd's own rule (modules/mod_core.c, set_passiveports): both ports 1024-65535
     and min < max ("min port must be less than max port": a single port is refused)."""
-    if not isinstance(value, (list, tuple)) or len(value) != 2 or not all(_is_int(v) for v in value):
+    if not isinstance(value, (list, tuple)) or len(value) != 2 \
+            or not all(_is_int(v) for v in value):
         raise ValueError("must be a (low, high) pair of port numbers")
     low, high = value
     if not 1024 <= low <= 65535 or not 1024 <= high <= 65535:
@@ -393,7 +395,7 @@ def _masquerade(value: Any) -> str | None:
         pass
     else:
         return ipv6_text(ip) if isinstance(ip, ipaddress.IPv6Address) else str(ip)
-    name = value[:-1] if value.endswith(".") else value
+    name = value.removesuffix(".")
     if not HOSTNAME_RE.fullmatch(value) or len(name) > 253:
         raise ValueError(BAD_MASQUERADE)
     if _NUMERIC_LABEL.fullmatch(name.rsplit(".", 1)[-1]):
@@ -466,7 +468,8 @@ def _mysql_sources(layers: list[Layer], err: _Errors) -> tuple[str, ...]:
         err.add("mysql_allowed_sources", value,
                 "required when 'mysql' is a role (3306 is never opened to the world)", where)
         return ()
-    return _get(layers, "mysql_allowed_sources", sources, err)
+    checked: tuple[str, ...] = _get(layers, "mysql_allowed_sources", sources, err)
+    return checked
 
 
 def resolve(host: str, layers: list[Layer]) -> tuple[HostPlan | None, list[str]]:
@@ -481,7 +484,7 @@ def resolve(host: str, layers: list[Layer]) -> tuple[HostPlan | None, list[str]]
     passive, passive_ok = (_checked(layers, "ftp_passive_ports", _passive_range, err)
                            if "ftp" in roles else (None, False))
     plan_rules = _role_rules(roles, ssh_port, srcs, passive) + _extra_rules(layers, err)
-    if passive_ok:
+    if passive_ok and passive:
         _check_passive_overlap(plan_rules, passive, err, _scalar(layers, "ftp_passive_ports")[1])
     plan = HostPlan(
         host=host,
@@ -503,7 +506,7 @@ def resolve(host: str, layers: list[Layer]) -> tuple[HostPlan | None, list[str]]
 def _first_per_slot(rules: list[RuleSpec]) -> tuple[RuleSpec, ...]:
     # ufw keeps one rule per (ports, proto, source); two specs for the same slot
     # would rewrite each other's comment on every run, so the first one wins.
-    slots: dict[tuple, RuleSpec] = {}
+    slots: dict[tuple[tuple[str, ...], str, str | None], RuleSpec] = {}
     for rule in rules:
         slots.setdefault((rule.ports, rule.proto, rule.source), rule)
     return tuple(slots.values())

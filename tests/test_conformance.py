@@ -117,7 +117,8 @@ def stored_comment(tuples: list[tuple[int, str]]) -> str:
     return bytes.fromhex(hexed).decode("utf-8")
 
 
-def rule_args(source: str = "any", dport: str = "22", comment: str = "froxlor-fleet:ssh") -> list[str]:
+def rule_args(source: str = "any", dport: str = "22",
+              comment: str = "froxlor-fleet:ssh") -> list[str]:
     return ["allow", "proto", "tcp", "from", source, "to", "any", "port", dport,
             "comment", comment]
 
@@ -422,6 +423,7 @@ MASQUERADE_MISREAD = {"010.0.0.1": "8.0.0.1", "1234": "0.0.4.210", "10.1": "10.0
 def test_masquerade_addresses_pass_proftpd_as_written(tmp_path: Path, value: str) -> None:
     need(PROFTPD, "proftpd")
     stored = validation._masquerade(value)
+    assert stored is not None
     fragment = render_fragment((50000, 50100), stored)
     ok, out = proftpd_check(tmp_path, fragment)
     assert ok, out
@@ -469,4 +471,4 @@ def test_no_accepted_name_is_a_number_to_the_resolver(name: str) -> None:
             ipaddress.ip_address(name)
         except ValueError:
             with pytest.raises(OSError):
-                socket.inet_aton(name[:-1] if name.endswith(".") else name)
+                socket.inet_aton(name.removesuffix("."))

@@ -39,7 +39,8 @@ NASTY_TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_s
                      "10.0.0.0/8; id", "--help", "-rf", "${IFS}", "∞", "\u202e", "\u2028",
                      "fe80::1%eth0\nAllowOverwrite on", "ftp.example.net\n", "010.0.0.1"])
 PORTISH = st.integers(min_value=-70000, max_value=140000) | st.sampled_from(
-    ["22", "80:90", "90:80", "65536", "0", "1:65535", "abc", "", ":", "22:22", "²", "٢٢"]) | NASTY_TEXT
+    ["22", "80:90", "90:80", "65536", "0", "1:65535", "abc", "", ":", "22:22", "²", "٢٢"]
+) | NASTY_TEXT
 SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | NASTY_TEXT
 ADDRESSES = st.sampled_from(["10.0.0.0/8", "192.0.2.7", "2001:db8::/32", "::1", "10.1.2.3/8",
                              "0.0.0.0/0", "300.1.1.1", "10.0.0.0/33", "fe80::1%eth0",
@@ -58,8 +59,8 @@ EXTRA_RULE = st.fixed_dictionaries(
 
 VALUES = {
     "froxlor_roles": st.lists(st.sampled_from(["web", "ftp", "dns", "ssh", "imap", "pop3", "smtp",
-                                               "mysql", "mail", "wbe", ""]) | NASTY_TEXT, max_size=5)
-    | ANYTHING,
+                                               "mysql", "mail", "wbe", ""]) | NASTY_TEXT,
+                              max_size=5) | ANYTHING,
     "ftp_passive_ports": st.tuples(PORTISH, PORTISH) | ANYTHING,
     "ftp_masquerade_address": ADDRESSES | st.sampled_from(["ftp.example.net", "a..b", "x" * 300])
     | ANYTHING,
@@ -179,7 +180,8 @@ MASQUERADE = st.none() | st.ip_addresses().map(str) | st.ip_addresses(v=4).map(
 @st.composite
 def valid_data(draw) -> dict:
     roles = draw(st.lists(st.sampled_from(VALID_ROLES), max_size=4))
-    data = {"froxlor_roles": roles, "firewall_extra_rules": draw(st.lists(EXTRA, min_size=1, max_size=4)),
+    data = {"froxlor_roles": roles,
+            "firewall_extra_rules": draw(st.lists(EXTRA, min_size=1, max_size=4)),
             "ssh_port": draw(st.sampled_from([22, 222, 1022])),
             "ssh_allowed_sources": draw(st.lists(SOURCES, max_size=3)),
             "ftp_masquerade_address": draw(MASQUERADE),
@@ -231,10 +233,12 @@ def test_valid_plans_with_hostile_values_round_trip_through_ufw_and_proftpd(data
     need(ufw, "ufw")
     need(PROFTPD, "proftpd")
     plan, errors = resolve("h1", [("group web_servers", data)])
-    assert not errors, errors  # valid by construction
+    assert plan is not None and not errors, errors  # valid by construction
     noted = [r for r in plan.rules if r.note]
     assert noted  # every example carries user comments to ufw
-    event(f"sources: {sorted({ipaddress.ip_network(r.source, strict=False).version for r in plan.rules if r.source})}")
+    families = {ipaddress.ip_network(r.source, strict=False).version
+                for r in plan.rules if r.source}
+    event(f"sources: {sorted(families)}")
     event("masquerade: " + ("none" if not plan.masquerade_address else
                             "ip" if ":" in plan.masquerade_address or
                             plan.masquerade_address[-1].isdigit() else "name"))
