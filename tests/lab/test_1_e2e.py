@@ -193,7 +193,7 @@ def test_08b_lockout_guard_never_enables_without_ssh(lab) -> None:
         res = lab.deploy("-y", "--limit", dns)
     finally:
         lab.write_group_data("dns_servers", dns_data)
-    assert res.returncode != 0 and "lockout guard" in res.out
+    assert res.returncode != 0 and "lockout guard" in res.out, res.out
     assert "Status: inactive" in lab.sh(dns, "ufw status").stdout
     assert connect(lab.ip(dns), 22) == "connected"
     assert lab.deploy("-y").returncode == 0
