@@ -8,6 +8,7 @@ Nothing ever runs on this machine: no host is ``@local`` and the trap speaks no 
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -185,3 +186,77 @@ def test_excluded_hosts_problems_do_not_block(tmp_path: Path, trap: Trap) -> Non
     write_fleet(tmp_path, trap, FLEET, BAD_DB)
     code, out = pyinfra(tmp_path, "--exclude", "db1")
     assert_went_on_to_connect(code, out, trap)
+
+
+# --- the loader's use of pyinfra_cli, held against pyinfra's own CLI helpers --------------
+# (in a subprocess: importing pyinfra_cli monkey-patches the process for gevent)
+
+PARITY = r'''
+import json
+from unittest import mock
+import pyinfra_cli.cli as cli
+from pyinfra.api import Inventory
+from froxlor_fleet import loading
+
+inventory = Inventory((["web1", "web2", "db1", "mail1"], {}),
+                      web_servers=(["web1", "web2"], {}), db_servers=(["db1"], {}))
+patterns = [["web_servers"], ["web*"], ["db1"], ["nomatch"], ["db_servers", "mail*"], ["*"]]
+names = lambda hosts: sorted(h.name for h in hosts)
+limit = {}
+for p in patterns:
+    theirs = names(cli._apply_inventory_limit(inventory, p) or [])
+    ours = names(loading.target_hosts(inventory, p))
+    with mock.patch.dict("sys.modules", {"pyinfra_cli.cli": None}):  # helper gone: fallback
+        fallback = names(loading.target_hosts(inventory, p))
+    limit[" ".join(p)] = [theirs, ours, fallback]
+options = loading.InventoryOptions("x.py", "/", data=("a=1", "b=true", "c=[1, 2]", "d=x=y"),
+                                   ssh=(("ssh_port", 2222), ("ssh_user", "deploy")))
+theirs = cli._set_override_data(options.data, "deploy", None, None, 2222, None)
+print(json.dumps({"limit": limit, "data": [theirs, loading.override_data(options)]}))
+'''
+
+
+def test_limit_and_data_match_pyinfra_cli_exactly() -> None:
+    res = subprocess.run([sys.executable, "-c", PARITY], capture_output=True, text=True,
+                         timeout=120, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert res.returncode == 0, res.stderr
+    found = json.loads(res.stdout)
+    for pattern, (theirs, ours, fallback) in found["limit"].items():
+        assert theirs == ours == fallback, pattern
+    assert found["limit"]["web*"][0] == ["web1", "web2"]
+    theirs, ours = found["data"]
+    assert theirs == ours == {"a": 1, "b": True, "c": [1, 2], "d": "x=y", "ssh_port": 2222,
+                              "ssh_user": "deploy"}
+
+
+API_LOAD = r'''
+from pyinfra_cli.inventory import make_inventory
+from pyinfra.api import State
+from pyinfra.context import ctx_state
+from froxlor_fleet.validation import FleetDataError
+with ctx_state.use(State()):
+    try:
+        make_inventory("inventory.py", cwd=".")
+    except FleetDataError as error:
+        print("REFUSED", *error.errors, sep="\n")
+    else:
+        print("ACCEPTED")
+'''
+
+
+def test_check_fleet_outside_the_pyinfra_command_checks_every_host(tmp_path: Path,
+                                                                   trap: Trap) -> None:
+    # A script that loads the inventory through pyinfra's API: no CLI options to read,
+    # so every host is checked with the data found next to the file.
+    write_fleet(tmp_path, trap, FLEET, BAD_DB)
+    res = subprocess.run([sys.executable, "-c", API_LOAD], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=120, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    lines = res.stdout.splitlines()
+    assert lines[0] == "REFUSED", res.stdout + res.stderr
+    assert [line.split(":")[0] for line in lines[1:]] == ["host db1"]
+    write_fleet(tmp_path, trap, FLEET, {**BAD_DB, "db_servers": BAD_DB["db_servers"]
+                                        + 'mysql_allowed_sources = ["10.0.0.0/8"]\n'})
+    res = subprocess.run([sys.executable, "-c", API_LOAD], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=120, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert res.stdout.strip() == "ACCEPTED", res.stdout + res.stderr
+    assert trap.count == 0
