@@ -308,7 +308,8 @@ def _unknown_keys(layers: list[Layer], err: _Errors) -> None:
             close = difflib.get_close_matches(key, list(DEFAULTS), n=1)
             hint = (f"did you mean '{close[0]}'?" if close
                     else f"valid keys: {', '.join(sorted(DEFAULTS))}")
-            err.add(key, value, f"unknown key, {hint}", where)
+            err.add(key, value, f"unknown key, {hint} (a helper variable of your own: "
+                    "start its name with '_')", where)
 
 
 def _roles(layers: list[Layer], err: _Errors) -> list[str]:
