@@ -327,3 +327,9 @@ def test_write_atomically_cleans_up_on_failure(tmp_path: Path) -> None:
     with pytest.raises(OSError):
         write_atomically(str(target), "x\n")
     assert sorted(os.listdir(tmp_path)) == ["is-a-dir"]
+
+
+def test_readme_json_example_follows_the_schema() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = readme.split("### JSON (`--json`)", 1)[1].split("```json\n", 1)[1].split("\n```", 1)[0]
+    validate(json.loads(block))
