@@ -94,9 +94,76 @@ def test_operation_case(op_name: str, case_path: Path) -> None:
         assert noops == []
 
 
-def test_every_change_case_has_a_noop_partner() -> None:
-    """pyinfra style: each case that changes something is paired with the converged one."""
-    for op_dir in (TESTS / "operations").iterdir():
-        names = {p.stem for p in op_dir.glob("*.json")}
-        noop = {n for n in names if load_case(op_dir / f"{n}.json").get("commands") == []}
-        assert noop, f"{op_dir.name} has no 'already in desired state' case"
+def noop_partner_problems(op_dir: Path) -> list[str]:
+    """What is wrong with the no-op pairing in one operation's folder ([]: nothing).
+
+    pyinfra style: every case that changes something (non-empty ``commands``, a
+    ``<refuse>`` included) names with ``noop_partner`` the case of the host already in
+    the desired state: same folder, identical kwargs, no commands, a noop description."""
+    loaded = {p.stem: load_case(p) for p in sorted(op_dir.glob("*.json"))}
+    problems = []
+    for name, case in loaded.items():
+        if not case.get("commands"):
+            continue  # a no-op case, or one that raises ("exception")
+        where = f"{op_dir.name}/{name}"
+        partner_name = case.get("noop_partner")
+        if partner_name is None:
+            problems.append(f"{where}: change case without 'noop_partner'")
+            continue
+        partner = loaded.get(partner_name)
+        if partner is None:
+            problems.append(f"{where}: noop_partner {partner_name!r} is not a case in {op_dir.name}")
+            continue
+        if partner.get("kwargs") != case.get("kwargs"):
+            problems.append(f"{where}: noop_partner {partner_name!r} has other kwargs")
+        if partner.get("commands") != []:
+            problems.append(f"{where}: noop_partner {partner_name!r} has commands")
+        if not partner.get("noop_description"):
+            problems.append(f"{where}: noop_partner {partner_name!r} has no noop_description")
+    for name, case in loaded.items():
+        if "noop_partner" in case and not case.get("commands"):
+            problems.append(f"{op_dir.name}/{name}: 'noop_partner' on a case without commands")
+    return problems
+
+
+def operation_dirs() -> list:
+    return [pytest.param(d, id=d.name) for d in sorted((TESTS / "operations").iterdir())]
+
+
+@pytest.mark.parametrize("op_dir", operation_dirs())
+def test_every_change_case_has_a_noop_partner(op_dir: Path) -> None:
+    """Each change case is paired with the converged one (see ``noop_partner_problems``)."""
+    loaded = [load_case(p) for p in op_dir.glob("*.json")]
+    assert any(c.get("commands") for c in loaded), f"{op_dir.name} has no change case"
+    assert noop_partner_problems(op_dir) == []
+
+
+def test_noop_partner_check_catches_each_defect(tmp_path: Path) -> None:
+    """The meta-test fails when any one change case loses its partner, names a missing
+    one, or names one with other kwargs, commands or no noop description."""
+    source = TESTS / "operations" / "firewall.rules_and_policies"
+    change = "hand_made_kept"
+
+    def folder_with(edit) -> Path:
+        target = tmp_path / f"case{len(list(tmp_path.iterdir()))}" / source.name
+        target.mkdir(parents=True)
+        cases = {p.stem: load_case(p) for p in source.glob("*.json")}
+        edit(cases)
+        for stem, case in cases.items():
+            (target / f"{stem}.json").write_text(json.dumps(case))
+        return target
+
+    assert noop_partner_problems(folder_with(lambda c: None)) == []
+    partner = load_case(source / f"{change}.json")["noop_partner"]
+    defects = {
+        "without 'noop_partner'": lambda c: c[change].pop("noop_partner"),
+        "is not a case": lambda c: c.pop(partner),
+        "other kwargs": lambda c: c[partner]["kwargs"].update(purge_unmanaged=True),
+        # (the partner then also counts as a change case without a partner)
+        "has commands": lambda c: c[partner].update(commands=["true"]),
+        "no noop_description": lambda c: c[partner].pop("noop_description"),
+        "on a case without commands": lambda c: c["converged_noop"].update(noop_partner=partner),
+    }
+    for expected, edit in defects.items():
+        problems = noop_partner_problems(folder_with(edit))
+        assert any(expected in p for p in problems), (expected, problems)
