@@ -7,15 +7,17 @@ from pyinfra.api import deploy
 
 from . import firewall, proftpd
 from .catalog import DEFAULTS
-from .validation import HostPlan, check_inventory
+from .loading import run_plans
+from .validation import HostPlan
 
 
 def fleet_plans() -> dict[str, HostPlan]:
-    """Every host's plan, validated once per run across the whole inventory: one bad
-    host stops the run before any operation touches any host."""
+    """Every targeted host's plan, validated once per run across the hosts this run acts
+    on (``--limit``): one bad targeted host stops the run before any operation touches
+    any host; hosts outside the limit were only warned about by ``check_fleet``."""
     plans = getattr(state, "_froxlor_fleet_plans", None)
     if plans is None:
-        plans = check_inventory(inventory)
+        plans = run_plans(inventory, state)
         state._froxlor_fleet_plans = plans
     return plans
 

@@ -29,7 +29,7 @@ from pyinfra.api.exceptions import NoGroupError, PyinfraError
 from pyinfra.context import ctx_state
 
 from .plan import HostPlan
-from .validation import inventory_layers, resolve
+from .validation import FleetDataError, inventory_layers, resolve
 
 # Set while this module loads an inventory: the inventory file's own ``check_fleet``
 # call then does nothing (the loader validates afterwards, knowing the targets).
@@ -178,6 +178,16 @@ def validate(inventory: Inventory, targets: Iterable[Host]) -> Validated:
         elif plan is not None:
             plans[host.name] = plan
     return Validated(plans, errors, outside)
+
+
+def run_plans(inventory: Inventory, state: State) -> dict[str, HostPlan]:
+    """Plans of the hosts a pyinfra run acts on (its ``--limit``/``--exclude``, as pyinfra
+    applied them to ``state``); ``FleetDataError`` names the problems of those hosts only:
+    the other hosts' problems were reported by ``check_fleet`` and must not stop this run."""
+    result = validate(inventory, [h for h in inventory if state.is_host_in_limit(h)])
+    if result.errors:
+        raise FleetDataError([line for lines in result.errors.values() for line in lines])
+    return result.plans
 
 
 def options_from_pyinfra_cli(inventory_file: str) -> InventoryOptions | None:

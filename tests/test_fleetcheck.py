@@ -260,3 +260,32 @@ def test_check_fleet_outside_the_pyinfra_command_checks_every_host(tmp_path: Pat
                          text=True, timeout=120, env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert res.stdout.strip() == "ACCEPTED", res.stdout + res.stderr
     assert trap.count == 0
+
+
+CANNED = Path(__file__).resolve().parent / "fakeconn"
+
+
+def test_limited_run_plans_its_hosts_despite_bad_data_elsewhere(tmp_path: Path) -> None:
+    # The whole run, not only the pre-connect check: a dry run with --limit prepares the
+    # targeted hosts' operations (hosts from the test-only "canned" connector, which
+    # answers the state read with a real capture).
+    from froxlor_fleet.proftpd import render_fragment
+    from helpers import build_fact
+
+    (tmp_path / "inventory.py").write_text(
+        "from froxlor_fleet.fleetcheck import check_fleet\n"
+        "web_servers = ['@canned/web1']\ndb_servers = ['@canned/db1']\ncheck_fleet(__file__)\n")
+    write_group_data(tmp_path / "group_data", {"web_servers": 'froxlor_roles = ["web", "ftp"]\n',
+                                               **BAD_DB})
+    lines = build_fact({"scenario": "converged-web-ftp", "fragment": render_fragment((49152, 65534))})
+    (tmp_path / "fleet.json").write_text(json.dumps({"web1": {"lines": lines},
+                                                     "db1": {"lines": lines}}))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(CANNED)]),
+               CANNED_FLEET=str(tmp_path / "fleet.json"), CANNED_FLEET_LOG=str(tmp_path / "log"))
+    res = subprocess.run([sys.executable, "-m", "pyinfra", "inventory.py", str(ROOT / "deploy.py"),
+                          "--dry", "--limit", "web_servers"], cwd=tmp_path, capture_output=True,
+                         text=True, env=env, timeout=120)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out
+    assert "not targeted by this run" in out and "fleet data is invalid" not in out
+    assert "Detected changes" in out
