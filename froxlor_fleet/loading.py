@@ -115,9 +115,10 @@ def load_inventory(options: InventoryOptions) -> Inventory:
         raise InventoryError(f"no inventory file {options.inventory!r} "
                              f"(in {options.cwd})")
     with _loading_context(options.cwd):
-        return make_inventory(options.inventory, override_data=overrides or None,
-                              cwd=options.cwd,
-                              group_data_directories=list(options.group_data) or None)
+        inventory: Inventory = make_inventory(
+            options.inventory, override_data=overrides or None, cwd=options.cwd,
+            group_data_directories=list(options.group_data) or None)
+    return inventory
 
 
 @contextmanager

@@ -223,7 +223,8 @@ def test_json_document_matches_the_schema_and_the_contract() -> None:
 
 def test_drifted_host_document_matches_the_schema() -> None:
     drifted = {**CONVERGED, "rules4": DRIFTED_RULES, "fragment": render_fragment((50000, 50100))}
-    fleet = FleetAudit("inventory.py", ("web*",), [audit_host(web_ftp_plan(), seen(drifted, SS_WEB))])
+    audits = [audit_host(web_ftp_plan(), seen(drifted, SS_WEB))]
+    fleet = FleetAudit("inventory.py", ("web*",), audits)
     data = document(fleet)
     validate(data)
     assert data["limit"] == ["web*"] and data["exit"] == 1
@@ -234,7 +235,8 @@ def test_drifted_host_document_matches_the_schema() -> None:
 
 
 def test_error_only_document_matches_the_schema() -> None:
-    fleet = FleetAudit("nothere.py", (), errors=[fleet_error("inventory_error", "no inventory file")])
+    missing = fleet_error("inventory_error", "no inventory file")
+    fleet = FleetAudit("nothere.py", (), errors=[missing])
     data = document(fleet)
     validate(data)
     assert data["exit"] == 2 and data["hosts"] == [] and data["findings"][0]["host"] is None
@@ -261,7 +263,8 @@ def test_text_groups_findings_by_severity() -> None:
     extra = {**CONVERGED, "rules4": [*rules4_of(CONVERGED),
                                      "### tuple ### allow tcp 8080 0.0.0.0/0 any 0.0.0.0/0 in"],
              "conf": {"LOGLEVEL": "high"}}
-    fleet = FleetAudit("inventory.py", (), [audit_host(web_ftp_plan(), seen(extra, SS_WEB + [POSTFIX]))])
+    audits = [audit_host(web_ftp_plan(), seen(extra, SS_WEB + [POSTFIX]))]
+    fleet = FleetAudit("inventory.py", (), audits)
     text = to_text(fleet)
     drift, notices = text.split("\ndrift:\n")[1].split("\nnotices:\n")
     assert "web1: logging high (want low)" in drift
@@ -294,7 +297,8 @@ def test_prometheus_text_format() -> None:
     assert 'froxlor_fleet_audit_hosts{verdict="unreachable"} 1' in lines
     assert 'froxlor_fleet_audit_host_verdict{host="web1",verdict="unreachable"} 1' in lines
     assert 'froxlor_fleet_audit_host_verdict{host="web1",verdict="ok"} 0' in lines
-    assert 'froxlor_fleet_audit_findings{host="web1",kind="unreachable",severity="error"} 1' in lines
+    assert ('froxlor_fleet_audit_findings{host="web1",kind="unreachable",severity="error"} 1'
+            in lines)
     assert ('froxlor_fleet_audit_port{host="db1",port="3306",proto="tcp",admitted="restricted",'
             'listening="false"} 1') in lines
     names = [line.split()[2] for line in lines if line.startswith("# TYPE")]

@@ -27,7 +27,8 @@ from helpers import FIXTURES, build_fact
 
 ROOT = Path(__file__).resolve().parent.parent
 FAKECONN = Path(__file__).resolve().parent / "fakeconn"
-SCHEMA = json.loads(resources.files("froxlor_fleet.audit").joinpath("audit.schema.json").read_text())
+SCHEMA = json.loads(resources.files("froxlor_fleet.audit").joinpath("audit.schema.json")
+                    .read_text())
 SS_WEB = (FIXTURES / "ss-lab-web-host.txt").read_text().splitlines()
 
 WEB_OK = build_fact({"scenario": "converged-web-ftp",
@@ -46,7 +47,8 @@ web_servers = ["@canned/web1", "@canned/web2"]
 ftp_servers = ["@canned/web1", "@canned/web2"]
 check_fleet(__file__)
 """
-GROUP_DATA = {"web_servers": 'froxlor_roles = ["web"]\n', "ftp_servers": 'froxlor_roles = ["ftp"]\n'}
+GROUP_DATA = {"web_servers": 'froxlor_roles = ["web"]\n',
+              "ftp_servers": 'froxlor_roles = ["ftp"]\n'}
 
 
 @dataclass

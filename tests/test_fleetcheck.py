@@ -277,7 +277,8 @@ def test_limited_run_plans_its_hosts_despite_bad_data_elsewhere(tmp_path: Path) 
         "web_servers = ['@canned/web1']\ndb_servers = ['@canned/db1']\ncheck_fleet(__file__)\n")
     write_group_data(tmp_path / "group_data", {"web_servers": 'froxlor_roles = ["web", "ftp"]\n',
                                                **BAD_DB})
-    lines = build_fact({"scenario": "converged-web-ftp", "fragment": render_fragment((49152, 65534))})
+    lines = build_fact({"scenario": "converged-web-ftp",
+                        "fragment": render_fragment((49152, 65534))})
     (tmp_path / "fleet.json").write_text(json.dumps({"web1": {"lines": lines},
                                                      "db1": {"lines": lines}}))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(CANNED)]),

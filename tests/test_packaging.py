@@ -60,7 +60,8 @@ def installed(built: tuple[Path, str], tmp_path_factory: pytest.TempPathFactory)
 
 def test_build_has_no_setuptools_warnings(built: tuple[Path, str]) -> None:
     _, log = built
-    harmless = ("Location 'file:", "byte-compiling is disabled")  # pip's mirrors, $PYTHONDONTWRITEBYTECODE
+    # pip's notes about this machine's mirrors, and $PYTHONDONTWRITEBYTECODE's
+    harmless = ("Location 'file:", "byte-compiling is disabled")
     warnings = [line for line in log.splitlines()
                 if re.search(r"warn", line, re.I) and not any(h in line for h in harmless)]
     assert warnings == [], "\n".join(warnings)
@@ -116,7 +117,8 @@ def test_installed_wheel_works_from_another_directory(installed: Path, tmp_path:
     res = run(installed / "python", "-m", "froxlor_fleet", "--help", cwd=elsewhere)
     assert res.returncode == 0 and "Exit status:" in res.stdout
     res = run(installed / "froxlor-fleet", "audit", "nothere.py", "--json", cwd=elsewhere)
-    assert res.returncode == 2 and json.loads(res.stdout)["findings"][0]["kind"] == "inventory_error"
+    assert res.returncode == 2
+    assert json.loads(res.stdout)["findings"][0]["kind"] == "inventory_error"
     res = run(installed / "python", "-c", (
         "from importlib import resources\n"
         "import json\n"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from typing import Any
 
 import click
 
@@ -36,7 +37,7 @@ def _quiet_logs(debug: bool) -> None:
         logging.getLogger(name).setLevel(logging.CRITICAL + 1)
 
 
-def _options(inventory: str, params: dict) -> AuditOptions:  # type: ignore[type-arg]
+def _options(inventory: str, params: dict[str, Any]) -> AuditOptions:
     ssh = tuple((key, params[key]) for key in loading.SSH_OVERRIDES if params.get(key))
     return AuditOptions(
         inventory=loading.InventoryOptions(
@@ -85,7 +86,7 @@ def _write_prometheus(fleet: FleetAudit, path: str) -> None:
 @click.option("--debug", is_flag=True,
               help="Show pyinfra's log, and a traceback for unexpected errors.")
 def audit_command(inventory: str, json_output: bool, prometheus: str | None, debug: bool,
-                  **params: object) -> int:
+                  **params: Any) -> int:
     """Read-only audit of INVENTORY's hosts against their data: changes nothing.
 
     One remote command per host (the deploy's state read plus `ss`): UFW rules,
@@ -98,7 +99,7 @@ def audit_command(inventory: str, json_output: bool, prometheus: str | None, deb
     except Exception as error:  # a bug of ours: still exit 2, still a document
         if debug:
             raise
-        fleet = FleetAudit(inventory, tuple(params["limit"]),  # type: ignore[arg-type]
+        fleet = FleetAudit(inventory, tuple(params["limit"]),
                            errors=[fleet_error("internal_error",
                                                f"{type(error).__name__}: {error} "
                                                "(--debug shows the traceback)")])

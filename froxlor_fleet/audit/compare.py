@@ -252,7 +252,7 @@ def _passive(plan: HostPlan, seen: AuditState) -> tuple[Passive | None, list[Fin
     role = "ftp" if plan.passive_ports else None
     if not passive.match:
         detail = (f"passive ports: proftpd {passive.proftpd or 'none'}, "
-                  f"ufw {passive.ufw or 'none'}" + (f", want {wanted}" if wanted else ", want none"))
+                  f"ufw {passive.ufw or 'none'}, want {wanted or 'none'}")
         return shown, [Finding("passive_mismatch", "drift", plan.host, detail,
                                          ports=wanted, proto="tcp", role=role)]
     if digest(fragment_for(plan)) != state.fragment_sha256:

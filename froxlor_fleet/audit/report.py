@@ -148,7 +148,8 @@ def _paint(text: str, colour: str, tty: bool) -> str:
 def _matrix_row(a: HostAudit) -> list[str]:
     passive = "-"
     if a.passive:
-        passive = f"{a.passive.proftpd or '-'}|{a.passive.ufw or '-'}" + ("" if a.passive.match else " ≠")
+        passive = f"{a.passive.proftpd or '-'}|{a.passive.ufw or '-'}"
+        passive += "" if a.passive.match else " ≠"
     roles = ",".join(r for r in a.roles if r != "ssh") or ("ssh" if a.roles else "?")
     return [a.host, roles, a.ufw.state if a.ufw else "?",
             str(a.count("missing_rule", "retag_rule") or "-"), str(a.count("stray_rule") or "-"),
@@ -162,9 +163,9 @@ def _matrix(fleet: FleetAudit, tty: bool) -> list[str]:
     rows = [_matrix_row(a) for a in fleet.hosts]
     widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
     colour = {"ok": "green", "drift": "yellow", "unreachable": "red", "error": "red"}
-    out = ["  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip()]
-    for row, a in zip(rows, fleet.hosts):
-        cells = [c.ljust(w) for c, w in zip(row, widths)]
+    out = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)).rstrip()]
+    for row, a in zip(rows, fleet.hosts, strict=True):
+        cells = [c.ljust(w) for c, w in zip(row, widths, strict=True)]
         cells[-1] = _paint(cells[-1], colour[a.verdict], tty)
         out.append("  ".join(cells).rstrip())
     return out

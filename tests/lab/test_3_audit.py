@@ -16,7 +16,8 @@ from conftest import ROOT, TEST_LAB
 from lab import lab as labmod
 from labtools import FRAGMENT
 
-SCHEMA = json.loads(resources.files("froxlor_fleet.audit").joinpath("audit.schema.json").read_text())
+SCHEMA = json.loads(resources.files("froxlor_fleet.audit").joinpath("audit.schema.json")
+                    .read_text())
 
 
 def audit(*args: str) -> tuple[int, str]:
@@ -98,7 +99,8 @@ def test_a_hand_made_rule_alone_is_drift_only_with_purge(lab) -> None:
     try:
         code, doc = audit_json()
         assert code == 0, doc  # the deploy would keep it: a notice
-        assert [f["severity"] for f in doc["findings"] if f["kind"] == "unmanaged_rule"] == ["notice"]
+        unmanaged = [f["severity"] for f in doc["findings"] if f["kind"] == "unmanaged_rule"]
+        assert unmanaged == ["notice"]
         code, doc = audit_json("--data", "firewall_purge_unmanaged=true")
         assert code == 1
     finally:
