@@ -136,3 +136,12 @@ def test_hand_made_limit_or_log_on_ssh_keeps_its_action() -> None:
     adopted = [UfwRule(4, "limit", "tcp", "22", "0.0.0.0/0", "any", "0.0.0.0/0", comment=SSH.comment),
                UfwRule(6, "allow_log", "tcp", "22", "::/0", "any", "::/0", comment=SSH.comment)]
     assert not plan_rules(adopted, (SSH,), True, purge_unmanaged=False).changes
+
+
+def test_guard_counts_unreadable_hand_made_sources_as_might_match() -> None:
+    """ufw keeps e.g. a non-contiguous netmask verbatim; Python can't read it. A deny
+    with such a source might match us: fail closed."""
+    odd = UfwRule(4, "deny", "tcp", "22", "0.0.0.0/0", "any", "10.0.0.0/255.0.255.0")
+    assert not session_admits([odd, rule("22")], "deny", S4, True)
+    odd_allow = UfwRule(4, "allow", "tcp", "22", "0.0.0.0/0", "any", "10.0.0.0/255.0.255.0")
+    assert not session_admits([odd_allow], "deny", S4, True)

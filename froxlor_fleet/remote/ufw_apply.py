@@ -99,6 +99,9 @@ def build(plan):
     for want in plan.add:
         try:
             parsed = ufw.frontend.parse_command(["ufw"] + want.ufw_args())
+        except SystemExit:  # ufw's parse_command prints its error and exits
+            raise StepError("ufw refuses rule %r (its message is above; nothing was changed)"
+                            % " ".join(want.ufw_args()))
         except (ufw.common.UFWError, ValueError) as e:
             raise StepError("ufw refuses rule %r: %s (nothing was changed)"
                             % (" ".join(want.ufw_args()), getattr(e, "value", e)))

@@ -235,11 +235,13 @@ def port_matches(dport: str, port: int) -> bool:
     return False
 
 
-def _address_in(address: str, network: str) -> bool:
+def _address_in(address: str, network: str) -> Optional[bool]:
+    """None when ``network`` is a form ufw keeps verbatim but Python can't read (e.g. a
+    hand-made ``10.0.0.0/255.0.255.0``): the guard then treats the rule as "might match"."""
     try:
         return ipaddress.ip_address(address) in ipaddress.ip_network(network, strict=False)
     except ValueError:
-        return False
+        return None
 
 
 def unmapped(address: str) -> str:
@@ -277,9 +279,10 @@ def _may_match(rule: UfwRule, session: Session, family: int, proto: str) -> Opti
     if rule.proto not in ("any", proto) or not port_matches(rule.dport, session.port):
         return False
     client, server = unmapped(session.client), unmapped(session.server)
-    if not (_address_in(client, rule.src) and _address_in(server, rule.dst)):
+    addressed = [_address_in(client, rule.src), _address_in(server, rule.dst)]
+    if False in addressed:
         return False
-    unsure = False
+    unsure = None in addressed
     if iface:
         if session.iface is None:
             unsure = True
