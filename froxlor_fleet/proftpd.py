@@ -25,36 +25,8 @@ MISSING_PROFTPD = ("the ftp role needs ProFTPd, but 'proftpd' is not installed o
                    "(froxlor uses proftpd-basic); install it first, this deploy does not")
 TEMPLATE = "proftpd-passive-ports.conf.j2"
 
-# Runs on the host under sh. $1 path, $2 content ("" = remove). Exit 1 with proftpd's
-# own message when the resulting configuration fails its syntax test.
-APPLY_SCRIPT = r"""
-set -u
-path=$1; content=$2
-prev=$(mktemp); had=no
-if [ -f "$path" ]; then cp -p "$path" "$prev"; had=yes; fi
-if [ -n "$content" ]; then
-  tmp=$(mktemp); printf '%s' "$content" > "$tmp"; chmod 0644 "$tmp"; mv -f "$tmp" "$path"
-else
-  rm -f "$path"
-fi
-# proftpd 1.3.8 exits 0 when an included file has a fatal error: check the text too.
-out=$(proftpd -t 2>&1); rc=$?
-if [ $rc -ne 0 ] || printf '%s\n' "$out" | grep -q 'fatal:'; then
-  if [ $had = yes ]; then mv -f "$prev" "$path"; else rm -f "$path" "$prev"; fi
-  echo "proftpd -t rejected the configuration, previous fragment restored:" >&2
-  printf '%s\n' "$out" | grep -v '^Checking syntax' >&2
-  exit 1
-fi
-rm -f "$prev"
-if [ -d /run/systemd/system ]; then
-  if systemctl is-active --quiet proftpd; then systemctl reload proftpd && echo "proftpd reloaded"
-  else echo "proftpd is not running; the fragment applies when it starts"; fi
-elif [ -s /run/proftpd.pid ] && kill -0 "$(cat /run/proftpd.pid)" 2>/dev/null; then
-  kill -HUP "$(cat /run/proftpd.pid)" && echo "proftpd reloaded (SIGHUP)"
-else
-  echo "proftpd is not running; the fragment applies when it starts"
-fi
-"""
+# remote/fragment_apply.sh: write, `proftpd -t`, restore or reload.
+APPLY_SCRIPT = (resources.files(__package__) / "remote" / "fragment_apply.sh").read_text()
 
 
 def render_fragment(passive_ports: tuple[int, int], masquerade_address: str | None = None) -> str:

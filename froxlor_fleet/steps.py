@@ -7,37 +7,25 @@ change detection, or during execution when detection was skipped (``-y``).
 
 from __future__ import annotations
 
+from importlib import resources
+
 from pyinfra import logger, state
 from pyinfra.api import FunctionCommand, QuoteString, StringCommand
 from pyinfra.api.state import StateStage
 
 from .catalog import LOCK_PATH
 
-# Runs "$@" as one guarded step: detached from this SSH session (a dropped connection
-# cannot cut a half-applied firewall short), under the host-wide lock (two runs never
-# interleave; the second waits, and says so). This shell relays output and exit code.
-# It waits without polling: the step inherits a lock on $d/running that is released
-# only when the step has finished.
-STEP_SCRIPT = (
-    'd=$(mktemp -d /run/froxlor-fleet.XXXXXX) || exit 1; '
-    'exec 7>"$d/running"; flock 7; '
-    "setsid -f sh -c '"
-    f"exec 9>>{LOCK_PATH}; "
-    "if ! flock -n 9; then "
-    'echo "froxlor-fleet: another run holds the lock on this host, waiting"; '
-    f'flock -w 300 9 || {{ echo "froxlor-fleet: gave up after 300 s waiting for {LOCK_PATH}"; '
-    'echo 75 > "$0/rc"; exit; }; fi; '
-    '"$@" </dev/null 7>&- 9>&-; echo $? > "$0/rc"'
-    """' "$d" "$@" > "$d/out" 2>&1 < /dev/null; """
-    'exec 7>&-; flock "$d/running" true; '
-    'cat "$d/out"; rc=$(cat "$d/rc" 2>/dev/null || echo 70); rm -rf "$d"; exit "$rc"'
-)
+# remote/step.sh: runs a command detached from the SSH session, under the host lock.
+STEP_SCRIPT = (resources.files(__package__) / "remote" / "step.sh").read_text()
+assert LOCK_PATH in STEP_SCRIPT  # the host-side program names the same lock
 
 
-def guarded_step(*argv: object) -> StringCommand:
-    """``argv`` as a guarded step (see ``STEP_SCRIPT``): detached from the SSH session,
-    under the host-side lock shared by all froxlor-fleet steps."""
-    return StringCommand("sh", "-c", QuoteString(STEP_SCRIPT), "froxlor-fleet", *argv)
+def guarded_step(*argv: object, keep_lock: bool = False) -> StringCommand:
+    """``argv`` as a guarded step (``remote/step.sh``): detached from the SSH session,
+    under the host-side lock shared by all froxlor-fleet steps. ``keep_lock``: a process
+    the step leaves behind may go on holding the lock (the commit-confirmed timer)."""
+    flags = ["--keep-lock"] if keep_lock else []
+    return StringCommand("sh", "-c", QuoteString(STEP_SCRIPT), "froxlor-fleet", *flags, *argv)
 
 
 def reporting_stage() -> bool:
