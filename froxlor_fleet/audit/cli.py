@@ -56,7 +56,8 @@ def _write_prometheus(fleet: FleetAudit, path: str) -> None:
                                         f"--prometheus {path}: {error.strerror or error}"))
 
 
-@click.command("audit", epilog=EXIT_STATUS_HELP)
+@click.command("audit", epilog=EXIT_STATUS_HELP,
+               short_help="Read-only audit of a fleet against its data (exit 0/1/2).")
 @click.argument("inventory")
 @click.option("--json", "json_output", is_flag=True,
               help="Print the JSON document (schema in the package) instead of the text "
