@@ -159,10 +159,13 @@ def test_prometheus_file_for_node_exporter(lab, tmp_path) -> None:
 
 def test_console_script_is_the_same_program(lab) -> None:
     script = shutil.which("froxlor-fleet") or str(ROOT / ".venv" / "bin" / "froxlor-fleet")
-    res = subprocess.run([script, "audit", "inventory.py"], cwd=TEST_LAB, capture_output=True,
-                         text=True, timeout=120)
-    assert res.returncode == 0, res.stdout + res.stderr
-    assert res.stdout == audit()[1]
+    outputs = []
+    for command in ([script], [sys.executable, "-m", "froxlor_fleet"]):
+        res = subprocess.run([*command, "audit", "inventory.py"], cwd=TEST_LAB,
+                             capture_output=True, text=True, timeout=120)
+        assert res.returncode == 0, res.stdout + res.stderr
+        outputs.append(res.stdout)
+    assert outputs[0] == outputs[1]
 
 
 def test_bad_data_is_an_error(lab) -> None:
