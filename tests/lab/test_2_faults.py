@@ -99,7 +99,7 @@ def test_connection_lost_mid_apply_never_locks_out(lab) -> None:
             completed += 1  # cut after the step detached: it finished on its own
             assert sorted(added) == sorted(EXPECTED["web"]) and len(added) == len(set(added))
         else:  # cut before the step detached (a busy machine): it never started
-            assert added == [], (delay, added)
+            assert added in ([], ["(None)"]), (delay, added)  # ufw's "no rules"
         res = lab.deploy("-y", "--limit", web)
         assert res.returncode == 0, res.out
     assert cuts, "no cut landed while the run was going on: the test proved nothing"
