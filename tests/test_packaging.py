@@ -125,3 +125,31 @@ def test_installed_wheel_works_from_another_directory(installed: Path, tmp_path:
         "json.loads(resources.files('froxlor_fleet.audit').joinpath('audit.schema.json')"
         ".read_text())\n"), cwd=elsewhere)
     assert res.returncode == 0, res.stderr
+
+
+def test_installed_audit_gives_all_three_exit_codes(installed: Path, tmp_path: Path) -> None:
+    # The installed command against hosts of the test-only "canned" connector
+    # (tests/fakeconn on PYTHONPATH adds only the connector, not this checkout).
+    import jsonschema
+
+    from froxlor_fleet.audit.fact import LISTENING_SECTION
+    from froxlor_fleet.proftpd import render_fragment
+    from helpers import FIXTURES, build_fact
+
+    schema = json.loads((ROOT / "froxlor_fleet" / "audit" / "audit.schema.json").read_text())
+    ss = (FIXTURES / "ss-lab-web-host.txt").read_text().splitlines()
+    spec = {"scenario": "converged-web-ftp", "fragment": render_fragment((49152, 65534))}
+    ok = build_fact(spec) + [LISTENING_SECTION, *ss]
+    drift = build_fact({**spec, "conf": {"LOGLEVEL": "full"}}) + [LISTENING_SECTION, *ss]
+    (tmp_path / "inventory.py").write_text("web_servers = ['@canned/web1']\n")
+    (tmp_path / "group_data").mkdir()
+    (tmp_path / "group_data" / "web_servers.py").write_text('froxlor_roles = ["web", "ftp"]\n')
+    for answer, code in (({"lines": ok}, 0), ({"lines": drift}, 1), ({"refuse": "no"}, 2)):
+        (tmp_path / "fleet.json").write_text(json.dumps({"web1": answer}))
+        res = run(installed / "froxlor-fleet", "audit", "inventory.py", "--json", cwd=tmp_path,
+                  PYTHONPATH=str(ROOT / "tests" / "fakeconn"),
+                  CANNED_FLEET=str(tmp_path / "fleet.json"), CANNED_FLEET_LOG=str(tmp_path / "log"))
+        assert res.returncode == code, res.stdout + res.stderr
+        doc = json.loads(res.stdout)
+        jsonschema.validate(doc, schema)
+        assert doc["exit"] == code
