@@ -238,6 +238,14 @@ def test_broken_group_data_file_is_exit_2(fleet: Fleet) -> None:
     assert finding["kind"] == "inventory_error" and "web_servers.py" in finding["detail"]
 
 
+def test_error_in_the_inventory_file_is_exit_2_naming_file_and_line(fleet: Fleet) -> None:
+    (fleet.path / "inventory.py").write_text(INVENTORY + "oops = undefined_name\n")
+    res = fleet.audit("--json")
+    assert res.code == 2
+    assert res.doc["findings"][0]["detail"] == \
+        "inventory.py:5: NameError: name 'undefined_name' is not defined"
+
+
 def test_bad_data_is_exit_2_naming_host_key_and_value(fleet: Fleet) -> None:
     (fleet.path / "inventory.py").write_text(INVENTORY.replace(
         'ftp_servers = ["@canned/web1", "@canned/web2"]',

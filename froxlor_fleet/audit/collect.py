@@ -8,6 +8,7 @@ matches nothing, bad data, an unreachable host, a read that failed.
 
 from __future__ import annotations
 
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,9 +41,12 @@ def error_text(error: BaseException) -> str:
     """One line for an exception from pyinfra or from the user's inventory files."""
     if isinstance(error, SyntaxError):  # a broken inventory, group data or config file
         return f"{error.filename}:{error.lineno}: {error.msg}"
-    inner = getattr(error, "e", None)  # pyinfra_cli's UnexpectedExternalError wraps one
-    if isinstance(inner, BaseException):
-        where = getattr(error, "filename", None)
+    inner = getattr(error, "exception", None)  # pyinfra_cli's UnexpectedExternalError
+    if isinstance(inner, BaseException):  # wraps what the user's file raised
+        where = str(getattr(error, "filename", "") or "")
+        lines = [f.lineno for f in traceback.extract_tb(inner.__traceback__) if f.filename == where]
+        if where and lines:
+            where = f"{where}:{lines[-1]}"
         text = f"{type(inner).__name__}: {inner}"
         return f"{where}: {text}" if where else text
     text = str(error.args[0]) if error.args else type(error).__name__
