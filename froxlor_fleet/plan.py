@@ -21,11 +21,11 @@ MAX_PORT_WEIGHT = 15
 
 @dataclass(frozen=True)
 class RuleSpec:
-    """One UFW rule the deploy wants: ``allow`` ``ports``/``proto`` from ``source``.
+    """One UFW rule the deploy wants: ``action`` ``ports``/``proto`` from ``source``.
 
     ``ports`` are ufw-normalised strings ("80", "49152:65534"), sorted the way ufw
     sorts them; ``source`` is an address/network exactly as ufw stores it, or ``None``
-    (anywhere).
+    (anywhere); ``action`` is one of ``catalog.RULE_ACTIONS``.
     """
 
     ports: tuple[str, ...]
@@ -33,19 +33,27 @@ class RuleSpec:
     source: str | None
     label: str  # role name or "extra"
     note: str = ""  # operator's comment on an extra rule
+    action: str = "allow"
 
     @property
     def comment(self) -> str:
-        """The ufw comment: the marker, the label, and the operator's note if any."""
-        return f"{MARKER}{self.label}" + (f" {self.note}" if self.note else "")
+        """The ufw comment: the marker, the label, "rate-limit" on a ``limit`` rule,
+        and the operator's note if any.
+
+        "rate-limit" tells a limit this deploy made from data from a hand-made
+        ``ufw limit`` it adopted for an ``allow`` (that one keeps the plain comment):
+        when the data goes back to ``allow``, only the former goes back too."""
+        words = [f"{MARKER}{self.label}"] + (["rate-limit"] if self.action == "limit" else [])
+        return " ".join(words + ([self.note] if self.note else []))
 
     @property
     def dport(self) -> str:
         return ",".join(self.ports)
 
     def ufw_args(self) -> list[str]:
-        """The ``ufw`` CLI arguments that add this rule (without the program name)."""
-        return ["allow", "proto", self.proto, "from", self.source or "any",
+        """The ``ufw`` CLI arguments that add this rule (without the program name; where
+        it goes among the others is the plan's business, see ``ufwmodel.plan_rules``)."""
+        return [self.action, "proto", self.proto, "from", self.source or "any",
                 "to", "any", "port", self.dport, "comment", self.comment]
 
 

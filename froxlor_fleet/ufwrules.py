@@ -23,7 +23,7 @@ __all__ = ["ANY", "RulePlan", "Session", "UfwRule", "Want", "admits", "describe_
 
 def want(spec) -> Want:
     """A ``RuleSpec`` as the shared model (and the host-side program) takes it."""
-    return Want(spec.dport, spec.proto, spec.source, spec.comment)
+    return Want(spec.dport, spec.proto, spec.source, spec.comment, spec.action)
 
 
 def plan_rules(current: list[UfwRule], wanted, ipv6: bool, purge_unmanaged: bool) -> RulePlan:

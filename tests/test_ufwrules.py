@@ -1,11 +1,22 @@
 """Rule expansion, planning and the lockout guard's admission check."""
 
+from __future__ import annotations
+
+import gettext
+import os
+import sys
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
 from froxlor_fleet.hoststate import parse_state
-from froxlor_fleet.remote.ufwmodel import Session
+from froxlor_fleet.remote.ufwmodel import ANY, Session, Want, parse_rules
 from froxlor_fleet.remote.ufwmodel import admits as session_admits
 from froxlor_fleet.ufwrules import UfwRule, admits, expand, plan_rules, want
 from froxlor_fleet.validation import RuleSpec
-from helpers import fact_lines
+from helpers import UFW_FIXTURES, fact_lines
 
 SSH = RuleSpec(("22",), "tcp", None, "ssh")
 WEB = RuleSpec(("80", "443"), "tcp", None, "web")
@@ -145,3 +156,244 @@ def test_guard_counts_unreadable_hand_made_sources_as_might_match() -> None:
     assert not session_admits([odd, rule("22")], "deny", S4, True)
     odd_allow = UfwRule(4, "allow", "tcp", "22", "0.0.0.0/0", "any", "10.0.0.0/255.0.255.0")
     assert not session_admits([odd_allow], "deny", S4, True)
+
+
+# --- actions: deny/reject before the allows, limit, adoption (issue 13) -----------------
+
+def tcp(*ports: str, label: str = "extra", source: str | None = None, action: str = "allow",
+        proto: str = "tcp", note: str = "") -> RuleSpec:
+    return RuleSpec(tuple(ports), proto, source, label, note, action)
+
+
+CONVERGED = [FTP, PASSIVE, SSH, WEB]  # what converged-web-ftp holds
+CONVERGED_RULES = parse_state(fact_lines("converged-web-ftp")).ufw.rules
+
+
+def tuples(rules: list[UfwRule]) -> list[tuple[int, str]]:
+    return [(r.family, r.tuple_text()) for r in rules]
+
+
+def test_new_deny_is_prepended_and_comes_first() -> None:
+    deny = tcp("80", source="203.0.113.0/24", action="deny")
+    plan = plan_rules(CONVERGED_RULES, [*CONVERGED, deny], True, purge_unmanaged=False)
+    assert [w.ufw_args() for w in plan.add] == [[
+        "prepend", "deny", "proto", "tcp", "from", "203.0.113.0/24", "to", "any", "port", "80",
+        "comment", "froxlor-fleet:extra"]]
+    assert plan.final[0].describe() == "deny 80/tcp from 203.0.113.0/24"
+    assert tuples(plan.final[1:]) == tuples(CONVERGED_RULES)  # the rest as it was
+    assert plan.shadowed == []
+    # ... and the guard sees it first: that network no longer reaches the web server
+    assert not session_admits(plan.final, "deny", Session("203.0.113.9", "10.0.0.1", 80), True)
+    assert session_admits(plan.final, "deny", Session("198.51.100.9", "10.0.0.1", 80), True)
+
+
+def test_prepended_rules_keep_the_datas_order() -> None:
+    """Each prepend goes to the top, so they are added last to first."""
+    a = tcp("8080", source="192.0.2.1", action="deny")
+    b = tcp("8080", source="192.0.2.0/24", action="reject")
+    c = tcp("8081", action="deny")  # from anywhere: both families
+    plan = plan_rules(CONVERGED_RULES, [*CONVERGED, a, b, c], True, purge_unmanaged=False)
+    assert [w.dport + " " + (w.source or "any") for w in plan.add] == [
+        "8081 any", "8080 192.0.2.0/24", "8080 192.0.2.1"]
+    v4 = [r.describe() for r in plan.final if r.family == 4]
+    assert v4[:3] == ["deny 8080/tcp from 192.0.2.1", "reject 8080/tcp from 192.0.2.0/24",
+                      "deny 8081/tcp"]
+    assert [r.describe() for r in plan.final if r.family == 6][0] == "deny 8081/tcp"
+
+
+def test_allow_and_limit_are_appended() -> None:
+    plan = plan_rules([], [SSH, tcp("2222", action="limit")], True, purge_unmanaged=False)
+    assert [w.ufw_args()[0] for w in plan.add] == ["allow", "limit"]
+    assert [r.action for r in plan.final] == ["allow", "limit", "allow", "limit"]
+    assert plan.add[1].comment == "froxlor-fleet:extra rate-limit"
+
+
+def test_ssh_rate_limit_turns_the_ssh_rule_into_limit_and_back() -> None:
+    limited = RuleSpec(("22",), "tcp", None, "ssh", action="limit")
+    plan = plan_rules(CONVERGED_RULES, [FTP, PASSIVE, limited, WEB], True, purge_unmanaged=False)
+    assert [w.ufw_args()[:1] for w in plan.add] == [["limit"]]  # updated in place, not prepended
+    assert {(r.action, r.comment) for r in plan.final if r.dport == "22"} == {
+        ("limit", "froxlor-fleet:ssh rate-limit")}
+    assert [r.dport for r in plan.final if r.family == 4] == ["21", "49152:65534", "22", "80,443"]
+    assert [(have.action, have.label) for _, have in plan.retag] == [("allow", "ssh")] * 2
+    # the guard: limit admits
+    assert session_admits(plan.final, "deny", S4, True)
+    # data back to allow: our rate-limit rule goes back to allow (its comment says we made it)
+    after = [replace(r, action="limit", comment=limited.comment) if r.dport == "22" else r
+             for r in CONVERGED_RULES]
+    back = plan_rules(after, CONVERGED, True, purge_unmanaged=False)
+    assert [w.action for w in back.add] == ["allow"]
+    assert {r.action for r in back.final if r.dport == "22"} == {"allow"}
+
+
+def test_adopted_hand_made_limit_stays_but_rate_limit_can_take_it_over() -> None:
+    hand = [replace(r, action="limit", comment="") if r.dport == "22" else r
+            for r in CONVERGED_RULES]
+    adopt = plan_rules(hand, CONVERGED, True, purge_unmanaged=False)
+    assert [(w.action, w.comment) for w in adopt.add] == [("limit", "froxlor-fleet:ssh")]
+    adopted = [replace(r, comment="froxlor-fleet:ssh") if r.dport == "22" else r for r in hand]
+    assert not plan_rules(adopted, CONVERGED, True, purge_unmanaged=False).changes
+    limited = RuleSpec(("22",), "tcp", None, "ssh", action="limit")
+    take = plan_rules(adopted, [FTP, PASSIVE, limited, WEB], True, purge_unmanaged=False)
+    assert [(w.action, w.comment) for w in take.add] == [("limit", "froxlor-fleet:ssh rate-limit")]
+
+
+def test_logging_variant_of_the_wanted_verdict_is_kept() -> None:
+    deny = tcp("3306", source="203.0.113.0/24", action="deny")
+    hand = [UfwRule(4, "deny_log", "tcp", "3306", "0.0.0.0/0", "any", "203.0.113.0/24")]
+    plan = plan_rules(hand, [deny], True, purge_unmanaged=False)
+    assert [(w.action, w.prepend) for w in plan.add] == [("deny_log", False)]
+    limit = tcp("2222", action="limit")
+    hand = [UfwRule(f, "limit_log", "tcp", "2222", ANY[f], "any", ANY[f]) for f in (4, 6)]
+    assert [w.action for w in plan_rules(hand, [limit], True, False).add] == ["limit_log"]
+
+
+def test_extra_allow_does_not_keep_a_limit_this_deploy_made() -> None:
+    made = [UfwRule(f, "limit", "tcp", "2222", ANY[f], "any", ANY[f],
+                    comment="froxlor-fleet:extra rate-limit") for f in (4, 6)]
+    plan = plan_rules(made, [tcp("2222")], True, purge_unmanaged=False)
+    assert [w.action for w in plan.add] == ["allow"]
+
+
+def test_deny_over_an_existing_allow_is_updated_in_place_and_said_to_be_shadowed() -> None:
+    """``ufw prepend`` would skip a rule whose slot exists: the allow that held the slot
+    is updated in place, and stays after the allow from anywhere it was behind."""
+    wide = [UfwRule(4, "allow", "tcp", "8080", "0.0.0.0/0", "any", "0.0.0.0/0",
+                    comment="froxlor-fleet:extra"),
+            UfwRule(4, "allow", "tcp", "8080", "0.0.0.0/0", "any", "192.0.2.0/24",
+                    comment="froxlor-fleet:extra")]
+    deny = tcp("8080", source="192.0.2.0/24", action="deny")
+    plan = plan_rules(wide, [tcp("8080"), deny], False, purge_unmanaged=False)
+    assert [(w.action, w.prepend) for w in plan.add] == [("deny", False)]
+    assert [r.action for r in plan.final] == ["allow", "deny"]
+    assert [(r.describe(), by.describe()) for r, by in plan.shadowed] == [
+        ("deny 8080/tcp from 192.0.2.0/24", "allow 8080/tcp")]
+    # a deny for another port or another network is not shadowed
+    other = [replace(wide[0], dport="8081"), wide[1]]
+    assert plan_rules(other, [tcp("8081"), deny], False, False).shadowed == []
+
+
+def test_prepend_only_when_no_half_needs_an_update() -> None:
+    """A deny from anywhere has a v4 and a v6 half. If the v4 half exists exactly, the
+    prepend adds the v6 half at the top (ufw skips the v4 one). If the v4 half needs an
+    update, no prepend (it would be skipped): v4 in place, v6 appended."""
+    deny = tcp("8081", action="deny")
+    exact = [UfwRule(4, "deny", "tcp", "8081", "0.0.0.0/0", "any", "0.0.0.0/0",
+                     comment="froxlor-fleet:extra")]
+    plan = plan_rules(CONVERGED_RULES + exact, [*CONVERGED, deny], True, False)
+    assert [w.prepend for w in plan.add] == [True]
+    assert [r for r in plan.final if r.family == 6][0].describe() == "deny 8081/tcp"
+    assert [r for r in plan.final if r.family == 4][-1].describe() == "deny 8081/tcp"
+    stale = [replace(exact[0], comment="hand made")]
+    plan = plan_rules(CONVERGED_RULES + stale, [*CONVERGED, deny], True, False)
+    assert [w.prepend for w in plan.add] == [False]
+    assert [r for r in plan.final if r.family == 6][-1].describe() == "deny 8081/tcp"
+
+
+def test_wire_form_leaves_prepend_to_the_plan() -> None:
+    w = want(tcp("80", source="192.0.2.1", action="reject"))
+    assert w.to_wire() == {"dport": "80", "proto": "tcp", "source": "192.0.2.1",
+                           "comment": "froxlor-fleet:extra", "action": "reject"}
+    assert Want(**w.to_wire()) == w
+
+
+# --- the same plans applied by ufw's own code, on files in a temporary folder ----------
+
+UFW_HOME = Path("/usr/lib/python3/dist-packages")
+FAKE_IPTABLES = "#!/bin/sh\n[ \"$1\" = -V ] && echo 'iptables v1.8.9 (nf_tables)' && exit 0\nexit 1\n"
+
+
+@pytest.fixture
+def real_ufw(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Apply a plan through ``ufw_apply.apply`` (ufw's frontend, the CLI's code path) to
+    rule files in ``tmp_path`` - never /etc/ufw, and never the machine's firewall: ufw's
+    iptables calls go to a stub that only answers ``-V``, and ufw.conf says disabled.
+    Returns ``apply(current, wanted, ipv6) -> (plan, rules ufw wrote, in file order)``."""
+    if not (UFW_HOME / "ufw" / "frontend.py").is_file():
+        if os.environ.get("CI") == "true":
+            pytest.fail("ufw is not installed; CI must run this test")
+        pytest.skip("ufw is not installed")
+    if str(UFW_HOME) not in sys.path:
+        monkeypatch.syspath_prepend(str(UFW_HOME))
+    gettext.NullTranslations().install()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import ufw.common
+        import ufw.frontend
+    from froxlor_fleet.remote import ufw_apply
+
+    sbin = tmp_path / "sbin"
+    sbin.mkdir()
+    for tool in ("iptables", "ip6tables", "iptables-restore", "ip6tables-restore"):
+        (sbin / tool).write_text(FAKE_IPTABLES)
+        (sbin / tool).chmod(0o755)
+    monkeypatch.setattr(ufw.common, "do_checks", False)
+    monkeypatch.setattr(ufw.common, "iptables_dir", str(sbin))
+    etc = tmp_path / "etc"
+    (etc / "ufw" / "applications.d").mkdir(parents=True)
+    (etc / "default").mkdir()
+    scenario = UFW_FIXTURES / "converged-web-ftp"
+
+    def apply(current: list[UfwRule], wanted: list, ipv6: bool = True):
+        default = (scenario / "default-ufw").read_text()
+        (etc / "default" / "ufw").write_text(default.replace("IPV6=yes", f"IPV6={'yes' if ipv6 else 'no'}"))
+        (etc / "ufw" / "ufw.conf").write_text("ENABLED=no\nLOGLEVEL=low\n")
+        for name, family in (("user.rules", 4), ("user6.rules", 6)):
+            (etc / "ufw" / name).write_text("".join(
+                f"### tuple ### {r.tuple_text()}\n" for r in current if r.family == family))
+        ui = ufw.frontend.UFWFrontend(False, rootdir=str(tmp_path), datadir=str(tmp_path))
+        ui.backend.caps = {"limit": {"4": True, "6": True}}  # as on a real host
+        plan = plan_rules(current, wanted, ipv6, purge_unmanaged=False)
+        adds, deletes = ufw_apply.build(plan)
+        settings = {"incoming": "deny", "outgoing": "allow", "logging": "low"}
+        ufw_apply.apply(ui, {**settings, "enabled": False},
+                        {**settings, "conf_enabled": False, "running": False}, plan, adds, deletes)
+        written = parse_rules(*((etc / "ufw" / name).read_text().splitlines()
+                                for name in ("user.rules", "user6.rules")))
+        return plan, [r for r in written if ipv6 or r.family == 4]
+
+    return apply
+
+
+HAND_22 = [replace(r, action="limit", comment="") if r.dport == "22" else r for r in CONVERGED_RULES]
+WIDE_8080 = [UfwRule(4, "allow", "tcp", "8080", "0.0.0.0/0", "any", "0.0.0.0/0",
+                     comment="froxlor-fleet:extra"),
+             UfwRule(4, "allow", "tcp", "8080", "0.0.0.0/0", "any", "192.0.2.0/24",
+                     comment="froxlor-fleet:extra")]
+SCENARIOS = {
+    "denies-and-rejects-prepended": (CONVERGED_RULES, [
+        *CONVERGED, tcp("80", source="203.0.113.0/24", action="deny"),
+        tcp("443", source="2001:db8::/32", action="reject", proto="udp"),
+        tcp("3306", action="deny"), tcp("53", action="reject", proto="udp")]),
+    "rate-limit-ssh": (CONVERGED_RULES, [FTP, PASSIVE, tcp("22", label="ssh", action="limit"),
+                                         WEB]),
+    "limit-back-to-allow": ([replace(r, action="limit", comment="froxlor-fleet:ssh rate-limit")
+                             if r.dport == "22" else r for r in CONVERGED_RULES], CONVERGED),
+    "hand-made-limit-adopted": (HAND_22, CONVERGED),
+    "deny-in-place-of-allow": (WIDE_8080, [tcp("8080"),
+                                           tcp("8080", source="192.0.2.0/24", action="deny")]),
+    "deny-half-exists": (CONVERGED_RULES + [UfwRule(4, "deny", "tcp", "8081", "0.0.0.0/0", "any",
+                                                    "0.0.0.0/0", comment="froxlor-fleet:extra")],
+                         [*CONVERGED, tcp("8081", action="deny")]),
+    "deny-half-needs-update": (CONVERGED_RULES + [UfwRule(4, "allow", "tcp", "8081", "0.0.0.0/0",
+                                                          "any", "0.0.0.0/0")],
+                               [*CONVERGED, tcp("8081", action="deny")]),
+    "removed-and-added": (CONVERGED_RULES, [SSH, tcp("25", action="deny"), WEB,
+                                            tcp("993", source="192.0.2.7", action="limit")]),
+    "http3": (CONVERGED_RULES, [*CONVERGED, tcp("443", label="web", proto="udp")]),
+}
+
+
+@pytest.mark.parametrize("ipv6", [True, False], ids=["ipv6", "ipv6-no"])
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_plan_final_is_what_ufw_writes(real_ufw, scenario: str, ipv6: bool) -> None:
+    """``final`` (what the lockout guard reads) is, rule for rule and in order, what
+    ufw's own code writes for the plan's adds and deletes; and the next plan is empty."""
+    current, wanted = SCENARIOS[scenario]
+    wanted = [w for w in wanted if ipv6 or not (w.source and ":" in w.source)]
+    if not ipv6:
+        current = [r for r in current if r.family == 4]
+    plan, written = real_ufw(current, wanted, ipv6)
+    assert plan.changes or (scenario, ipv6) == ("deny-half-exists", False)  # v4 was complete
+    assert tuples(written) == tuples(plan.final)
+    assert not plan_rules(written, wanted, ipv6, purge_unmanaged=False).changes

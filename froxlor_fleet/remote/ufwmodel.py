@@ -14,8 +14,13 @@ from typing import Dict, List, Optional, Tuple
 
 MARKER = "froxlor-fleet:"
 ANY = {4: "0.0.0.0/0", 6: "::/0"}
-# Actions that still admit a new connection (limit: up to 6 in 30 s per source).
+# Verdicts that still admit a new connection (limit: ufw's ``-m recent`` rules refuse a
+# source's 6th new connection within 30 s, and admit the 5 before it).
 ADMITTING = ("allow", "limit")
+# Verdicts that stop a connection. ufw appends a new rule and the first match wins, so
+# a wanted one is added with ``ufw prepend`` (src/parser.py: position -1), before the
+# allows it is meant to cut into.
+BLOCKING = ("deny", "reject")
 
 
 @dataclass(frozen=True)
@@ -119,23 +124,34 @@ def parse_rules(lines4: List[str], lines6: List[str]) -> List[UfwRule]:
 @dataclass(frozen=True)
 class Want:
     """A rule the deploy wants, as it travels to the host: ``dport`` in ufw's notation
-    ("22", "80,443", "49152:65534"), ``source`` normalised or ``None`` (anywhere)."""
+    ("22", "80,443", "49152:65534"), ``source`` normalised or ``None`` (anywhere),
+    ``action`` as ufw stores it ("allow", "deny", "reject", "limit"; "allow_log"... for
+    an adopted hand-made rule).
+
+    ``prepend`` is the plan's choice, not part of what is wanted (``to_wire`` leaves it
+    out): ``plan_rules`` sets it on a deny/reject it adds as a new rule."""
 
     dport: str
     proto: str
     source: Optional[str]
     comment: str
     action: str = "allow"
+    prepend: bool = False
 
     @property
     def label(self) -> str:
         """The role (or "extra") this deploy's marker names."""
         return self.comment[len(MARKER):].split(" ", 1)[0] if self.comment.startswith(MARKER) else ""
 
+    @property
+    def verdict(self) -> str:
+        return self.action.split("_")[0]
+
     def ufw_args(self) -> List[str]:
-        """The ``ufw`` CLI arguments that add it: ``allow [log] proto tcp from ... comment ...``."""
+        """The ``ufw`` CLI arguments that add it:
+        ``[prepend] allow [log] proto tcp from ... to any port ... comment ...``."""
         verdict, _, log = self.action.partition("_")
-        return ([verdict] + ([log] if log else [])
+        return ((["prepend"] if self.prepend else []) + [verdict] + ([log] if log else [])
                 + ["proto", self.proto, "from", self.source or "any", "to", "any",
                    "port", self.dport, "comment", self.comment])
 
@@ -159,10 +175,22 @@ def expand(want: Want, ipv6: bool) -> List[UfwRule]:
 
 
 def _keeps_hand_action(have: UfwRule, wanted: UfwRule) -> bool:
-    """A hand-made ``limit`` or logging variant of a rule we want to ``allow`` still
-    admits what the role needs: keep its action instead of silently loosening it."""
-    return (wanted.action == "allow" and have.action != "allow"
-            and have.verdict in ADMITTING and not have.action.startswith("route:"))
+    """Keep the action of a rule already in a wanted slot instead of replacing it:
+
+    - a logging variant of the wanted verdict (``deny_log`` for ``deny``, ``limit_log``
+      for ``limit``): the same verdict, and someone wanted the log lines;
+    - a hand-made ``limit`` or logging ``allow`` where we want ``allow``: it still admits
+      what the rule is for, and is never silently loosened. Once adopted it carries the
+      wanted rule's comment, and is kept on later runs. A ``limit`` this deploy made
+      from data carries another comment ("... rate-limit"), so when the data goes back
+      to ``allow``, so does the rule.
+    """
+    if have.action == wanted.action or have.action.startswith("route:"):
+        return False
+    if have.verdict == wanted.action:
+        return True
+    return (wanted.action == "allow" and have.verdict in ADMITTING
+            and (not have.managed or have.comment == wanted.comment))
 
 
 @dataclass
@@ -175,6 +203,8 @@ class RulePlan:
     kept: List[UfwRule] = field(default_factory=list)  # unmanaged, left alone
     inert: List[UfwRule] = field(default_factory=list)  # v6 rules while IPV6=no
     final: List[UfwRule] = field(default_factory=list)  # resulting rules, in ufw's order
+    # (wanted deny/reject, an earlier rule that admits some of what it should stop)
+    shadowed: List[Tuple[UfwRule, UfwRule]] = field(default_factory=list)
 
     @property
     def changes(self) -> bool:
@@ -183,6 +213,16 @@ class RulePlan:
 
 def plan_rules(current: List[UfwRule], wanted: List[Want], ipv6: bool,
                purge_unmanaged: bool) -> RulePlan:
+    """From ``current`` (the rule files, in order) to ``wanted``.
+
+    ufw keeps one rule per slot (``UfwRule.key``): adding a wanted rule whose slot holds
+    another action or comment updates that rule in place (src/backend_iptables.py,
+    set_rule). A new allow or limit is appended; a new deny or reject is prepended, so it
+    comes before the allows. ``ufw prepend`` skips a rule whose slot exists in any form
+    ("Skipping inserting existing rule"), so a deny/reject that must update an existing
+    rule is added without it and stays where that rule is. ``final`` replays all of this
+    per family, in the order ufw will hold the rules; the lockout guard reads it.
+    """
     plan = RulePlan()
     # With IPV6=no ufw neither loads nor edits user6.rules: its rules are inert, and a
     # plan that deleted them would repeat on every run.
@@ -190,8 +230,11 @@ def plan_rules(current: List[UfwRule], wanted: List[Want], ipv6: bool,
     plan.inert = [r for r in current if not ipv6 and r.family == 6]
     by_key = {r.key: r for r in live}
     wanted_keys: Dict[tuple, UfwRule] = {}
+    appended: List[Want] = []
+    prepended: List[Want] = []
     for want in wanted:
-        missing = False
+        missing = updated = False
+        retagged = []
         for rule in expand(want, ipv6):
             have = by_key.get(rule.key)
             if have is not None and _keeps_hand_action(have, rule):
@@ -201,21 +244,93 @@ def plan_rules(current: List[UfwRule], wanted: List[Want], ipv6: bool,
             if have is None or have.action != rule.action or have.comment != rule.comment:
                 missing = True
                 if have is not None:
-                    plan.retag.append((want, have))
-        if missing:
-            plan.add.append(want)
-    added_keys = set()
+                    updated = True
+                    retagged.append(have)
+        if not missing:
+            continue
+        if want.verdict in BLOCKING and not updated:
+            want = replace(want, prepend=True)
+            prepended.append(want)
+        else:
+            appended.append(want)
+        plan.retag += [(want, have) for have in retagged]
+    # Each prepend goes to the top: the last one added ends up first, so add them in
+    # reverse to keep the data's order.
+    plan.add = appended + prepended[::-1]
     for rule in live:
         if rule.key in wanted_keys:
-            plan.final.append(wanted_keys[rule.key])  # updated in place by ufw
-            added_keys.add(rule.key)
-        elif rule.managed or purge_unmanaged:
+            continue
+        if rule.managed or purge_unmanaged:
             plan.delete.append(rule)
         else:
             plan.kept.append(rule)
-            plan.final.append(rule)
-    plan.final += [r for k, r in wanted_keys.items() if k not in added_keys]
+    plan.final = _replay(live, plan.add, plan.delete, ipv6)
+    plan.shadowed = _shadowed(plan.final, wanted_keys)
     return plan
+
+
+def _replay(live: List[UfwRule], add: List[Want], delete: List[UfwRule],
+            ipv6: bool) -> List[UfwRule]:
+    """The rules after ``ufw`` adds ``add`` in order and then deletes ``delete``, as
+    src/frontend.py and src/backend_iptables.py set_rule do it, per family."""
+    order = {4: [r for r in live if r.family == 4], 6: [r for r in live if r.family == 6]}
+    for want in add:
+        for rule in expand(want, ipv6):
+            rules = order[rule.family]
+            at = next((i for i, r in enumerate(rules) if r.key == rule.key), None)
+            if at is not None:
+                if not want.prepend:  # a prepend skips a slot that exists
+                    rules[at] = rule
+            elif want.prepend:
+                rules.insert(0, rule)
+            else:
+                rules.append(rule)
+    gone = set(r.key for r in delete)
+    return [r for fam in (4, 6) for r in order[fam] if r.key not in gone]
+
+
+def _shadowed(final: List[UfwRule], wanted: Dict[tuple, UfwRule]) -> List[Tuple[UfwRule, UfwRule]]:
+    found = []
+    for i, rule in enumerate(final):
+        if rule.key not in wanted or rule.verdict not in BLOCKING:
+            continue
+        earlier = next((r for r in final[:i] if r.verdict in ADMITTING and _overlap(r, rule)), None)
+        if earlier is not None:
+            found.append((rule, earlier))
+    return found
+
+
+def _overlap(a: UfwRule, b: UfwRule) -> bool:
+    """Could a new incoming connection match both ``a`` and ``b``? (Unsure: yes.)"""
+    if a.family != b.family or a.action.startswith("route:") or b.action.startswith("route:"):
+        return False
+    if not (a.iface.startswith("in") and b.iface.startswith("in")):
+        return False
+    a_if, b_if = a.iface.partition("_")[2], b.iface.partition("_")[2]
+    if a_if and b_if and a_if != b_if:
+        return False
+    if "any" not in (a.proto, b.proto) and a.proto != b.proto:
+        return False
+    return (_ports_overlap(a.dport, b.dport) and _ports_overlap(a.sport, b.sport)
+            and _nets_overlap(a.src, b.src) and _nets_overlap(a.dst, b.dst))
+
+
+def _ports_overlap(a: str, b: str) -> bool:
+    if "any" in (a, b):
+        return True
+    try:
+        spans = [[port_span(p) for p in ports.split(",")] for ports in (a, b)]
+    except ValueError:
+        return True  # an application rule's port list: can't tell
+    return any(lo1 <= hi2 and lo2 <= hi1 for lo1, hi1 in spans[0] for lo2, hi2 in spans[1])
+
+
+def _nets_overlap(a: str, b: str) -> bool:
+    try:
+        na, nb = ipaddress.ip_network(a, strict=False), ipaddress.ip_network(b, strict=False)
+    except ValueError:
+        return True
+    return na.version == nb.version and na.overlaps(nb)
 
 
 # --- lockout guard -----------------------------------------------------------------------
