@@ -19,21 +19,26 @@ LOCK_PATH = "/run/froxlor-fleet.lock"
 @dataclass(frozen=True)
 class Service:
     """Ports one role opens: ``ports`` share ``proto``; ``sources_key`` names the
-    data key that restricts who may connect (``None``: anywhere)."""
+    data key that restricts who may connect (``None``: anywhere); ``when`` names a
+    boolean data key without which the service stays closed; ``limit_key`` one that
+    makes its rules ``limit`` (ufw's rate limit) instead of ``allow``."""
 
     ports: tuple[str, ...]
     proto: str
     sources_key: str | None = None
+    when: str | None = None
+    limit_key: str | None = None
 
 
 # "ssh" and the FTP passive range depend on data (``validation._role_rules`` fills them
 # in, ``plan.py`` holds the result); the rest is fixed.
 ROLE_SERVICES: dict[str, tuple[Service, ...]] = {
-    "web": (Service(("80", "443"), "tcp"),),
+    # HTTP/3 (froxlor's nginx "http3" setting: listen 443 quic) arrives over UDP.
+    "web": (Service(("80", "443"), "tcp"), Service(("443",), "udp", when="web_http3")),
     "ftp": (Service(("21",), "tcp"),),
     # The froxlor table lists 53/tcp only; ordinary DNS queries arrive over UDP.
     "dns": (Service(("53",), "tcp"), Service(("53",), "udp")),
-    "ssh": (Service(("{ssh_port}",), "tcp", "ssh_allowed_sources"),),
+    "ssh": (Service(("{ssh_port}",), "tcp", "ssh_allowed_sources", limit_key="ssh_rate_limit"),),
     "imap": (Service(("143", "993"), "tcp"),),
     "pop3": (Service(("110", "995"), "tcp"),),
     "smtp": (Service(("25", "465", "587"), "tcp"),),
@@ -53,6 +58,9 @@ DEFAULTS: dict[str, object] = {
     "ftp_masquerade_address": None,
     "ssh_port": 22,
     "ssh_allowed_sources": [],  # empty: anywhere
+    # ufw limit: a source's 6th new connection within 30 s is refused.
+    "ssh_rate_limit": False,
+    "web_http3": False,  # the web role also opens 443/udp
     "mysql_allowed_sources": None,  # required when "mysql" is a role
     "firewall_extra_rules": [],
     "firewall_default_incoming": "deny",
@@ -66,13 +74,21 @@ DEFAULTS: dict[str, object] = {
 }
 
 # Fields of one ``firewall_extra_rules`` entry besides the required ``port``, and their
-# defaults (README: "proto (tcp/udp, default tcp), optional sources, optional comment").
-EXTRA_RULE_DEFAULTS: dict[str, object] = {"proto": "tcp", "sources": None, "comment": None}
+# defaults (README: "proto (tcp/udp, default tcp), optional sources, optional comment,
+# action (default allow)").
+EXTRA_RULE_DEFAULTS: dict[str, object] = {"proto": "tcp", "sources": None, "comment": None,
+                                          "action": "allow"}
+
+# What a rule may do: ufw's four verdicts (src/parser.py, UFWCommandRule.parse). ufw
+# takes each for tcp and udp alike. deny/reject are added before the allows.
+RULE_ACTIONS = ("allow", "deny", "reject", "limit")
 
 # Key prefixes this deploy owns: a key with one of them that is not in ``DEFAULTS`` is a
 # typo (``froxlor_role``) and an error, never silently "not set". ``ssh_allowed_`` and
-# not ``ssh_``: pyinfra's own connection keys (``ssh_user``, ``ssh_key``...) start so.
-DATA_NAMESPACES = ("froxlor_", "firewall_", "ftp_", "ssh_allowed_", "mysql_")
+# ``ssh_rate``, not ``ssh_``: pyinfra's own connection keys (``ssh_user``...) start so;
+# ``web_http``, not ``web_``: other deploys' keys may well start with ``web_``.
+DATA_NAMESPACES = ("froxlor_", "firewall_", "ftp_", "ssh_allowed_", "ssh_rate", "mysql_",
+                   "web_http")
 
 # Keys whose values are combined across host data, groups and all.py instead of
 # replaced (pyinfra's own precedence replaces lists: last group wins).

@@ -75,6 +75,9 @@ class HostPlan:
     purge_unmanaged: bool = cast(bool, DEFAULTS["firewall_purge_unmanaged"])
     ssh_port: int = cast(int, DEFAULTS["ssh_port"])
     lockout_guard: bool = cast(bool, DEFAULTS["firewall_lockout_guard"])
+    # Already in ``rules`` (the ssh rule's action, the web role's 443/udp); kept for readers.
+    ssh_rate_limit: bool = cast(bool, DEFAULTS["ssh_rate_limit"])
+    web_http3: bool = cast(bool, DEFAULTS["web_http3"])
     # Not data defaults: None means "this host runs no ftp role" / "no masquerading".
     passive_ports: tuple[int, int] | None = None
     masquerade_address: str | None = cast("str | None", DEFAULTS["ftp_masquerade_address"])

@@ -17,6 +17,7 @@ import difflib
 import ipaddress
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from pyinfra.api.exceptions import PyinfraError
@@ -30,6 +31,7 @@ from .catalog import (
     PROTOCOLS,
     ROLE_ALIASES,
     ROLE_SERVICES,
+    RULE_ACTIONS,
     UNION_KEYS,
     VALID_ROLES,
 )
@@ -405,8 +407,9 @@ def _masquerade(value: Any) -> str | None:
     return value
 
 
-def _extra_rule(item: Any) -> tuple[tuple[str, ...], str, tuple[str, ...], str]:
-    """One ``firewall_extra_rules`` entry: (ports, proto, sources, note)."""
+def _extra_rule(item: Any) -> RuleSpec:
+    """One ``firewall_extra_rules`` entry, one ``RuleSpec`` per source (``source`` left
+    ``None``: the caller fills in each source)."""
     entry = {**EXTRA_RULE_DEFAULTS, **item}
     raw = entry["port"]
     items = raw if isinstance(raw, (list, tuple)) else [raw]
@@ -418,14 +421,21 @@ def _extra_rule(item: Any) -> tuple[tuple[str, ...], str, tuple[str, ...], str]:
     proto = entry["proto"]
     if not isinstance(proto, str) or proto not in PROTOCOLS:
         raise ValueError(f"proto must be one of {', '.join(PROTOCOLS)}")
-    note = comment_text(entry["comment"])
-    ufw_comment(RuleSpec(ports, proto, None, "extra", note).comment)
-    return ports, proto, sources(entry["sources"]), note
+    action = entry["action"]
+    if not isinstance(action, str) or action not in RULE_ACTIONS:
+        raise ValueError(f"action must be one of {', '.join(RULE_ACTIONS)}")
+    spec = RuleSpec(ports, proto, None, "extra", comment_text(entry["comment"]), action)
+    ufw_comment(spec.comment)
+    return spec
 
 
-def _extra_rules(layers: list[Layer], err: _Errors) -> list[RuleSpec]:
+# An extra rule as validation sees it: the spec, the entry it came from and where.
+Extra = tuple[RuleSpec, Mapping[str, Any], str]
+
+
+def _extra_rules(layers: list[Layer], err: _Errors) -> list[Extra]:
     key = "firewall_extra_rules"
-    rules: list[RuleSpec] = []
+    rules: list[Extra] = []
     for value, where in _collected(layers, key):
         if not isinstance(value, (list, tuple)):
             err.add(key, value, "must be a list of rules", where)
@@ -440,27 +450,73 @@ def _extra_rules(layers: list[Layer], err: _Errors) -> list[RuleSpec]:
                         f"(valid: {', '.join(sorted(EXTRA_RULE_KEYS))})", where)
                 continue
             try:
-                ports, proto, srcs, note = _extra_rule(item)
+                spec = _extra_rule(item)
+                srcs = sources(item.get("sources"))
             except ValueError as e:
                 err.add(key, dict(item), str(e), where)
                 continue
             for src in srcs or (None,):
-                rules.append(RuleSpec(ports, proto, src, "extra", note))
+                rules.append((replace(spec, source=src), item, where))
     return rules
 
 
 def _role_rules(roles: list[str], ssh_port: int, srcs: dict[str, tuple[str, ...]],
-                passive: tuple[int, int] | None) -> list[RuleSpec]:
+                passive: tuple[int, int] | None, flags: Mapping[str, bool]) -> list[RuleSpec]:
     rules: list[RuleSpec] = []
     for role in roles:
         for svc in ROLE_SERVICES[role]:
+            if svc.when and not flags[svc.when]:
+                continue
+            action = "limit" if svc.limit_key and flags[svc.limit_key] else "allow"
             ports = tuple(p.format(ssh_port=ssh_port) for p in svc.ports)
             allowed = srcs.get(svc.sources_key, ()) if svc.sources_key else ()
             for src in allowed or (None,):
-                rules.append(RuleSpec(ufw_port_sort(ports), svc.proto, src, role))
+                rules.append(RuleSpec(ufw_port_sort(ports), svc.proto, src, role, action=action))
         if role == "ftp" and passive:
             rules.append(RuleSpec((f"{passive[0]}:{passive[1]}",), "tcp", None, "ftp"))
     return rules
+
+
+# Boolean data keys that switch a role's service on (``when``) or make it ``limit``.
+ROLE_FLAGS = tuple(sorted({k for svcs in ROLE_SERVICES.values() for svc in svcs
+                           for k in (svc.when, svc.limit_key) if k}))
+_VERB = {"allow": "allows", "deny": "denies", "reject": "rejects", "limit": "limits"}
+
+
+def _slot(rule: RuleSpec) -> tuple[tuple[str, ...], str, str | None]:
+    """What ufw keeps one rule for (``UfwRule.key`` for the rules we make)."""
+    return rule.ports, rule.proto, rule.source
+
+
+def _check_slots(role_rules: list[RuleSpec], extras: list[Extra], err: _Errors) -> None:
+    """ufw keeps one rule per ports, protocol and source, and adding another action for
+    that slot updates the rule in place (src/backend_iptables.py, set_rule): an extra
+    rule that acts otherwise on exactly a role rule's slot, or another extra rule's,
+    would overwrite it on every run (or never be added). Refused, one line each."""
+    key = "firewall_extra_rules"
+    roles = {}
+    for rule in role_rules:
+        roles.setdefault(_slot(rule), rule)
+    seen: dict[tuple[tuple[str, ...], str, str | None], RuleSpec] = {}
+    for spec, item, where in extras:
+        slot = _slot(spec)
+        slot_text = f"{spec.dport}/{spec.proto} from {spec.source or 'anywhere'}"
+        role, other = roles.get(slot), seen.setdefault(slot, spec)
+        if role is not None and role.action != spec.action:
+            owner = f"the '{role.label}' role {_VERB[role.action]}"
+            hint = ("set ssh_rate_limit = True to rate-limit SSH"
+                    if role.label == "ssh" and spec.action == "limit" else
+                    "set ssh_rate_limit = False to allow SSH without a limit"
+                    if role.label == "ssh" and role.action == "limit" else
+                    "name single ports or sources instead")
+        elif other.action != spec.action:
+            owner = f"another {key} entry {_VERB[other.action]}"
+            hint = "keep one of the two"
+        else:
+            continue
+        err.add(key, dict(item), f"{spec.action} on exactly the rule {owner} ({slot_text}): "
+                "ufw keeps one rule per ports, protocol and source, so one would overwrite "
+                f"the other; {hint}", where)
 
 
 def _mysql_sources(layers: list[Layer], err: _Errors) -> tuple[str, ...]:
@@ -484,7 +540,11 @@ def resolve(host: str, layers: list[Layer]) -> tuple[HostPlan | None, list[str]]
         srcs["mysql_allowed_sources"] = _mysql_sources(layers, err)
     passive, passive_ok = (_checked(layers, "ftp_passive_ports", _passive_range, err)
                            if "ftp" in roles else (None, False))
-    plan_rules = _role_rules(roles, ssh_port, srcs, passive) + _extra_rules(layers, err)
+    flags = {key: _get(layers, key, _boolean, err) for key in ROLE_FLAGS}
+    role_rules = _role_rules(roles, ssh_port, srcs, passive, flags)
+    extras = _extra_rules(layers, err)
+    _check_slots(role_rules, extras, err)
+    plan_rules = role_rules + [spec for spec, _, _ in extras]
     if passive_ok and passive:
         _check_passive_overlap(plan_rules, passive, err, _scalar(layers, "ftp_passive_ports")[1])
     plan = HostPlan(
@@ -498,6 +558,8 @@ def resolve(host: str, layers: list[Layer]) -> tuple[HostPlan | None, list[str]]
         purge_unmanaged=_get(layers, "firewall_purge_unmanaged", _boolean, err),
         ssh_port=ssh_port,
         lockout_guard=_get(layers, "firewall_lockout_guard", _boolean, err),
+        ssh_rate_limit=flags["ssh_rate_limit"],
+        web_http3=flags["web_http3"],
         passive_ports=passive,
         masquerade_address=_get(layers, "ftp_masquerade_address", _masquerade, err),
     )
@@ -519,6 +581,8 @@ def _check_passive_overlap(rules: list[RuleSpec], passive: tuple[int, int], err:
     for rule in rules:
         if rule.label == "ftp" and rule.ports == (f"{low}:{high}",):
             continue
+        if rule.action in ("deny", "reject"):
+            continue  # opens nothing: blocking some network from the range is fine
         for port in rule.ports:
             a, b = port_span(port)
             if rule.proto == "tcp" and a <= high and b >= low:

@@ -55,7 +55,8 @@ EXTRA_RULE = st.fixed_dictionaries(
     {"port": PORTISH | st.lists(PORTISH, max_size=17)},
     optional={"proto": st.sampled_from(["tcp", "udp", "sctp", ""]) | NASTY_TEXT,
               "sources": st.lists(ADDRESSES, max_size=3) | ADDRESSES,
-              "comment": NASTY_TEXT, "action": NASTY_TEXT})
+              "comment": NASTY_TEXT,
+              "action": st.sampled_from(["allow", "deny", "reject", "limit", "drop"]) | NASTY_TEXT})
 
 VALUES = {
     "froxlor_roles": st.lists(st.sampled_from(["web", "ftp", "dns", "ssh", "imap", "pop3", "smtp",
@@ -66,6 +67,8 @@ VALUES = {
     | ANYTHING,
     "ssh_port": PORTISH | ANYTHING,
     "ssh_allowed_sources": st.lists(ADDRESSES, max_size=3) | ANYTHING,
+    "ssh_rate_limit": st.booleans() | ANYTHING,
+    "web_http3": st.booleans() | ANYTHING,
     "mysql_allowed_sources": st.lists(ADDRESSES, max_size=3) | ANYTHING,
     "firewall_extra_rules": st.lists(EXTRA_RULE, max_size=3) | ANYTHING,
     "firewall_default_incoming": st.sampled_from(["allow", "deny", "reject", "drop"]) | ANYTHING,
@@ -77,7 +80,8 @@ VALUES = {
 }
 assert set(VALUES) == set(DEFAULTS)  # a new data key gets fuzzed too
 TYPOS = st.dictionaries(st.sampled_from(["froxlor_role", "firewall_extra_rule", "ftp_passive_port",
-                                         "ssh_allowed_source", "mysql_sources", "firewall_x"]),
+                                         "ssh_allowed_source", "mysql_sources", "firewall_x",
+                                         "ssh_ratelimit", "web_http"]),
                         ANYTHING, max_size=1)
 LAYER = st.builds(lambda known, typos: {**known, **typos},
                   st.fixed_dictionaries({}, optional=VALUES), TYPOS)
@@ -180,8 +184,13 @@ MASQUERADE = st.none() | st.ip_addresses().map(str) | st.ip_addresses(v=4).map(
 @st.composite
 def valid_data(draw) -> dict:
     roles = draw(st.lists(st.sampled_from(VALID_ROLES), max_size=4))
+    # one action for all of them: two extra rules on one slot must not act differently
+    action = draw(st.sampled_from(["allow", "deny", "reject", "limit"]))
     data = {"froxlor_roles": roles,
-            "firewall_extra_rules": draw(st.lists(EXTRA, min_size=1, max_size=4)),
+            "firewall_extra_rules": [{**rule, "action": action}
+                                     for rule in draw(st.lists(EXTRA, min_size=1, max_size=4))],
+            "ssh_rate_limit": draw(st.booleans()),
+            "web_http3": draw(st.booleans()),
             "ssh_port": draw(st.sampled_from([22, 222, 1022])),
             "ssh_allowed_sources": draw(st.lists(SOURCES, max_size=3)),
             "ftp_masquerade_address": draw(MASQUERADE),

@@ -92,7 +92,14 @@ def test_extra_rules_concatenate_and_normalise() -> None:
     ({"firewall_purge_unmanaged": 1}, "firewall_purge_unmanaged", "True or False"),
     ({"ftp_masquerade_address": "not a host!"}, "ftp_masquerade_address", "IP address or a DNS name"),
     ({"firewall_extra_rules": [{"port": 8080, "proto": "sctp"}]}, "firewall_extra_rules", "proto must be"),
-    ({"firewall_extra_rules": [{"port": 8080, "action": "deny"}]}, "firewall_extra_rules", "unknown field(s) action"),
+    ({"firewall_extra_rules": [{"port": 8080, "verdict": "deny"}]}, "firewall_extra_rules", "unknown field(s) verdict"),
+    ({"firewall_extra_rules": [{"port": 8080, "action": "drop"}]}, "firewall_extra_rules",
+     "action must be one of allow, deny, reject, limit"),
+    ({"firewall_extra_rules": [{"port": 8080, "action": None}]}, "firewall_extra_rules", "action must be"),
+    ({"ssh_rate_limit": "yes"}, "ssh_rate_limit", "True or False"),
+    ({"web_http3": 1}, "web_http3", "True or False"),
+    ({"ssh_ratelimit": True}, "ssh_ratelimit", "did you mean 'ssh_rate_limit'?"),
+    ({"web_http_3": True}, "web_http_3", "did you mean 'web_http3'?"),
     ({"firewall_extra_rules": [{"port": list(range(1000, 1016))}]}, "firewall_extra_rules", "at most 15 ports"),
     ({"firewall_extra_rules": [{"port": "9000:8000"}]}, "firewall_extra_rules", "low < high"),
     ({"firewall_extra_rules": [{"port": 8080, "comment": "a\nb"}]}, "firewall_extra_rules", "one line"),
@@ -399,3 +406,110 @@ def test_a_bad_value_falls_back_to_the_catalog_default(monkeypatch) -> None:
     found = errors({"g": (["h1"], {"froxlor_roles": ["ftp"], "ssh_port": "bad"})})
     # the overlap check ran with the catalog's (patched) default SSH port
     assert any("overlaps port 50000/tcp opened by 'ssh'" in line for line in found), found
+
+
+# --- rule vocabulary: actions, ssh_rate_limit, web_http3 (issue 13) ---------------------
+
+def specs(plan) -> set[tuple[str, str, str | None, str, str]]:
+    return {(r.dport, r.proto, r.source, r.label, r.action) for r in plan.rules}
+
+
+def test_extra_rule_actions() -> None:
+    plan = plan_of({"froxlor_roles": ["web"], "firewall_extra_rules": [
+        {"port": 80, "action": "deny", "sources": ["203.0.113.0/24"]},
+        {"port": 3306, "action": "reject", "sources": ["198.51.100.7"], "comment": "abuse"},
+        {"port": 2222, "action": "limit"},
+        {"port": 8080, "action": "allow"},
+        {"port": 8081}]})
+    assert specs(plan) >= {("80", "tcp", "203.0.113.0/24", "extra", "deny"),
+                           ("3306", "tcp", "198.51.100.7", "extra", "reject"),
+                           ("2222", "tcp", None, "extra", "limit"),
+                           ("8080", "tcp", None, "extra", "allow"),
+                           ("8081", "tcp", None, "extra", "allow")}
+    comments = {r.dport: r.comment for r in plan.rules}
+    assert comments["3306"] == "froxlor-fleet:extra abuse"
+    assert comments["2222"] == "froxlor-fleet:extra rate-limit"
+
+
+def test_limit_is_taken_for_udp_too() -> None:
+    """ufw takes ``limit`` for any protocol (src/parser.py, backend_iptables.py: the
+    ``-m recent`` rules are protocol-neutral), so we do too."""
+    plan = plan_of(extra(proto="udp", action="limit"))
+    assert ("8080", "udp", None, "extra", "limit") in specs(plan)
+
+
+def test_ssh_rate_limit_makes_every_ssh_rule_limit() -> None:
+    plan = plan_of({"ssh_rate_limit": True, "ssh_allowed_sources": ["192.0.2.0/24", "2001:db8::/32"]})
+    assert {s for s in specs(plan) if s[3] == "ssh"} == {
+        ("22", "tcp", "192.0.2.0/24", "ssh", "limit"), ("22", "tcp", "2001:db8::/32", "ssh", "limit")}
+    assert {r.comment for r in plan.rules} == {"froxlor-fleet:ssh rate-limit"}
+    assert plan.ssh_rate_limit is True
+    default = plan_of({})
+    assert specs(default) == {("22", "tcp", None, "ssh", "allow")} and not default.ssh_rate_limit
+
+
+def test_web_http3_opens_443_udp_for_web_hosts_only() -> None:
+    plan = plan_of({"froxlor_roles": ["web"], "web_http3": True})
+    assert {s for s in specs(plan) if s[3] == "web"} == {("80,443", "tcp", None, "web", "allow"),
+                                                          ("443", "udp", None, "web", "allow")}
+    assert plan.web_http3 is True
+    assert ("443", "udp", None, "web", "allow") not in specs(plan_of({"froxlor_roles": ["web"]}))
+    # without the web role there is nothing to open (and nothing wrong)
+    assert specs(plan_of({"froxlor_roles": ["dns"], "web_http3": True})) == {
+        ("53", "tcp", None, "dns", "allow"), ("53", "udp", None, "dns", "allow"),
+        ("22", "tcp", None, "ssh", "allow")}
+
+
+@pytest.mark.parametrize("data,needle", [
+    ({"froxlor_roles": ["web"], "firewall_extra_rules": [{"port": [80, 443], "action": "deny"}]},
+     "deny on exactly the rule the 'web' role allows (80,443/tcp from anywhere)"),
+    ({"froxlor_roles": ["mysql"], "mysql_allowed_sources": ["10.0.0.0/8"],
+      "firewall_extra_rules": [{"port": 3306, "action": "reject", "sources": ["10.1.2.3/8"]}]},
+     "reject on exactly the rule the 'mysql' role allows (3306/tcp from 10.0.0.0/8)"),
+    ({"firewall_extra_rules": [{"port": 22, "action": "limit"}]},
+     "set ssh_rate_limit = True to rate-limit SSH"),
+    ({"ssh_rate_limit": True, "firewall_extra_rules": [{"port": 22}]},
+     "allow on exactly the rule the 'ssh' role limits (22/tcp from anywhere)"),
+    ({"froxlor_roles": ["web"], "web_http3": True,
+      "firewall_extra_rules": [{"port": 443, "proto": "udp", "action": "deny"}]},
+     "deny on exactly the rule the 'web' role allows (443/udp from anywhere)"),
+])
+def test_extra_rule_on_a_role_rules_exact_slot_with_another_action_is_refused(data, needle) -> None:
+    """ufw keeps one rule per ports, protocol and source and updates it in place: the
+    two would overwrite each other (or one would silently never be added)."""
+    line = one_error(data)
+    assert ": firewall_extra_rules = " in line and needle in line
+    assert "ufw keeps one rule per ports, protocol and source" in line
+
+
+def test_two_extra_rules_on_one_slot_with_other_actions_are_refused() -> None:
+    found = errors({
+        "a": (["h1"], {"firewall_extra_rules": [{"port": 8080, "sources": ["192.0.2.1"]}]}),
+        "b": (["h1"], {"firewall_extra_rules": [{"port": "8080", "action": "deny",
+                                                 "sources": ["192.0.2.1/32"]}]}),
+    })
+    assert len(found) == 1 and found[0].startswith("host h1 (group a): firewall_extra_rules = ")
+    assert "allow on exactly the rule another firewall_extra_rules entry denies " \
+           "(8080/tcp from 192.0.2.1)" in found[0]
+
+
+def test_same_slot_same_action_is_kept_once_and_overlaps_are_fine() -> None:
+    plan = plans({
+        "a": (["h1"], {"froxlor_roles": ["web"], "firewall_extra_rules": [
+            {"port": 80, "action": "deny", "sources": ["203.0.113.0/24"]}]}),
+        "b": (["h1"], {"firewall_extra_rules": [
+            {"port": 80, "action": "deny", "sources": ["203.0.113.0/24"]},
+            {"port": 80, "action": "deny"}]}),  # not the web rule's slot (80,443): fine
+    })["h1"]
+    assert [s for s in specs(plan) if s[4] == "deny"].count(
+        ("80", "tcp", "203.0.113.0/24", "extra", "deny")) == 1
+    assert ("80", "tcp", None, "extra", "deny") in specs(plan)
+
+
+def test_a_deny_may_cover_the_passive_range_an_allow_may_not() -> None:
+    ftp = {"froxlor_roles": ["ftp"], "ftp_passive_ports": (50000, 50100)}
+    plan = plan_of({**ftp, "firewall_extra_rules": [
+        {"port": "50000:50100", "action": "deny", "sources": ["203.0.113.0/24"]}]})
+    assert ("50000:50100", "tcp", "203.0.113.0/24", "extra", "deny") in specs(plan)
+    line = one_error({**ftp, "firewall_extra_rules": [{"port": "50050", "action": "limit"}]})
+    assert "overlaps port 50050/tcp opened by 'extra'" in line
