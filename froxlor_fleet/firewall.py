@@ -50,14 +50,35 @@ def _grouped(rules: list[UfwRule]) -> list[tuple[str, UfwRule]]:
 
 
 def rule_diff_lines(plan: RulePlan, current: UfwState) -> list[str]:
+    """``+ added``, ``~ changed in place (old -> new)``, ``- removed (why)``. Rules added
+    with ``ufw prepend`` (deny/reject) come first, in the order ufw will hold them, and
+    say "before allows"; a deny/reject an earlier allow still matches first says that."""
+    def _action(action: str) -> str:
+        return action.replace("_", " ")  # as ufw shows it: "allow log"
+
     lines = []
-    for spec in plan.add:
+    prepended = [w for w in reversed(plan.add) if w.prepend]  # each went to the top
+    for spec in prepended + [w for w in plan.add if not w.prepend]:
+        notes = ", before allows" if spec.prepend else ""
+        by = plan.shadowing(spec, current.ipv6)
+        if by is not None:
+            notes += (f"; stays after {by.describe()}, which matches first: delete it by hand "
+                      "and run again to put it first")
         retagged = [r for s, r in plan.retag if s == spec]
         if retagged:
-            lines.append(format_text(f"~ {describe_spec(spec, current.ipv6)}  "
-                                     f"({retagged[0].label} -> {spec.label})", "yellow"))
+            old = retagged[0]
+            if old.action == spec.action:
+                change = f"{old.label} -> {spec.label}"
+            elif old.label == spec.label:
+                change = f"{spec.label}: {_action(old.action)} -> {_action(spec.action)}"
+            else:
+                change = (f"{old.label} {_action(old.action)} -> {spec.label} "
+                          f"{_action(spec.action)}")
+            lines.append(format_text(f"~ {describe_spec(spec, current.ipv6)}  ({change}{notes})",
+                                     "yellow"))
         else:
-            lines.append(format_text(f"+ {describe_spec(spec, current.ipv6)}  ({spec.label})", "green"))
+            lines.append(format_text(f"+ {describe_spec(spec, current.ipv6)}  "
+                                     f"({spec.label}{notes})", "green"))
     for text, rule in _grouped(plan.delete):
         why = rule.label if rule.managed else "unmanaged, purge"
         lines.append(format_text(f"- {text}  ({why})", "red"))

@@ -41,8 +41,9 @@ def plain(text: str) -> str:
     return ANSI.sub("", text)
 
 
-def tcp(*ports: str, label: str, source: str | None = None, note: str = "") -> RuleSpec:
-    return RuleSpec(tuple(ports), "tcp", source, label, note)
+def tcp(*ports: str, label: str, source: str | None = None, note: str = "",
+        action: str = "allow", proto: str = "tcp") -> RuleSpec:
+    return RuleSpec(tuple(ports), proto, source, label, note, action)
 
 
 SSH, WEB = tcp("22", label="ssh"), tcp("80", "443", label="web")
@@ -183,6 +184,72 @@ def test_retag_of_hand_made_limit_keeps_limit() -> None:
     lines = diff_lines({"scenario": "hand-made-mixed"}, [SSH, *MYSQL, tcp("2222", label="ssh")])
     assert [plain(line) for line in lines] == ["~ allow 22/tcp  (unmanaged -> ssh)",
                                                "~ limit 2222/tcp  (unmanaged -> ssh)"]
+
+
+def test_new_deny_and_reject_say_they_come_before_the_allows(log: Capture) -> None:
+    lines = diff_lines({"scenario": "converged-web-ftp"}, [
+        *CONVERGED, tcp("80", label="extra", source="203.0.113.0/24", action="deny"),
+        tcp("8443", label="extra"),
+        tcp("3306", label="extra", source="2001:db8::/32", action="reject", note="abuse")])
+    # in the order ufw will hold them: the prepended ones first, in the data's order
+    assert [plain(line) for line in lines] == [
+        "+ deny 80/tcp from 203.0.113.0/24  (extra, before allows)",
+        "+ reject 3306/tcp from 2001:db8::/32  (extra, before allows)",
+        "+ allow 8443/tcp  (extra)",
+    ]
+    assert all(line.startswith(GREEN) for line in lines)
+
+
+def test_limit_and_http3_lines() -> None:
+    lines = diff_lines({"scenario": "converged-web-ftp"}, [
+        *CONVERGED, tcp("2222", label="extra", action="limit"),
+        tcp("443", label="web", proto="udp")])
+    assert [plain(line) for line in lines] == ["+ limit 2222/tcp  (extra)",
+                                               "+ allow 443/udp  (web)"]
+
+
+def test_ssh_rate_limit_on_and_off_shows_the_action_change(log: Capture) -> None:
+    limited = tcp("22", label="ssh", action="limit")
+    lines = diff_lines({"scenario": "converged-web-ftp"}, [*FTP, limited, WEB])
+    assert [plain(line) for line in lines] == ["~ limit 22/tcp  (ssh: allow -> limit)"]
+    assert lines[0].startswith(YELLOW)
+    rate_limited = {"scenario": "converged-web-ftp", "rules6": [], "rules4": [
+        "### tuple ### limit tcp 22 0.0.0.0/0 any 0.0.0.0/0 in comment="
+        + "froxlor-fleet:ssh rate-limit".encode().hex()]}
+    lines = diff_lines(rate_limited, [SSH])
+    assert [plain(line) for line in lines] == ["~ allow 22/tcp  (ssh: limit -> allow)"]
+
+
+def test_deny_taking_over_a_hand_made_allow_is_updated_in_place() -> None:
+    facts = {"scenario": "converged-web-ftp", "rules6": [], "rules4": [
+        "### tuple ### allow tcp 8080 0.0.0.0/0 any 192.0.2.0/24 in"]}
+    lines = diff_lines(facts, [tcp("8080", label="extra", source="192.0.2.0/24", action="deny")])
+    assert [plain(line) for line in lines] == [
+        "~ deny 8080/tcp from 192.0.2.0/24  (unmanaged allow -> extra deny)"]
+
+
+def test_deny_behind_an_allow_that_matches_first_says_so() -> None:
+    """ufw updates the slot's old rule in place: an allow before it still matches first."""
+    facts = {"scenario": "converged-web-ftp", "rules6": [
+        "### tuple ### allow tcp 8080 ::/0 any ::/0 in "
+        "comment=66726f786c6f722d666c6565743a6578747261"], "rules4": [
+        "### tuple ### allow tcp 8080 0.0.0.0/0 any 0.0.0.0/0 in "
+        "comment=66726f786c6f722d666c6565743a6578747261",
+        "### tuple ### allow tcp 8080 0.0.0.0/0 any 192.0.2.0/24 in "
+        "comment=66726f786c6f722d666c6565743a6578747261"]}
+    lines = diff_lines(facts, [tcp("8080", label="extra"),
+                               tcp("8080", label="extra", source="192.0.2.0/24", action="deny")])
+    assert [plain(line) for line in lines] == [
+        "~ deny 8080/tcp from 192.0.2.0/24  (extra: allow -> deny; stays after allow 8080/tcp, "
+        "which matches first: delete it by hand and run again to put it first)"]
+
+
+def test_removed_deny_line() -> None:
+    facts = {"scenario": "converged-web-ftp", "rules6": [], "rules4": [
+        "### tuple ### deny tcp 80 0.0.0.0/0 any 203.0.113.0/24 in "
+        "comment=66726f786c6f722d666c6565743a6578747261"]}
+    assert [plain(line) for line in diff_lines(facts, [])] == [
+        "- deny 80/tcp from 203.0.113.0/24  (extra)"]
 
 
 def test_ipv6_no_describes_v4_only() -> None:

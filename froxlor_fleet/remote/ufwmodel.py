@@ -210,6 +210,12 @@ class RulePlan:
     def changes(self) -> bool:
         return bool(self.add or self.delete)
 
+    def shadowing(self, want: Want, ipv6: bool) -> Optional[UfwRule]:
+        """The earlier admitting rule that matches first some of what ``want`` (a deny or
+        reject) should stop, or None."""
+        keys = set(r.key for r in expand(want, ipv6))
+        return next((by for rule, by in self.shadowed if rule.key in keys), None)
+
 
 def plan_rules(current: List[UfwRule], wanted: List[Want], ipv6: bool,
                purge_unmanaged: bool) -> RulePlan:
