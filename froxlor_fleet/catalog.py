@@ -71,6 +71,9 @@ DEFAULTS: dict[str, object] = {
     # Refuse changes that could cut the SSH session pyinfra uses (or, when that session
     # can't be found, anything that could cut SSH). False: you accept the risk.
     "firewall_lockout_guard": True,
+    # Commit-confirmed UFW changes: the host restores its previous firewall this many
+    # seconds after a change unless a NEW SSH connection confirms it. 0: off.
+    "firewall_confirm_timeout": 60,
 }
 
 # Fields of one ``firewall_extra_rules`` entry besides the required ``port``, and their

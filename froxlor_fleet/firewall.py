@@ -7,6 +7,7 @@ prints "No change"); otherwise one remote step (see ``remote_ufw.py``).
 from __future__ import annotations
 
 import json
+import time
 from importlib import resources
 
 from pyinfra import host, logger
@@ -14,6 +15,7 @@ from pyinfra.api import OperationError, QuoteString, operation
 from pyinfra.api.util import format_text
 from pyinfra.connectors.ssh import SSHConnector
 
+from . import confirm
 from .catalog import DEFAULTS, LOG_LEVELS, POLICIES
 from .hoststate import HostState, UfwState, host_state, remote_program
 from .steps import guarded_step, refuse, reporting_stage, show_changes
@@ -135,6 +137,7 @@ def rules_and_policies(
     purge_unmanaged: bool = bool(DEFAULTS["firewall_purge_unmanaged"]),
     ssh_port: int = int(DEFAULTS["ssh_port"]),  # type: ignore[call-overload]
     lockout_guard: bool = bool(DEFAULTS["firewall_lockout_guard"]),
+    confirm_timeout: int = int(DEFAULTS["firewall_confirm_timeout"]),  # type: ignore[call-overload]
 ):
     """
     Make UFW's rules, default policies, logging and enabled state exactly these.
@@ -149,6 +152,9 @@ def rules_and_policies(
     + ssh_port: the SSH port (for the lockout guard when the session can't be found)
     + lockout_guard: refuse a result that would not admit the SSH session pyinfra uses
       (default True; False: you accept the risk)
+    + confirm_timeout: commit-confirmed: a change that can affect SSH is confirmed through
+      a new SSH connection, else the host restores its previous UFW after this many
+      seconds (0: off)
 
     Installs ufw with apt if missing. A refused plan fails this host only, unchanged.
     The host-side step plans again under the host lock and re-checks the guard.
@@ -188,7 +194,8 @@ def rules_and_policies(
     }
 
     if reporting_stage():
-        _report(rule_plan, ufw, changes, installed)
+        _report(rule_plan, ufw, changes, installed,
+                confirm_timeout if _confirmed(changes, rule_plan, confirm_timeout) else 0)
 
     if not any(changes.values()) and installed:
         host.noop(NOOP_MESSAGE)
@@ -216,11 +223,28 @@ def rules_and_policies(
         "expect": {"add": [" ".join(w.ufw_args()) for w in rule_plan.add],
                    "delete": [r.tuple_text() for r in rule_plan.delete]},
     }
-    yield guarded_step("sh", "-c", QuoteString(RUN_WITH_UFW_PYTHON),
-                       QuoteString(remote_script()), QuoteString(json.dumps(request)))
+    change = ["sh", "-c", QuoteString(RUN_WITH_UFW_PYTHON), QuoteString(remote_script()),
+              QuoteString(json.dumps(request))]
+    if not _confirmed(changes, rule_plan, confirm_timeout):
+        yield guarded_step(*change)
+        return
+    # Commit-confirmed: the host arms a revert before the change (its timer keeps the
+    # host lock until confirmed or reverted), then a NEW SSH connection must confirm.
+    token = confirm.new_token()
+    yield guarded_step(*confirm.arm_argv(confirm_timeout, token), *change, keep_lock=True)
+    # pyinfra runs this generator lazily: this line runs after the step has executed.
+    yield confirm.confirm_step(token, time.time() + confirm_timeout)
 
 
-def _report(rule_plan: RulePlan, ufw: UfwState, payload: dict, installed: bool) -> None:
+def _confirmed(changes: dict, rule_plan: RulePlan, confirm_timeout: int) -> bool:
+    """Only changes that can affect reachability, and only over SSH, are confirmed."""
+    reach = rule_plan.changes or changes["enable"] or any(
+        direction == "incoming" for _, direction in changes["default"])
+    return bool(reach and confirm_timeout > 0 and isinstance(host.connector, SSHConnector))
+
+
+def _report(rule_plan: RulePlan, ufw: UfwState, payload: dict, installed: bool,
+            confirm_timeout: int = 0) -> None:
     """The --diff lines, and (always) the unmanaged rules that are kept."""
     if show_changes():
         lines = rule_diff_lines(rule_plan, ufw)
@@ -235,6 +259,10 @@ def _report(rule_plan: RulePlan, ufw: UfwState, payload: dict, installed: bool) 
             lines.append(format_text("~ ufw: active -> inactive", "yellow"))
         if not installed:
             lines.insert(0, format_text("+ install ufw", "green"))
+        if lines and confirm_timeout:
+            lines.append(format_text(f"~ commit-confirmed: a new SSH connection must confirm within "
+                                     f"{confirm_timeout} s, else the host restores its previous UFW",
+                                     "yellow"))
         if lines:
             host.log("Will change UFW", logger.info)
             for line in lines:

@@ -97,6 +97,8 @@ def log() -> Iterator[Capture]:
 def run(op, facts: dict, *, diff: bool = True, stage: StateStage = StateStage.Prepare,
         check_for_changes: bool = True, **kwargs) -> int:
     """Run an operation's body on a fake host; the number of commands it yields."""
+    if op is firewall.rules_and_policies:  # these tests are about the rule lines;
+        kwargs.setdefault("confirm_timeout", 0)  # commit-confirmed has its own test
     with fake_host(build_fact(facts), diff=diff, stage=stage) as (host, _noops):
         host.state.check_for_changes = check_for_changes
         return len(list(op._inner(**kwargs)))
@@ -310,6 +312,22 @@ def test_install_first(log: Capture) -> None:
                rules=[SSH]) == 2
     assert ufw_diff(log) == ["+ install ufw", "+ allow 22/tcp  (ssh)", "~ ufw: inactive -> active"]
     assert [r.raw for r in log.records if "install ufw" in r.raw][0].startswith("  " + GREEN)
+
+
+def test_commit_confirmed_is_announced(log: Capture) -> None:
+    """--dry --diff says a change will be confirmed, and within what time; a change that
+    can't affect SSH (logging only) is not armed, so it says nothing."""
+    assert run(firewall.rules_and_policies, {"scenario": "converged-web-ftp", "running": "no"},
+               rules=CONVERGED, confirm_timeout=45) == 2  # armed step + confirmation
+    assert ufw_diff(log) == [
+        "~ ufw: inactive -> active",
+        "~ commit-confirmed: a new SSH connection must confirm within 45 s, else the host "
+        "restores its previous UFW",
+    ]
+    log.records.clear()
+    assert run(firewall.rules_and_policies, {"scenario": "converged-web-ftp"},
+               rules=CONVERGED, logging="medium", confirm_timeout=45) == 1
+    assert ufw_diff(log) == ["~ logging: low -> medium"]
 
 
 def test_no_block_when_nothing_changes(log: Capture) -> None:

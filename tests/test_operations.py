@@ -9,6 +9,7 @@ tests (tests/lab/) run the real commands on real hosts.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import pytest
 from pyinfra.api import FunctionCommand, QuoteString, StringCommand
 from pyinfra.api.state import StateStage
 
-from froxlor_fleet import firewall, proftpd, steps
+from froxlor_fleet import confirm, firewall, proftpd, steps
 from froxlor_fleet.validation import RuleSpec
 from helpers import TESTS, build_fact, fake_host, load_case
 
@@ -29,6 +30,7 @@ PLACEHOLDERS = {
     firewall.remote_script(): "<ufwmodel.py+ufw_apply.py>",
     firewall.RUN_WITH_UFW_PYTHON: "<run-with-ufw-python>",
     steps.STEP_SCRIPT: "<step-script>",
+    confirm.confirm_script(): "<confirm.sh>",
     proftpd.APPLY_SCRIPT: "<apply-script>",
 }
 
@@ -36,8 +38,10 @@ PLACEHOLDERS = {
 def render(command: StringCommand | FunctionCommand, requests: list[dict]) -> str:
     """The command as text; a JSON request to the host-side program is decoded into
     ``requests`` (shown as ``<request>``), so cases hold it as readable JSON."""
-    if isinstance(command, FunctionCommand):  # steps.refuse: fails the host with a line
-        return f"<refuse> {command.args[0]}"
+    if isinstance(command, FunctionCommand):
+        if command.function.__name__ == "_confirm":  # confirm.confirm_step
+            return f"<confirm {command.args[0][:0]}through a new SSH connection>"
+        return f"<refuse> {command.args[0]}"  # steps.refuse: fails the host with a line
     bits = []
     for bit in command.bits:
         if isinstance(bit, QuoteString):
@@ -49,6 +53,8 @@ def render(command: StringCommand | FunctionCommand, requests: list[dict]) -> st
                 bits.append("<request>")
             else:
                 bits.append(PLACEHOLDERS.get(inner) or shlex.quote(str(inner)))
+        elif isinstance(bit, str) and re.fullmatch(r"[0-9a-f]+-[0-9a-f]{16}", bit):
+            bits.append("<token>")  # confirm.new_token(): random
         elif isinstance(bit, StringCommand):
             bits.append(render(bit, requests))
         else:
