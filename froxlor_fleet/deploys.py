@@ -41,6 +41,7 @@ def froxlor_firewall() -> None:
         purge_unmanaged=plan.purge_unmanaged,
         ssh_port=plan.ssh_port,
         lockout_guard=plan.lockout_guard,
+        confirm_timeout=plan.confirm_timeout,
     )
     proftpd.passive_ports_fragment(name="ProFTPd passive-port fragment",
                                    content=proftpd.fragment_for(plan))

@@ -75,6 +75,7 @@ class HostPlan:
     purge_unmanaged: bool = cast(bool, DEFAULTS["firewall_purge_unmanaged"])
     ssh_port: int = cast(int, DEFAULTS["ssh_port"])
     lockout_guard: bool = cast(bool, DEFAULTS["firewall_lockout_guard"])
+    confirm_timeout: int = cast(int, DEFAULTS["firewall_confirm_timeout"])
     # Already in ``rules`` (the ssh rule's action, the web role's 443/udp); kept for readers.
     ssh_rate_limit: bool = cast(bool, DEFAULTS["ssh_rate_limit"])
     web_http3: bool = cast(bool, DEFAULTS["web_http3"])

@@ -358,6 +358,19 @@ def _choice(options: tuple[str, ...]) -> Check:
     return check
 
 
+CONFIRM_RANGE = (5, 240)  # seconds; a run waiting for the host lock gives up after 300
+
+
+def _confirm_timeout(value: Any) -> int:
+    """0 (off) or 5-240 s: long enough to open a new SSH connection, short enough that a
+    run waiting for the host lock (which the revert timer holds) does not give up."""
+    low, high = CONFIRM_RANGE
+    if isinstance(value, bool) or not isinstance(value, int) or not (
+            value == 0 or low <= value <= high):
+        raise ValueError(f"must be 0 (off) or whole seconds from {low} to {high}")
+    return value
+
+
 def _boolean(value: Any) -> bool:
     if not isinstance(value, bool):
         raise ValueError("must be True or False")
@@ -558,6 +571,7 @@ def resolve(host: str, layers: list[Layer]) -> tuple[HostPlan | None, list[str]]
         purge_unmanaged=_get(layers, "firewall_purge_unmanaged", _boolean, err),
         ssh_port=ssh_port,
         lockout_guard=_get(layers, "firewall_lockout_guard", _boolean, err),
+        confirm_timeout=_get(layers, "firewall_confirm_timeout", _confirm_timeout, err),
         ssh_rate_limit=flags["ssh_rate_limit"],
         web_http3=flags["web_http3"],
         passive_ports=passive,

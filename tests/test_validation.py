@@ -513,3 +513,15 @@ def test_a_deny_may_cover_the_passive_range_an_allow_may_not() -> None:
     assert ("50000:50100", "tcp", "203.0.113.0/24", "extra", "deny") in specs(plan)
     line = one_error({**ftp, "firewall_extra_rules": [{"port": "50050", "action": "limit"}]})
     assert "overlaps port 50050/tcp opened by 'extra'" in line
+
+
+def test_confirm_timeout_is_zero_or_a_sane_number_of_seconds() -> None:
+    from froxlor_fleet.validation import resolve
+
+    for good in (0, 5, 60, 240):
+        plan, errors = resolve("h1", [("host data", {"firewall_confirm_timeout": good})])
+        assert errors == [] and plan is not None and plan.confirm_timeout == good
+    for bad in (-1, 3, 241, 600, True, "60", 60.0, None):
+        plan, errors = resolve("h1", [("group web_servers", {"firewall_confirm_timeout": bad})])
+        assert plan is None and len(errors) == 1, (bad, errors)
+        assert errors[0].startswith(f"host h1 (group web_servers): firewall_confirm_timeout = {bad!r}:")
