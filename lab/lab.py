@@ -64,7 +64,8 @@ mount --make-rprivate /
 for pair in etc-ufw:/etc/ufw default-ufw:/etc/default/ufw etc-proftpd:/etc/proftpd \
             hosts:/etc/hosts resolv.conf:/etc/resolv.conf hostname:/etc/hostname \
             srv-ftp:/srv/ftp log-proftpd:/var/log/proftpd passwd:/etc/passwd \
-            group:/etc/group shadow:/etc/shadow sudoers.d:/etc/sudoers.d; do
+            group:/etc/group shadow:/etc/shadow sudoers.d:/etc/sudoers.d \
+            var-lib-froxlor-fleet:/var/lib/froxlor-fleet; do
   src=$hd/${pair%%:*}; dst=${pair#*:}
   [ -e "$dst" ] || mkdir -p "$dst"
   mount --bind "$src" "$dst"
@@ -225,6 +226,7 @@ def write_host_files(i: int, name: str, tree: Path) -> Path:
     (hd / "srv-ftp").mkdir()
     (hd / "srv-ftp/hello.txt").write_text(f"hello from {name}\n" * 200)
     (hd / "log-proftpd").mkdir()
+    (hd / "var-lib-froxlor-fleet").mkdir()  # commit-confirmed snapshots, per host
     write_accounts(hd)
     run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(hd / "ssh_host_ed25519_key"))
     shutil.copy(LAB_DIR / "id_ed25519.pub", hd / "authorized_keys")
