@@ -74,7 +74,8 @@ def kwargs_for(op_name: str, raw: dict) -> dict:
     kwargs = dict(raw)
     if "rules" in kwargs:
         kwargs["rules"] = [RuleSpec(tuple(r["ports"]), r.get("proto", "tcp"), r.get("source"),
-                                    r["label"], r.get("note", "")) for r in kwargs["rules"]]
+                                    r["label"], r.get("note", ""), r.get("action", "allow"))
+                           for r in kwargs["rules"]]
     return kwargs
 
 
