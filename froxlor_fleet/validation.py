@@ -507,7 +507,7 @@ def _check_slots(role_rules: list[RuleSpec], extras: list[Extra], err: _Errors) 
     rule that acts otherwise on exactly a role rule's slot, or another extra rule's,
     would overwrite it on every run (or never be added). Refused, one line each."""
     key = "firewall_extra_rules"
-    roles = {}
+    roles: dict[tuple[tuple[str, ...], str, str | None], RuleSpec] = {}
     for rule in role_rules:
         roles.setdefault(_slot(rule), rule)
     seen: dict[tuple[tuple[str, ...], str, str | None], RuleSpec] = {}

@@ -300,7 +300,8 @@ def test_wire_form_leaves_prepend_to_the_plan() -> None:
 # --- the same plans applied by ufw's own code, on files in a temporary folder ----------
 
 UFW_HOME = Path("/usr/lib/python3/dist-packages")
-FAKE_IPTABLES = "#!/bin/sh\n[ \"$1\" = -V ] && echo 'iptables v1.8.9 (nf_tables)' && exit 0\nexit 1\n"
+FAKE_IPTABLES = ("#!/bin/sh\n"
+                 "[ \"$1\" = -V ] && echo 'iptables v1.8.9 (nf_tables)' && exit 0\nexit 1\n")
 
 
 @pytest.fixture
@@ -336,7 +337,8 @@ def real_ufw(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
     def apply(current: list[UfwRule], wanted: list, ipv6: bool = True):
         default = (scenario / "default-ufw").read_text()
-        (etc / "default" / "ufw").write_text(default.replace("IPV6=yes", f"IPV6={'yes' if ipv6 else 'no'}"))
+        ipv6_setting = f"IPV6={'yes' if ipv6 else 'no'}"
+        (etc / "default" / "ufw").write_text(default.replace("IPV6=yes", ipv6_setting))
         (etc / "ufw" / "ufw.conf").write_text("ENABLED=no\nLOGLEVEL=low\n")
         for name, family in (("user.rules", 4), ("user6.rules", 6)):
             (etc / "ufw" / name).write_text("".join(
@@ -355,7 +357,8 @@ def real_ufw(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     return apply
 
 
-HAND_22 = [replace(r, action="limit", comment="") if r.dport == "22" else r for r in CONVERGED_RULES]
+HAND_22 = [replace(r, action="limit", comment="") if r.dport == "22" else r
+           for r in CONVERGED_RULES]
 WIDE_8080 = [UfwRule(4, "allow", "tcp", "8080", "0.0.0.0/0", "any", "0.0.0.0/0",
                      comment="froxlor-fleet:extra"),
              UfwRule(4, "allow", "tcp", "8080", "0.0.0.0/0", "any", "192.0.2.0/24",

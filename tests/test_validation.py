@@ -439,9 +439,11 @@ def test_limit_is_taken_for_udp_too() -> None:
 
 
 def test_ssh_rate_limit_makes_every_ssh_rule_limit() -> None:
-    plan = plan_of({"ssh_rate_limit": True, "ssh_allowed_sources": ["192.0.2.0/24", "2001:db8::/32"]})
+    plan = plan_of({"ssh_rate_limit": True,
+                    "ssh_allowed_sources": ["192.0.2.0/24", "2001:db8::/32"]})
     assert {s for s in specs(plan) if s[3] == "ssh"} == {
-        ("22", "tcp", "192.0.2.0/24", "ssh", "limit"), ("22", "tcp", "2001:db8::/32", "ssh", "limit")}
+        ("22", "tcp", "192.0.2.0/24", "ssh", "limit"),
+        ("22", "tcp", "2001:db8::/32", "ssh", "limit")}
     assert {r.comment for r in plan.rules} == {"froxlor-fleet:ssh rate-limit"}
     assert plan.ssh_rate_limit is True
     default = plan_of({})

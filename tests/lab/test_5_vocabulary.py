@@ -106,13 +106,15 @@ def test_extra_deny_cuts_one_source_out_of_a_port_a_role_opens(lab) -> None:
     other = lab.by_kind("mail")[0]
     ip = lab.ip(web)
     assert connect(ip, 80) != "timeout"  # the web role admits the control side
-    deny = f'firewall_extra_rules = [{{"port": 80, "action": "deny", "sources": ["{lab.control_ip}"]}}]\n'
+    deny = ('firewall_extra_rules = [{"port": 80, "action": "deny", '
+            f'"sources": ["{lab.control_ip}"]}}]\n')
     try:
         with Data(lab) as data:
             data.add("web_servers", deny)
             dry = lab.deploy("--dry", "--diff", "--limit", web)
             assert dry.returncode == 0, dry.out
-            assert f"+ deny 80/tcp from {lab.control_ip}  (extra, before allows)" in dry.out, dry.out
+            line = f"+ deny 80/tcp from {lab.control_ip}  (extra, before allows)"
+            assert line in dry.out, dry.out
             res = lab.deploy("-y", "--limit", web)
             assert res.returncode == 0, res.out
             assert (f"ufw deny from {lab.control_ip} to any port 80 proto tcp "
