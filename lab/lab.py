@@ -245,7 +245,13 @@ def write_accounts(hd: Path) -> None:
     """The machine's accounts plus the lab's sudo user, private to the host (the host
     shares /usr with the machine, not these files): root login is not the only way in."""
     sudo_line = f"{SUDO_USER}:x:4242:4242:froxlor-fleet lab:/tmp:/bin/sh\n"
-    (hd / "passwd").write_text(Path("/etc/passwd").read_text() + sudo_line)
+    # root logs in with /bin/sh: this machine's root ~/.bashrc (bash reads it for sshd
+    # commands) may do slow things such as `pyenv rehash`, whose lock a test that kills
+    # sessions can leave behind, stalling every later login for a minute.
+    accounts = "".join(
+        (":".join(line.split(":")[:6] + ["/bin/sh"]) if line.startswith("root:") else line) + "\n"
+        for line in Path("/etc/passwd").read_text().splitlines())
+    (hd / "passwd").write_text(accounts + sudo_line)
     (hd / "group").write_text(Path("/etc/group").read_text() + f"{SUDO_USER}:x:4242:\n")
     (hd / "shadow").write_text(Path("/etc/shadow").read_text() + f"{SUDO_USER}:*:19000:0:99999:7:::\n")
     (hd / "shadow").chmod(0o640)
