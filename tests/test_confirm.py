@@ -636,11 +636,19 @@ PidFile none
 LogLevel ERROR
 """)
     argv = [binary, "-D", "-e", "-f", str(d / "sshd_config")]
-    if root and not os.path.isdir("/run/sshd"):
-        # sshd as root wants /run/sshd: give it a private /run instead of touching ours.
+    if root:
+        # A private mount namespace: sshd as root wants /run/sshd (a private /run instead
+        # of touching ours), and root logs in with /bin/sh there, because bash reads this
+        # machine's root ~/.bashrc for sshd commands (it may run e.g. `pyenv rehash`, whose
+        # lock a killed session leaves behind, stalling every later login).
+        (d / "passwd").write_text("".join(
+            (":".join(line.split(":")[:6] + ["/bin/sh"]) if line.startswith("root:") else line)
+            + "\n" for line in Path("/etc/passwd").read_text().splitlines()))
+        setup = f'mount --bind {d}/passwd /etc/passwd && '
+        if not os.path.isdir("/run/sshd"):
+            setup += 'mount -t tmpfs -o mode=0755 froxlor-fleet-test /run && mkdir /run/sshd && '
         argv = ["unshare", "-m", "--propagation", "private", "sh", "-c",
-                'mount -t tmpfs -o mode=0755 froxlor-fleet-test /run && mkdir /run/sshd && exec "$@"',
-                "sh", *argv]
+                setup + 'exec "$@"', "sh", *argv]
     log = open(d / "sshd.log", "w")
     proc = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
     try:

@@ -77,6 +77,7 @@ VALUES = {
     "firewall_enabled": st.booleans() | ANYTHING,
     "firewall_purge_unmanaged": st.booleans() | ANYTHING,
     "firewall_lockout_guard": st.booleans() | ANYTHING,
+    "firewall_confirm_timeout": st.integers(-5, 300) | ANYTHING,
 }
 assert set(VALUES) == set(DEFAULTS)  # a new data key gets fuzzed too
 TYPOS = st.dictionaries(st.sampled_from(["froxlor_role", "firewall_extra_rule", "ftp_passive_port",
