@@ -4,8 +4,8 @@
     sudo .venv/bin/python bench/bench.py --hosts 30 --repeat 3 [--scale 100]
 
 Floor: `pyinfra inventory.py exec -- true` (connect to every host, run one command).
-Phases: first rollout from pristine hosts, no-op run on the converged fleet, and
-`--dry --diff` on it. Each phase is timed several times (median), its commands per
+Phases: first rollout from pristine hosts (commit-confirmed, the default, and with
+`firewall_confirm_timeout=0`), no-op run on the converged fleet, and `--dry --diff` on it. Each phase is timed several times (median), its commands per
 host are counted from what crossed SSH (the lab's sshd logs every command it runs),
 and the pyinfra process's peak RSS is read from the kernel (wait4). Prints one
 Markdown table of ratios to the floor. A benchmark, not a test: nothing here asserts.
@@ -94,6 +94,10 @@ def measure(n: int, repeat: int) -> dict[str, dict]:
 
     run_phase("floor (exec -- true)", ["-y", "inventory.py", "exec", "--", "true"])
     run_phase("first rollout", ["-y", "inventory.py", DEPLOY], before=reset_to_pristine)
+    # commit-confirmed (the default) costs one new SSH connection per changed host
+    run_phase("first rollout, confirm off", ["-y", "inventory.py", DEPLOY,
+                                             "--data", "firewall_confirm_timeout=0"],
+              before=reset_to_pristine)
     run_phase("no-op run", ["-y", "inventory.py", DEPLOY])
     run_phase("dry run --diff", ["inventory.py", DEPLOY, "--dry", "--diff"])
     noop = phases["no-op run"]["last"]
