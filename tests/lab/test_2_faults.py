@@ -46,6 +46,24 @@ def wait_for_process(lab, name: str, pattern: str, timeout: float = 30) -> bool:
     return False
 
 
+def deploy_while_locked(lab, name: str, meanwhile) -> str:
+    """A deploy limited to ``name`` that starts while another holder has the host lock:
+    ``meanwhile()`` runs while it waits; then the lock is freed. Returns its output."""
+    holder = subprocess.Popen(labmod.nsenter(name, "flock", "/run/froxlor-fleet.lock",
+                                             "sleep", "60"))
+    try:
+        assert wait_for_process(lab, name, "sleep 60")
+        proc = background_deploy("--limit", name)
+        assert wait_for_process(lab, name, "flock -w 300 9"), proc.communicate()[0]
+        meanwhile()
+    finally:
+        lab.sh(name, "pkill -f 'sleep 60'", check=False)
+        holder.wait(timeout=10)
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 0, out
+    return out
+
+
 def test_unreachable_host_others_converge_then_it_recovers(lab) -> None:
     converge(lab)
     dns, mail = lab.by_kind("dns")[0], lab.by_kind("mail")[0]
@@ -178,18 +196,11 @@ def test_concurrent_runs_do_not_interleave(lab) -> None:
     mail, db = lab.by_kind("mail")[0], lab.by_kind("db")[0]
     # 1. a run waits while another holds the host's lock, and changes nothing meanwhile
     lab.sh(mail, "ufw delete allow 143,993/tcp >/dev/null")
-    holder = subprocess.Popen(labmod.nsenter(mail, "flock", "/run/froxlor-fleet.lock",
-                                             "sleep", "60"))
-    try:
-        assert wait_for_process(lab, mail, "sleep 60")
-        proc = background_deploy("--limit", mail)
-        assert wait_for_process(lab, mail, "flock -w 300 9"), proc.communicate()[0]
-        assert "143,993" not in " ".join(lab.show_added(mail))  # still waiting, untouched
-    finally:
-        lab.sh(mail, "pkill -f 'sleep 60'", check=False)
-        holder.wait(timeout=10)
-    out = proc.communicate(timeout=120)[0]
-    assert proc.returncode == 0, out
+
+    def still_waiting() -> None:
+        assert "143,993" not in " ".join(lab.show_added(mail))  # untouched meanwhile
+
+    deploy_while_locked(lab, mail, still_waiting)
     assert sorted(lab.show_added(mail)) == sorted(EXPECTED["mail"])
     # 2. two whole-fleet rollouts at once, from pristine hosts: both succeed, exact result
     for name in (mail, db):

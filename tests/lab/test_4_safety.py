@@ -5,12 +5,11 @@ refuses. Each test failed before the change it proves (issue 9)."""
 
 from __future__ import annotations
 
-import subprocess
 
 from conftest import ROOT, TEST_LAB, results
 from lab import lab as labmod
 from labtools import EXPECTED, FTP_OP, FRAGMENT, UFW_OP, assert_no_change, connect, reset_ufw
-from test_2_faults import background_deploy, converge, host_files, wait_for_process
+from test_2_faults import converge, deploy_while_locked, host_files
 
 SUDO = labmod.SUDO_USER
 
@@ -238,18 +237,8 @@ def test_waiting_run_plans_after_it_gets_the_lock(lab) -> None:
     converge(lab)
     mail = lab.by_kind("mail")[0]
     lab.sh(mail, "ufw delete allow 143,993/tcp >/dev/null")
-    holder = subprocess.Popen(labmod.nsenter(mail, "flock", "/run/froxlor-fleet.lock", "sleep", "60"))
-    try:
-        assert wait_for_process(lab, mail, "sleep 60")
-        proc = background_deploy("--limit", mail)
-        assert wait_for_process(lab, mail, "flock -w 300 9"), proc.communicate()[0]
-        # meanwhile "the other run" changes the host: SMTP's rule goes
-        lab.sh(mail, "ufw delete allow 25,465,587/tcp >/dev/null")
-    finally:
-        lab.sh(mail, "pkill -f 'sleep 60'", check=False)
-        holder.wait(timeout=10)
-    out = proc.communicate(timeout=120)[0]
-    assert proc.returncode == 0, out
+    # meanwhile "the other run" changes the host: SMTP's rule goes
+    deploy_while_locked(lab, mail, lambda: lab.sh(mail, "ufw delete allow 25,465,587/tcp >/dev/null"))
     # a plan made before the wait would have re-added only IMAP; SMTP is back too
     assert sorted(lab.show_added(mail)) == sorted(EXPECTED["mail"])
 
