@@ -179,9 +179,10 @@ def host_ip6(i: int) -> str:
 
 
 def ensure_key() -> Path:
-    shell = LAB_DIR / "logging-shell.sh"
-    shell.write_text(LOGGING_SHELL)
-    shell.chmod(0o755)
+    for name, text in (("logging-shell.sh", LOGGING_SHELL), ("login-shell.sh", LOGIN_SHELL)):
+        shell = LAB_DIR / name
+        shell.write_text(text)
+        shell.chmod(0o755)
     key = LAB_DIR / "id_ed25519"
     if not key.exists():
         run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "froxlor-fleet-lab", "-f", str(key))
@@ -192,12 +193,17 @@ def ensure_key() -> Path:
 # the benchmark counts what really crossed SSH (one line per command).
 COMMAND_LOG = "/run/lab-ssh-commands.log"
 HIDE_SESSION = "/run/lab-hide-session"
+# The login shell of root and the sudo user on lab hosts (sshd runs every command
+# through it). A test can hide the session, as some jump hosts and su setups do: the
+# shell then replaces itself (exec: same process) without $SSH_CONNECTION, so no
+# process of the session carries it.
+LOGIN_SHELL = f"""#!/bin/sh
+if [ -e {HIDE_SESSION} ]; then exec env -u SSH_CONNECTION -u SSH_CLIENT /bin/sh "$@"; fi
+exec /bin/sh "$@"
+"""
 LOGGING_SHELL = f"""#!/bin/sh
 cmd=${{SSH_ORIGINAL_COMMAND:-}}
 printf '%s\\n' "$(printf '%s' "${{cmd:-(login shell)}}" | tr '\\n' ' ' | cut -c1-400)" >> {COMMAND_LOG}
-# A test can hide the session, as some jump hosts and su setups do: then no process
-# of the session carries $SSH_CONNECTION.
-if [ -e {HIDE_SESSION} ]; then unset SSH_CONNECTION SSH_CLIENT; fi
 case "$cmd" in
   "") exec /bin/sh -l ;;
   sftp|internal-sftp) exec /usr/lib/openssh/sftp-server ;;
@@ -244,12 +250,13 @@ def write_host_files(i: int, name: str, tree: Path) -> Path:
 def write_accounts(hd: Path) -> None:
     """The machine's accounts plus the lab's sudo user, private to the host (the host
     shares /usr with the machine, not these files): root login is not the only way in."""
-    sudo_line = f"{SUDO_USER}:x:4242:4242:froxlor-fleet lab:/tmp:/bin/sh\n"
-    # root logs in with /bin/sh: this machine's root ~/.bashrc (bash reads it for sshd
-    # commands) may do slow things such as `pyenv rehash`, whose lock a test that kills
-    # sessions can leave behind, stalling every later login for a minute.
+    login = str(LAB_DIR / "login-shell.sh")  # /bin/sh underneath, see LOGIN_SHELL
+    sudo_line = f"{SUDO_USER}:x:4242:4242:froxlor-fleet lab:/tmp:{login}\n"
+    # root logs in with /bin/sh too, not bash: this machine's root ~/.bashrc (bash reads
+    # it for sshd commands) may do slow things such as `pyenv rehash`, whose lock a test
+    # that kills sessions can leave behind, stalling every later login for a minute.
     accounts = "".join(
-        (":".join(line.split(":")[:6] + ["/bin/sh"]) if line.startswith("root:") else line) + "\n"
+        (":".join(line.split(":")[:6] + [login]) if line.startswith("root:") else line) + "\n"
         for line in Path("/etc/passwd").read_text().splitlines())
     (hd / "passwd").write_text(accounts + sudo_line)
     (hd / "group").write_text(Path("/etc/group").read_text() + f"{SUDO_USER}:x:4242:\n")

@@ -108,8 +108,10 @@ def test_control_side_killed_after_the_change_host_reverts_by_itself(lab) -> Non
     with Data(lab) as data:
         data.add("all", f"firewall_confirm_timeout = {TIMEOUT}\n")
         proc = background_deploy("--limit", mail)
-        # the change is armed: the timer is waiting; kill the control side before it confirms
+        # the change is being armed and made: freeze the control side before it can
+        # confirm, let the (detached) change finish, then kill it for good
         assert wait_for_process(lab, mail, "froxlor-fleet arm"), proc.communicate()[0]
+        proc.send_signal(signal.SIGSTOP)
         assert wait_until(lambda: lab.sh(mail, f"ls {PENDING}").stdout.strip() != "", 20, 0.05)
         assert wait_until(lambda: "143,993" in " ".join(lab.show_added(mail)), 20, 0.05)
         proc.send_signal(signal.SIGKILL)
