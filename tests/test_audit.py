@@ -4,22 +4,28 @@ host's ``ss`` (no pyinfra run here: see test_cli.py for the command end to end).
 from __future__ import annotations
 
 import json
+import functools
 import os
 import re
+import shutil
 import stat
+import subprocess
+import tempfile
 from importlib import resources
 from pathlib import Path
 
 import jsonschema
 import pytest
 
-from froxlor_fleet.audit.compare import (FleetAudit, audit_host, bad_data, exit_status,
+from froxlor_fleet.audit.compare import (KINDS, FleetAudit, audit_host, bad_data, exit_status,
                                          fleet_error, unreachable)
 from froxlor_fleet.audit.fact import LISTENING_SECTION, AuditState, FleetAuditState, parse_listening
 from froxlor_fleet.audit.report import (SCHEMA_FILE, document, to_json, to_prometheus, to_text,
                                         write_atomically)
-from froxlor_fleet.hoststate import FleetHostState
+from froxlor_fleet.catalog import FRAGMENT_PATH
+from froxlor_fleet.hoststate import SECTION, FleetHostState
 from froxlor_fleet.proftpd import render_fragment
+from froxlor_fleet.proftpd_config import dump_script
 from froxlor_fleet.validation import check_inventory
 from helpers import FIXTURES, build_fact, make_inventory
 
@@ -41,9 +47,45 @@ def web_ftp_plan(**data):
     return check_inventory(make_inventory(groups))["web1"]
 
 
-def seen(fact_spec: dict, ss_lines: list[str]) -> AuditState:
-    lines = build_fact(fact_spec) + [LISTENING_SECTION] + ss_lines
+@functools.lru_cache
+def ftp_dump(fragment: str | None, conf_edits: tuple[tuple[str, str], ...] = ()) -> tuple[str, ...]:
+    """The real host-side dump (``remote/proftpd_dump.sh``) over froxlor's ProFTPd tree
+    (tests/fixtures/proftpd/froxlor-bookworm) with this deploy's ``fragment`` in conf.d
+    (``None``: none) and ``conf_edits`` (old, new) made to proftpd.conf: what the state
+    fact's ftp section says about such a host."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "root"
+        shutil.copytree(FIXTURES / "proftpd" / "froxlor-bookworm", root, symlinks=True)
+        if fragment is not None:
+            (root / FRAGMENT_PATH.lstrip("/")).write_text(fragment)
+        conf = root / "etc/proftpd/proftpd.conf"
+        text = conf.read_text()
+        for old, new in conf_edits:
+            assert old in text, old
+            text = text.replace(old, new)
+        conf.write_text(text)
+        out = subprocess.run(["sh", "-c", dump_script(), "froxlor-fleet", str(root)],
+                             capture_output=True, text=True, check=True)
+    return tuple(out.stdout.splitlines())
+
+
+def seen(fact_spec: dict, ss_lines: list[str],
+         proftpd_conf: tuple[tuple[str, str], ...] = ()) -> AuditState:
+    """What the audit's one command prints for such a host: the state fact (its ftp
+    section dumped from a froxlor-shaped /etc/proftpd holding ``fact_spec["fragment"]``)
+    and ``ss``."""
+    ftp = [f"{SECTION}ftp", *ftp_dump(fact_spec.get("fragment"), proftpd_conf)]
+    lines = build_fact(fact_spec) + ftp + [LISTENING_SECTION] + ss_lines
     return FleetAuditState().process(lines)
+
+
+# froxlor's proftpd.conf has it commented out at line 29; an admin who follows froxlor's
+# documentation uncomments it (ProFTPd reads it before conf.d/: the first one wins).
+ADMIN_LINE = "# PassivePorts                  49152 65534"
+
+
+def admin_passive(low: int, high: int) -> tuple[tuple[str, str], ...]:
+    return ((ADMIN_LINE, f"PassivePorts {low} {high}"),)
 
 
 def kinds(audit) -> dict[str, list[str]]:
@@ -122,8 +164,10 @@ def test_each_kind_of_drift_is_named() -> None:
     assert found["stray_rule"] == ["stray managed rule allow 25/tcp (smtp)"]
     assert found["unmanaged_rule"] == ["unmanaged rule allow 8080/tcp"]
     assert found["setting"] == ["incoming allow (want deny)", "logging medium (want low)"]
-    assert found["passive_mismatch"] == \
-        ["passive ports: proftpd 50000:50100, ufw 49152:65534, want 49152:65534"]
+    # ProFTPd uses the fragment's 50000-50100, UFW admits the data's range: the two disagree
+    assert found["passive_disagree"] == [f"{FRAGMENT_PATH}:4 sets PassivePorts 50000 50100; "
+                                         "UFW admits 49152:65534"]
+    assert "passive_mismatch" not in found
     stray = next(f for f in audit.findings if f.kind == "stray_rule")
     assert (stray.port, stray.ports, stray.proto, stray.role) == (25, "25", "tcp", "smtp")
     missing = next(f for f in audit.findings if f.ports == "49152:65534")
@@ -203,6 +247,190 @@ def test_errors_win_over_drift() -> None:
     assert exit_status([]) == 0
 
 
+def tuple_line(action: str, port: str, comment: str = "", src: str = "0.0.0.0/0",
+               proto: str = "tcp", family: int = 4) -> str:
+    """A ``### tuple ###`` line as ufw writes it (comment hex-encoded)."""
+    anywhere = "0.0.0.0/0" if family == 4 else "::/0"
+    line = f"### tuple ### {action} {proto} {port} {anywhere} any {src} in"
+    return line + (f" comment={comment.encode().hex()}" if comment else "")
+
+
+def converged_rules(family: int) -> list[str]:
+    lines = build_fact(CONVERGED)
+    start = lines.index(f":::froxlor-fleet:rules{family}") + 1
+    end = next(i for i in range(start, len(lines)) if lines[i].startswith(":::"))
+    return [line for line in lines[start:end] if line.startswith("### tuple ###")]
+
+
+def with_rules(rules4: list[str], rules6: list[str] | None = None, **spec) -> dict:
+    return {**CONVERGED, "rules4": rules4,
+            "rules6": converged_rules(6) if rules6 is None else rules6, **spec}
+
+
+# --- rule actions ----------------------------------------------------------------------
+
+def test_a_managed_rule_with_another_action_is_action_drift_not_a_missing_marker() -> None:
+    audit = audit_host(web_ftp_plan(ssh_rate_limit=True), seen(CONVERGED, SS_WEB))
+    found = kinds(audit)
+    assert found["action_rule"] == ["allow 22/tcp should be limit (ssh)"]  # v4 and v6: one line
+    assert "retag_rule" not in found and "missing_rule" not in found
+    rule = next(f for f in audit.findings if f.kind == "action_rule")
+    assert (rule.severity, rule.port, rule.ports, rule.proto, rule.role) == \
+        ("drift", 22, "22", "tcp", "ssh")
+    assert audit.verdict == "drift"
+    # and back: a limit this deploy made from data, the data now says allow
+    limited = {f: [line.replace("allow tcp 22 ", "limit tcp 22 ").replace(
+        "737368", "737368" + " rate-limit".encode().hex()) for line in converged_rules(f)]
+        for f in (4, 6)}
+    back = audit_host(web_ftp_plan(), seen(with_rules(limited[4], limited[6]), SS_WEB))
+    assert kinds(back)["action_rule"] == ["limit 22/tcp should be allow (ssh)"]
+
+
+def test_a_rule_without_the_marker_but_the_same_action_is_still_retag() -> None:
+    unmarked = {f: [line.split(" comment=")[0] if " 22 " in line else line
+                    for line in converged_rules(f)] for f in (4, 6)}
+    audit = audit_host(web_ftp_plan(), seen(with_rules(unmarked[4], unmarked[6]), SS_WEB))
+    assert kinds(audit)["retag_rule"] == \
+        ["rule allow 22/tcp (ssh) exists without this deploy's marker"]
+    assert "action_rule" not in kinds(audit)
+
+
+DENY_80 = {"port": 80, "action": "deny", "sources": ["203.0.113.0/24"]}
+DENY_80_LINE = tuple_line("deny", "80", "froxlor-fleet:extra", src="203.0.113.0/24")
+
+
+def test_a_deny_before_the_allow_makes_the_port_restricted() -> None:
+    rules = [DENY_80_LINE, *converged_rules(4)]  # where ufw prepend puts it
+    audit = audit_host(web_ftp_plan(firewall_extra_rules=[DENY_80]),
+                       seen(with_rules(rules), SS_WEB))
+    web, https = audit.port(80, "tcp"), audit.port(443, "tcp")
+    assert web and web.admitted == "restricted"  # 203.0.113.0/24 may not
+    assert https and https.admitted == "open"
+    assert audit.verdict == "ok", kinds(audit)
+
+
+def test_a_deny_an_earlier_allow_matches_first_is_shadowed_drift() -> None:
+    rules = [*converged_rules(4), DENY_80_LINE]  # after the web allow: never reached
+    audit = audit_host(web_ftp_plan(firewall_extra_rules=[DENY_80]),
+                       seen(with_rules(rules), SS_WEB))
+    found = kinds(audit)
+    assert found["shadowed_rule"] == [
+        "deny 80/tcp from 203.0.113.0/24 (extra) is shadowed: allow 80,443/tcp (web) matches "
+        "first; delete the deny by hand and deploy again to put it first"]
+    shadowed = next(f for f in audit.findings if f.kind == "shadowed_rule")
+    assert (shadowed.severity, shadowed.port, shadowed.role) == ("drift", 80, "extra")
+    web = audit.port(80, "tcp")
+    assert web and web.admitted == "open"  # the deny stops nobody
+    assert audit.verdict == "drift" and "missing_rule" not in found
+
+
+def test_deny_and_reject_rules_are_never_idle_admitted() -> None:
+    rules = [tuple_line("reject", "8080", "froxlor-fleet:extra", src="203.0.113.0/24"),
+             *converged_rules(4), tuple_line("allow", "8080")]  # a hand-made allow after it
+    data = {"firewall_extra_rules": [{"port": 8080, "action": "reject",
+                                      "sources": ["203.0.113.0/24"]}]}
+    audit = audit_host(web_ftp_plan(**data), seen(with_rules(rules), SS_WEB))
+    alt = audit.port(8080, "tcp")
+    assert alt and (alt.admitted, alt.listening) == ("restricted", False)
+    assert all("8080" not in line for line in kinds(audit)["idle_admitted"])
+    assert kinds(audit)["unmanaged_rule"] == ["unmanaged rule allow 8080/tcp"]
+
+
+def test_the_grid_shows_http3() -> None:
+    http3 = {f: [*converged_rules(f), tuple_line("allow", "443", "froxlor-fleet:web",
+                                                 src="0.0.0.0/0" if f == 4 else "::/0",
+                                                 proto="udp", family=f)] for f in (4, 6)}
+    audit = audit_host(web_ftp_plan(web_http3=True), seen(with_rules(http3[4], http3[6]), SS_WEB))
+    http3 = audit.port(443, "udp")
+    assert http3 and http3.admitted == "open" and audit.verdict == "ok", kinds(audit)
+    assert "admitted, nothing listens: 443/udp (web)" in kinds(audit)["idle_admitted"]
+    text = to_text(FleetAudit("inventory.py", (), [audit]))
+    head = next(line for line in text.splitlines() if line.startswith("ports"))
+    assert head.split()[1:6] == ["22", "21", "80", "443", "443u"]
+    plain = audit_host(web_ftp_plan(), seen(CONVERGED, SS_WEB)).port(443, "udp")
+    assert plain and plain.admitted == "blocked"  # in the grid for every host
+
+
+# --- the passive range ProFTPd really uses ------------------------------------------------
+
+def test_passive_range_is_the_one_proftpd_uses_with_its_file_and_line() -> None:
+    audit = audit_host(web_ftp_plan(), seen(CONVERGED, SS_WEB))
+    assert audit.passive and audit.passive.match
+    assert (audit.passive.proftpd, audit.passive.proftpd_origin, audit.passive.fragment) == \
+        ("49152:65534", f"{FRAGMENT_PATH}:4", "49152:65534")
+
+
+def test_admin_passive_ports_in_proftpd_conf_that_win_are_drift_naming_the_line() -> None:
+    audit = audit_host(web_ftp_plan(), seen(CONVERGED, SS_WEB, admin_passive(40000, 40100)))
+    assert audit.passive and not audit.passive.match
+    assert (audit.passive.proftpd, audit.passive.proftpd_origin, audit.passive.fragment,
+            audit.passive.ufw) == ("40000:40100", "/etc/proftpd/proftpd.conf:29", "49152:65534",
+                                   "49152:65534")
+    found = kinds(audit)
+    assert found["passive_disagree"] == [
+        "/etc/proftpd/proftpd.conf:29 sets PassivePorts 40000 40100; UFW admits 49152:65534 "
+        "(ProFTPd uses it, not this deploy's fragment; remove it there)"]
+    assert "passive_mismatch" not in found and "fragment_drift" not in found
+    finding = next(f for f in audit.findings if f.kind == "passive_disagree")
+    assert (finding.severity, finding.ports, finding.proto, finding.role) == \
+        ("drift", "49152:65534", "tcp", "ftp")
+    assert audit.verdict == "drift" and exit_status([audit]) == 1
+    text = to_text(FleetAudit("inventory.py", (), [audit]))
+    assert "40000:40100|49152:65534 ≠" in text  # the matrix shows the effective range
+    assert ("web1: /etc/proftpd/proftpd.conf:29 sets PassivePorts 40000 40100; "
+            "UFW admits 49152:65534") in text
+
+
+def test_admin_passive_ports_equal_to_the_data_are_not_drift() -> None:
+    audit = audit_host(web_ftp_plan(), seen(CONVERGED, SS_WEB, admin_passive(49152, 65534)))
+    assert audit.passive and audit.passive.match
+    assert audit.passive.proftpd_origin == "/etc/proftpd/proftpd.conf:29"
+    assert audit.verdict == "ok", kinds(audit)
+
+
+def test_a_fragment_that_ufw_disagrees_with_names_the_fragment() -> None:
+    stale = {**CONVERGED, "fragment": render_fragment((40000, 40100))}
+    audit = audit_host(web_ftp_plan(), seen(stale, SS_WEB))
+    assert kinds(audit)["passive_disagree"] == \
+        [f"{FRAGMENT_PATH}:4 sets PassivePorts 40000 40100; UFW admits 49152:65534"]
+
+
+def test_no_passive_ports_anywhere_while_ufw_admits_a_range() -> None:
+    audit = audit_host(web_ftp_plan(), seen({**CONVERGED, "fragment": None}, SS_WEB))
+    assert audit.passive and (audit.passive.proftpd, audit.passive.proftpd_origin) == (None, None)
+    assert kinds(audit)["passive_disagree"] == [
+        "ProFTPd sets no PassivePorts (passive transfers may use any port); "
+        "UFW admits 49152:65534"]
+
+
+def test_no_proftpd_configuration_on_an_ftp_host_whose_ufw_admits_a_range() -> None:
+    empty = [f"{SECTION}ftp", "@conf /etc/proftpd/proftpd.conf", "@root /etc/proftpd -"]
+    lines = build_fact(CONVERGED) + empty + [LISTENING_SECTION, *SS_WEB]
+    audit = audit_host(web_ftp_plan(), FleetAuditState().process(lines))
+    assert kinds(audit)["passive_disagree"] == [
+        "/etc/proftpd/proftpd.conf not found: cannot tell which passive range ProFTPd uses; "
+        "UFW admits 49152:65534"]
+
+
+def test_both_sides_agree_on_another_range_than_the_data() -> None:
+    audit = audit_host(web_ftp_plan(ftp_passive_ports=(50000, 50100)), seen(CONVERGED, SS_WEB))
+    found = kinds(audit)
+    assert found["passive_mismatch"] == \
+        ["passive ports: proftpd 49152:65534, ufw 49152:65534, want 50000:50100"]
+    assert "passive_disagree" not in found
+
+
+def test_a_host_without_the_ftp_role_ignores_proftpds_own_passive_ports() -> None:
+    groups = {"web_servers": (["web1"], {"froxlor_roles": ["web"]})}
+    plan = check_inventory(make_inventory(groups))["web1"]
+    web_only = [line for line in converged_rules(4) if " 21 " not in line and ":" not in
+                line.split()[5]]
+    audit = audit_host(plan, seen(with_rules(web_only, [], fragment=None), SS_WEB,
+                                  admin_passive(40000, 40100)))
+    assert audit.passive is None
+    assert not {"passive_disagree", "passive_mismatch", "fragment_drift"} & set(kinds(audit))
+
+
 # --- JSON ------------------------------------------------------------------------------
 
 def test_json_document_matches_the_schema_and_the_contract() -> None:
@@ -228,10 +456,11 @@ def test_drifted_host_document_matches_the_schema() -> None:
     data = document(fleet)
     validate(data)
     assert data["limit"] == ["web*"] and data["exit"] == 1
-    assert data["hosts"][0]["passive_ports"] == {"wanted": "49152:65534", "proftpd": "50000:50100",
-                                                 "ufw": "49152:65534", "match": False}
+    assert data["hosts"][0]["passive_ports"] == {
+        "wanted": "49152:65534", "proftpd": "50000:50100", "proftpd_origin": f"{FRAGMENT_PATH}:4",
+        "fragment": "50000:50100", "ufw": "49152:65534", "match": False}
     kinds_seen = {f["kind"] for f in data["findings"]}
-    assert {"missing_rule", "stray_rule", "unmanaged_rule", "passive_mismatch"} <= kinds_seen
+    assert {"missing_rule", "stray_rule", "unmanaged_rule", "passive_disagree"} <= kinds_seen
 
 
 def test_error_only_document_matches_the_schema() -> None:
@@ -240,6 +469,14 @@ def test_error_only_document_matches_the_schema() -> None:
     data = document(fleet)
     validate(data)
     assert data["exit"] == 2 and data["hosts"] == [] and data["findings"][0]["host"] is None
+
+
+def test_schema_and_readme_name_every_finding_kind() -> None:
+    enum = SCHEMA["$defs"]["finding"]["properties"]["kind"]["enum"]
+    assert sorted(enum) == sorted(KINDS) and len(enum) == len(set(enum))
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    audit_section = readme.split("## Fleet audit", 1)[1].split("\n## ", 1)[0]
+    assert [k for k in KINDS if f"`{k}`" not in audit_section] == []
 
 
 def test_schema_rejects_what_the_contract_forbids() -> None:

@@ -22,8 +22,10 @@ import pytest
 
 from froxlor_fleet import __version__
 from froxlor_fleet.audit.fact import LISTENING_SECTION
+from froxlor_fleet.hoststate import SECTION
 from froxlor_fleet.proftpd import render_fragment
 from helpers import FIXTURES, build_fact
+from test_audit import admin_passive, ftp_dump
 
 ROOT = Path(__file__).resolve().parent.parent
 FAKECONN = Path(__file__).resolve().parent / "fakeconn"
@@ -31,15 +33,23 @@ SCHEMA = json.loads(resources.files("froxlor_fleet.audit").joinpath("audit.schem
                     .read_text())
 SS_WEB = (FIXTURES / "ss-lab-web-host.txt").read_text().splitlines()
 
+FRAGMENT = render_fragment((49152, 65534))
+# The state fact's ftp section: froxlor's ProFTPd configuration with the fragment in conf.d.
+FTP = [f"{SECTION}ftp", *ftp_dump(FRAGMENT)]
 WEB_OK = build_fact({"scenario": "converged-web-ftp",
-                     "fragment": render_fragment((49152, 65534))}) + [LISTENING_SECTION, *SS_WEB]
+                     "fragment": FRAGMENT}) + FTP + [LISTENING_SECTION, *SS_WEB]
 WEB_DRIFT = build_fact({"scenario": "converged-web-ftp", "conf": {"LOGLEVEL": "medium"},
-                        "fragment": render_fragment((49152, 65534))}) + [LISTENING_SECTION, *SS_WEB]
+                        "fragment": FRAGMENT}) + FTP + [LISTENING_SECTION, *SS_WEB]
 WEB_UNMANAGED = build_fact({
-    "scenario": "converged-web-ftp", "fragment": render_fragment((49152, 65534)),
+    "scenario": "converged-web-ftp", "fragment": FRAGMENT,
     "rules4": [line for line in (FIXTURES / "ufw-0.36.2" / "converged-web-ftp" / "user.rules")
                .read_text().splitlines() if line.startswith("### tuple ###")]
-    + ["### tuple ### allow tcp 8080 0.0.0.0/0 any 0.0.0.0/0 in"]}) + [LISTENING_SECTION, *SS_WEB]
+    + ["### tuple ### allow tcp 8080 0.0.0.0/0 any 0.0.0.0/0 in"]})
+WEB_UNMANAGED += FTP + [LISTENING_SECTION, *SS_WEB]
+# An admin's PassivePorts in proftpd.conf: ProFTPd reads it before conf.d/, so it wins.
+WEB_ADMIN_PASSIVE = (build_fact({"scenario": "converged-web-ftp", "fragment": FRAGMENT})
+                     + [f"{SECTION}ftp", *ftp_dump(FRAGMENT, admin_passive(40000, 40100))]
+                     + [LISTENING_SECTION, *SS_WEB])
 
 INVENTORY = """\
 from froxlor_fleet.fleetcheck import check_fleet
@@ -172,6 +182,32 @@ def test_exit_1_on_drift(fleet: Fleet) -> None:
     assert drift == [{"kind": "setting", "severity": "drift", "host": "@canned/web2", "port": None,
                       "ports": None, "proto": None, "role": None, "processes": [],
                       "detail": "logging medium (want low)"}]
+
+
+def test_proftpds_own_passive_range_that_ufw_does_not_admit_is_drift(fleet: Fleet) -> None:
+    fleet.hosts["web2"] = {"lines": WEB_ADMIN_PASSIVE}
+    res = fleet.audit("--json")
+    assert res.code == 1, res.out
+    web2 = res.doc["hosts"][1]
+    assert web2["passive_ports"] == {
+        "wanted": "49152:65534", "proftpd": "40000:40100", "ufw": "49152:65534",
+        "proftpd_origin": "/etc/proftpd/proftpd.conf:29", "fragment": "49152:65534",
+        "match": False}
+    assert [f["detail"] for f in res.doc["findings"] if f["kind"] == "passive_disagree"] == [
+        "/etc/proftpd/proftpd.conf:29 sets PassivePorts 40000 40100; UFW admits 49152:65534 "
+        "(ProFTPd uses it, not this deploy's fragment; remove it there)"]
+    text = fleet.audit().stdout
+    assert "40000:40100|49152:65534 ≠" in text
+    assert len(fleet.commands()) == 4  # still one command per host and run
+
+
+def test_a_rule_with_another_action_is_drift(fleet: Fleet) -> None:
+    res = fleet.audit("--json", "--data", "ssh_rate_limit=true")
+    assert res.code == 1, res.out
+    assert sorted((f["host"], f["detail"]) for f in res.doc["findings"]
+                  if f["kind"] == "action_rule") == [
+        ("@canned/web1", "allow 22/tcp should be limit (ssh)"),
+        ("@canned/web2", "allow 22/tcp should be limit (ssh)")]
 
 
 def test_unmanaged_rules_are_drift_only_with_purge(fleet: Fleet) -> None:

@@ -90,9 +90,10 @@ def audit_command(inventory: str, json_output: bool, prometheus: str | None, deb
                   **params: Any) -> int:
     """Read-only audit of INVENTORY's hosts against their data: changes nothing.
 
-    One remote command per host (the deploy's state read plus `ss`): UFW rules,
-    policies and state, ProFTPd's passive range against UFW's, which ports are
-    admitted and which listen. INVENTORY is what `pyinfra` takes (e.g. inventory.py).
+    One remote command per host (the deploy's state read plus `ss`): UFW rules
+    (with their actions), policies and state, the passive range ProFTPd really uses
+    (file:line) against UFW's, which ports are admitted and which listen. INVENTORY is
+    what `pyinfra` takes (e.g. inventory.py).
     """
     _quiet_logs(debug)
     try:

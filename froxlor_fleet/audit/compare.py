@@ -4,7 +4,9 @@ Every difference becomes a ``Finding`` with a severity that decides the exit sta
 
 - ``error``  (exit 2): the host could not be audited (unreachable, bad data) or the
   inventory itself is wrong;
-- ``drift``  (exit 1): the deploy would change something on this host;
+- ``drift``  (exit 1): the deploy would change something on this host, or the host does
+  not do what its data says (a deny an earlier allow matches first, a passive range
+  ProFTPd and UFW disagree on);
 - ``notice`` (exit 0): worth knowing, but the firewall is what the data says —
   listening-but-blocked sockets, admitted ports where nothing listens, and hand-made
   rules while ``firewall_purge_unmanaged`` is off (the deploy keeps them).
@@ -16,15 +18,18 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from ..catalog import FRAGMENT_PATH
 from ..hoststate import UfwState
 from ..plan import HostPlan
 from ..proftpd import digest, fragment_for
+from ..proftpd_config import FtpConfig
+from ..remote.ufwmodel import ADMITTING, BLOCKING
 from ..ufwrules import ANY, UfwRule, admits, describe_spec, plan_rules, port_matches
 from .fact import AuditState, Listening
 
 # The froxlor ports of the text report's grid (plus the host's ssh_port when not 22).
 GRID: tuple[tuple[int, str], ...] = (
-    (22, "tcp"), (21, "tcp"), (80, "tcp"), (443, "tcp"), (25, "tcp"), (465, "tcp"),
+    (22, "tcp"), (21, "tcp"), (80, "tcp"), (443, "tcp"), (443, "udp"), (25, "tcp"), (465, "tcp"),
     (587, "tcp"), (143, "tcp"), (993, "tcp"), (110, "tcp"), (995, "tcp"), (53, "tcp"),
     (53, "udp"), (3306, "tcp"))
 # "Somebody on the internet": documentation addresses (RFC 5737, RFC 3849).
@@ -34,8 +39,9 @@ SEVERITY_EXIT = {"error": 2, "drift": 1, "notice": 0}
 VERDICTS = ("ok", "drift", "unreachable", "error")
 KINDS = ("usage_error", "inventory_error", "limit_unmatched", "output_error", "internal_error",
          "data_error", "unreachable", "ufw_missing",
-         "missing_rule", "retag_rule", "stray_rule", "unmanaged_rule", "setting",
-         "passive_mismatch", "fragment_drift", "listening_blocked", "idle_admitted")
+         "missing_rule", "retag_rule", "action_rule", "shadowed_rule", "stray_rule",
+         "unmanaged_rule", "setting", "passive_disagree", "passive_mismatch", "fragment_drift",
+         "listening_blocked", "idle_admitted")
 
 
 @dataclass(frozen=True)
@@ -76,12 +82,19 @@ class UfwSummary:
 
 @dataclass(frozen=True)
 class Passive:
-    """The FTP passive range as the data wants it, as ProFTPd's fragment has it, and as
-    the ftp rules in UFW open it (``None``: none)."""
+    """The FTP passive range (``low:high``, ``None``: none) as the data wants it, as
+    ProFTPd uses it, and as the ftp rules in UFW open it.
+
+    On an ftp host ``proftpd`` is the ``PassivePorts`` ProFTPd really uses (the first one
+    it reads: proftpd.conf, its Includes, conf.d/ in its order), ``proftpd_origin`` the
+    file:line of that line, ``fragment`` the range in this deploy's fragment. On other
+    hosts ``proftpd`` is the fragment's range (a leftover fragment the deploy removes)."""
 
     wanted: str | None
     proftpd: str | None
     ufw: str | None
+    proftpd_origin: str | None = None
+    fragment: str | None = None
 
     @property
     def match(self) -> bool:
@@ -193,11 +206,18 @@ def _rule_finding(kind: str, severity: str, host: str, detail: str, dport: str, 
 
 def _rule_findings(plan: HostPlan, ufw: UfwState) -> list[Finding]:
     rules = plan_rules(ufw.rules, plan.rules, ufw.ipv6, purge_unmanaged=False)
-    retagged = {id(want) for want, _ in rules.retag}
     found: list[Finding] = []
     for want in rules.add:
         text = f"{describe_spec(want, ufw.ipv6)} ({want.label})"
-        if id(want) in retagged:
+        # A rule in the wanted slot (ports, proto, source) that ufw will update in place.
+        held = _unique(have for wanted, have in rules.retag if wanted is want)
+        other = [have for have in held if have.action != want.action]
+        if other:
+            found.append(_rule_finding("action_rule", "drift", plan.host,
+                                       f"{other[0].describe()} should be "
+                                       f"{want.action.replace('_', ' ')} ({want.label})",
+                                       want.dport, want.proto, want.label))
+        elif held:
             found.append(_rule_finding("retag_rule", "drift", plan.host,
                                        f"rule {text} exists without this deploy's marker",
                                        want.dport, want.proto, want.label))
@@ -215,6 +235,21 @@ def _rule_findings(plan: HostPlan, ufw: UfwState) -> list[Finding]:
         found.append(_rule_finding("unmanaged_rule", severity, plan.host,
                                    f"unmanaged rule {rule.describe()}{note}",
                                    rule.dport, rule.proto, None))
+    # A wanted deny/reject an earlier allow still matches first once the deploy ran (with
+    # purge on it deletes hand-made allows first): ufw's first match wins, so the deny
+    # stops less than the data says, and no run moves it (ufw updates a rule in place).
+    after = rules if not plan.purge_unmanaged else plan_rules(
+        ufw.rules, plan.rules, ufw.ipv6, purge_unmanaged=True)
+    shadowed: dict[str, tuple[UfwRule, UfwRule]] = {}
+    for rule, by in after.shadowed:
+        shadowed.setdefault(rule.describe() + rule.comment, (rule, by))
+    for key in sorted(shadowed):
+        rule, by = shadowed[key]
+        found.append(_rule_finding(
+            "shadowed_rule", "drift", plan.host,
+            f"{rule.describe()} ({rule.label}) is shadowed: {by.describe()} ({by.label}) "
+            f"matches first; delete the {rule.verdict} by hand and deploy again to put it first",
+            rule.dport, rule.proto, rule.label))
     return found
 
 
@@ -243,30 +278,89 @@ def _passive_of_fragment(text: str | None) -> str | None:
     return f"{match.group(1)}:{match.group(2)}" if match else None
 
 
+def _effective(ftp: FtpConfig, ufw: str | None,
+               wanted: str | None) -> tuple[str | None, str | None, str | None]:
+    """The main server's passive range as ProFTPd really uses it (``proftpd_config``'s
+    replay of the host's configuration as the state fact dumped it: the first
+    ``PassivePorts`` wins), its file:line, and a finding's detail when it is not the
+    range UFW admits (``None``: they agree). ``<VirtualHost>``s of their own are the
+    deploy's business (it refuses such a host), not counted here."""
+    config = ftp.proftpd
+    admitted = f"UFW admits {ufw}" if ufw else "UFW admits no passive range"
+    if not config.found:
+        return None, None, (f"{config.conf_path} not found: cannot tell which passive range "
+                            f"ProFTPd uses; {admitted}") if ufw else None
+    winner = config.passive_ports
+    if winner is None:
+        detail = ("ProFTPd sets no PassivePorts (passive transfers may use any port); "
+                  f"{admitted}")
+        return None, None, detail if ufw else None
+    ports = winner.ports
+    effective = f"{ports[0]}:{ports[1]}" if ports else None
+    if ports is None:
+        return None, winner.origin, (f"{winner.origin} sets PassivePorts {winner.value!r}, "
+                                     f"not two port numbers; {admitted}")
+    if effective == ufw:
+        return effective, winner.origin, None
+    detail = f"{winner.origin} sets PassivePorts {winner.value}; {admitted}"
+    if winner.file != FRAGMENT_PATH and effective != wanted:
+        detail += " (ProFTPd uses it, not this deploy's fragment; remove it there)"
+    return effective, winner.origin, detail
+
+
 def _passive(plan: HostPlan, seen: AuditState) -> tuple[Passive | None, list[Finding]]:
     state = seen.state
     ranges = sorted({r.dport for r in state.ufw.rules if r.label == "ftp" and ":" in r.dport})
+    ufw = ",".join(ranges) or None
     wanted = f"{plan.passive_ports[0]}:{plan.passive_ports[1]}" if plan.passive_ports else None
-    passive = Passive(wanted, _passive_of_fragment(state.fragment), ",".join(ranges) or None)
-    shown = None if passive == Passive(None, None, None) else passive
+    fragment = _passive_of_fragment(state.fragment)
+    if not plan.passive_ports:  # no ftp role: only a leftover fragment or ftp rule counts
+        passive = Passive(wanted, fragment, ufw, fragment=fragment)
+        disagree = None
+    else:
+        effective, origin, disagree = _effective(state.ftp, ufw, wanted)
+        passive = Passive(wanted, effective, ufw, origin, fragment)
+    shown = None if passive.wanted is passive.proftpd is passive.ufw is None else passive
     role = "ftp" if plan.passive_ports else None
+    if disagree:
+        # Customers' passive transfers stall: ProFTPd offers ports UFW does not admit.
+        return shown, [Finding("passive_disagree", "drift", plan.host, disagree,
+                               ports=wanted, proto="tcp", role=role)]
     if not passive.match:
         detail = (f"passive ports: proftpd {passive.proftpd or 'none'}, "
                   f"ufw {passive.ufw or 'none'}, want {wanted or 'none'}")
         return shown, [Finding("passive_mismatch", "drift", plan.host, detail,
-                                         ports=wanted, proto="tcp", role=role)]
+                               ports=wanted, proto="tcp", role=role)]
     if digest(fragment_for(plan)) != state.fragment_sha256:
         return shown, [Finding("fragment_drift", "drift", plan.host,
-                                         "ProFTPd fragment differs from what the data renders",
-                                         ports=wanted, proto="tcp", role=role)]
+                               "ProFTPd fragment differs from what the data renders",
+                               ports=wanted, proto="tcp", role=role)]
     return shown, []
+
+
+def _concerns(rule: UfwRule, family: int, port: int, proto: str) -> bool:
+    """Could ``rule`` decide a new incoming ``port``/``proto`` connection of ``family``?"""
+    return (rule.family == family and not rule.action.startswith("route:")
+            and rule.iface.startswith("in") and rule.proto in ("any", proto)
+            and port_matches(rule.dport, port))
 
 
 def _admission(ufw: UfwState, server: str, port: int, proto: str) -> str:
     if not ufw.active:
         return "open"  # no firewall: everything reaches the host
-    client = OUTSIDE[6 if ":" in server else 4]
+    family = 6 if ":" in server else 4
+    client = OUTSIDE[family]
     if admits(ufw.rules, ufw.incoming, client, server, port, proto, ufw.ipv6):
+        # Admitted from anywhere, unless a deny/reject for some sources (or interfaces)
+        # comes before what admits the outside client: first match wins.
+        for rule in ufw.rules:
+            if not _concerns(rule, family, port, proto):
+                continue
+            if rule.verdict in BLOCKING:
+                return "restricted"
+            if rule.verdict in ADMITTING and admits([rule], "deny", client, server, port,
+                                                    proto, ufw.ipv6):
+                break
         return "open"
     for rule in ufw.rules:
         if (rule.verdict in ("allow", "limit") and rule.proto in ("any", proto)
@@ -296,6 +390,8 @@ def _port_findings(plan: HostPlan, ports: list[PortState]) -> list[Finding]:
              for p in ports if p.listening and p.admitted == "blocked"]
     idle: dict[tuple[int, str], str] = {}
     for spec in plan.rules:
+        if spec.action in BLOCKING:
+            continue  # a deny/reject admits nothing
         for item in spec.ports:
             if ":" in item:
                 continue  # a range (FTP passive) is used on demand

@@ -152,7 +152,10 @@ def _matrix_row(a: HostAudit) -> list[str]:
         passive += "" if a.passive.match else " ≠"
     roles = ",".join(r for r in a.roles if r != "ssh") or ("ssh" if a.roles else "?")
     return [a.host, roles, a.ufw.state if a.ufw else "?",
-            str(a.count("missing_rule", "retag_rule") or "-"), str(a.count("stray_rule") or "-"),
+            # missing: wanted rules not in force as wanted (absent, unmarked, another
+            # action, or a deny an earlier allow matches first)
+            str(a.count("missing_rule", "retag_rule", "action_rule", "shadowed_rule") or "-"),
+            str(a.count("stray_rule") or "-"),
             str(a.count("unmanaged_rule") or "-"), str(a.count("setting", "ufw_missing") or "-"),
             passive, a.verdict]
 

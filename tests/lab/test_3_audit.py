@@ -1,5 +1,7 @@
 """The read-only fleet audit on the lab fleet: clean, drift named, unreachable host,
-the JSON contract, Prometheus output and pyinfra's --limit."""
+the JSON contract, Prometheus output and pyinfra's --limit; rule actions (limit, a deny
+before or after the allow); the passive range ProFTPd really uses (an admin's own
+PassivePorts in proftpd.conf)."""
 
 from __future__ import annotations
 
@@ -79,17 +81,106 @@ def test_each_drift_is_found_and_named(lab) -> None:
         assert findings(doc, dns, "setting") == ["ufw inactive (want active)"]
         assert findings(doc, db, "setting") == ["incoming reject (want deny)",
                                                  "logging medium (want low)"]
-        assert report[web]["passive_ports"] == {"wanted": "50000:50100", "proftpd": "40000:40100",
-                                                "ufw": "50000:50100", "match": False}
+        assert report[web]["passive_ports"] == {
+            "wanted": "50000:50100", "proftpd": "40000:40100", "ufw": "50000:50100",
+            "proftpd_origin": f"{FRAGMENT}:4", "fragment": "40000:40100", "match": False}
+        assert findings(doc, web, "passive_disagree") == \
+            [f"{FRAGMENT}:4 sets PassivePorts 40000 40100; UFW admits 50000:50100"]
         assert {h for h, r in report.items() if r["verdict"] == "drift"} == {web, mail, dns, db}
         code, text = audit()
         assert code == 1
         assert f"{mail}: unmanaged rule allow 8080/tcp" in text
-        assert f"{web}: passive ports: proftpd 40000:40100, ufw 50000:50100" in text
+        assert f"{web}: {FRAGMENT}:4 sets PassivePorts 40000 40100; UFW admits 50000:50100" in text
+        assert "40000:40100|50000:50100 ≠" in text
         assert lab.state_files() == before
     finally:
         lab.sh(mail, "ufw delete allow 8080/tcp >/dev/null")
         assert lab.deploy("-y").returncode == 0
+    assert audit()[0] == 0
+
+
+PROFTPD_CONF = "/etc/proftpd/proftpd.conf"
+
+
+def test_an_admins_passive_ports_in_proftpd_conf_are_the_range_audited(lab) -> None:
+    """froxlor's documentation has admins set PassivePorts in proftpd.conf. ProFTPd reads
+    that before conf.d/ and uses the first one: the audit names that file:line."""
+    web = lab.by_kind("web")[0]
+    lab.sh(web, f"cp -p {PROFTPD_CONF} {PROFTPD_CONF}.lab-bak")
+    try:
+        # where an admin writes it: before proftpd.conf's last line, Include /etc/proftpd/conf.d/
+        lab.sh(web, f"sed -i '\\|^Include /etc/proftpd/conf.d/|i PassivePorts 40000 40100' "
+                    f"{PROFTPD_CONF}")
+        numbered = lab.sh(web, f"grep -n '^PassivePorts' {PROFTPD_CONF}").stdout.split()
+        assert len(numbered) == 3, numbered  # exactly one such line: "N:PassivePorts 40000 40100"
+        where = f"{PROFTPD_CONF}:{numbered[0].split(':')[0]}"
+        code, doc = audit_json()
+        assert code == 1, doc
+        report = {h["host"]: h for h in doc["hosts"]}
+        assert report[web]["passive_ports"] == {
+            "wanted": "50000:50100", "proftpd": "40000:40100", "ufw": "50000:50100",
+            "proftpd_origin": where, "fragment": "50000:50100", "match": False}
+        assert findings(doc, web, "passive_disagree") == [
+            f"{where} sets PassivePorts 40000 40100; UFW admits 50000:50100 (ProFTPd uses it, "
+            "not this deploy's fragment; remove it there)"]
+        assert {h for h, r in report.items() if r["verdict"] != "ok"} == {web}
+        code, text = audit()
+        assert code == 1 and "40000:40100|50000:50100 ≠" in text
+        # the same range as the data: ProFTPd still uses proftpd.conf's line, but the
+        # two sides agree: not drift
+        lab.sh(web, f"sed -i 's/^PassivePorts 40000 40100$/PassivePorts 50000 50100/' "
+                    f"{PROFTPD_CONF}")
+        code, doc = audit_json()
+        assert code == 0, doc
+        passive = next(h for h in doc["hosts"] if h["host"] == web)["passive_ports"]
+        assert (passive["proftpd"], passive["proftpd_origin"], passive["match"]) == \
+            ("50000:50100", where, True)
+    finally:
+        lab.sh(web, f"mv {PROFTPD_CONF}.lab-bak {PROFTPD_CONF}")
+    assert audit()[0] == 0
+
+
+def test_a_rule_with_another_action_is_drift(lab) -> None:
+    code, doc = audit_json("--data", "ssh_rate_limit=true")
+    assert code == 1, doc
+    for name in lab.hosts:
+        assert findings(doc, name, "action_rule") == ["allow 22/tcp should be limit (ssh)"], name
+        assert findings(doc, name, "retag_rule") == [], name
+
+
+def test_a_deny_after_the_allow_is_shadowed_and_before_it_restricts(lab) -> None:
+    web = lab.by_kind("web")[0]
+    web_data = lab.group_data("web_servers")
+    deny = ('firewall_extra_rules = [{"port": 80, "action": "deny", '
+            '"sources": ["203.0.113.0/24"]}]\n')
+
+    def port80(doc: dict) -> dict:
+        ports = next(h for h in doc["hosts"] if h["host"] == web)["ports"]
+        return next(p for p in ports if (p["port"], p["proto"]) == (80, "tcp"))
+
+    try:
+        lab.write_group_data("web_servers", web_data + deny)
+        # by hand, ufw appends it: after the web role's allow, which matches first
+        lab.sh(web, "ufw deny proto tcp from 203.0.113.0/24 to any port 80 "
+                    "comment 'froxlor-fleet:extra' >/dev/null")
+        code, doc = audit_json()
+        assert code == 1, doc
+        assert findings(doc, web, "shadowed_rule") == [
+            "deny 80/tcp from 203.0.113.0/24 (extra) is shadowed: allow 80,443/tcp (web) matches "
+            "first; delete the deny by hand and deploy again to put it first"]
+        assert port80(doc)["admitted"] == "open"
+        # the deploy puts it before the allows (ufw prepend)
+        lab.sh(web, "ufw delete deny proto tcp from 203.0.113.0/24 to any port 80 >/dev/null")
+        assert lab.deploy("-y").returncode == 0
+        code, doc = audit_json()
+        assert code == 0, doc
+        assert port80(doc)["admitted"] == "restricted"
+        idle = findings(doc, web, "idle_admitted")  # a deny admits nothing: never "(extra)"
+        assert "admitted, nothing listens: 80/tcp (web)" in idle
+        assert not [line for line in idle if "(extra)" in line], idle
+    finally:
+        lab.write_group_data("web_servers", web_data)
+        assert lab.deploy("-y").returncode == 0  # the deny goes again (a stray managed rule)
     assert audit()[0] == 0
 
 
