@@ -154,8 +154,3 @@ def host_state(host, fragment_path: str = FRAGMENT_PATH) -> HostState:
     value = host.get_fact(FleetHostState, fragment_path=fragment_path)
     host._froxlor_fleet_state = ((stage, fragment_path), value)
     return value
-
-
-def forget_host_state(host) -> None:
-    """Drop the cached state (after a step that changed what it describes)."""
-    host._froxlor_fleet_state = None
