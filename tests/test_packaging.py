@@ -138,9 +138,15 @@ def test_installed_audit_gives_all_three_exit_codes(installed: Path, tmp_path: P
 
     schema = json.loads((ROOT / "froxlor_fleet" / "audit" / "audit.schema.json").read_text())
     ss = (FIXTURES / "ss-lab-web-host.txt").read_text().splitlines()
-    spec = {"scenario": "converged-web-ftp", "fragment": render_fragment((49152, 65534))}
-    ok = build_fact(spec) + [LISTENING_SECTION, *ss]
-    drift = build_fact({**spec, "conf": {"LOGLEVEL": "full"}}) + [LISTENING_SECTION, *ss]
+    from froxlor_fleet.hoststate import SECTION
+    from test_audit import ftp_dump
+
+    fragment = render_fragment((49152, 65534))
+    spec = {"scenario": "converged-web-ftp", "fragment": fragment}
+    # the ftp section: froxlor's ProFTPd tree with this fragment, so ProFTPd uses it
+    ftp = [f"{SECTION}ftp", *ftp_dump(fragment)]
+    ok = build_fact(spec) + ftp + [LISTENING_SECTION, *ss]
+    drift = build_fact({**spec, "conf": {"LOGLEVEL": "full"}}) + ftp + [LISTENING_SECTION, *ss]
     (tmp_path / "inventory.py").write_text("web_servers = ['@canned/web1']\n")
     (tmp_path / "group_data").mkdir()
     (tmp_path / "group_data" / "web_servers.py").write_text('froxlor_roles = ["web", "ftp"]\n')
