@@ -25,7 +25,6 @@ import secrets
 import socket
 import time
 from dataclasses import dataclass
-from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from paramiko.ssh_exception import NoValidConnectionsError
@@ -33,6 +32,8 @@ from pyinfra import logger
 from pyinfra.api import FunctionCommand, QuoteString, StringCommand
 from pyinfra.connectors.ssh import SSHConnector
 from pyinfra.connectors.util import make_unix_command, make_unix_command_for_host
+
+from .remote import program
 
 if TYPE_CHECKING:
     from paramiko import SSHClient
@@ -58,7 +59,7 @@ RUN_AS_KEYS = tuple(
 
 def confirm_script() -> str:
     """The host-side program (``remote/confirm.sh``)."""
-    return resources.files(__package__).joinpath("remote").joinpath("confirm.sh").read_text()
+    return program("confirm.sh")
 
 
 def new_token() -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import time
-from importlib import resources
 
 from pyinfra import host, logger
 from pyinfra.api import OperationError, QuoteString, operation
@@ -17,7 +16,8 @@ from pyinfra.connectors.ssh import SSHConnector
 
 from . import confirm
 from .catalog import DEFAULTS, LOG_LEVELS, POLICIES
-from .hoststate import HostState, UfwState, host_state, remote_program
+from .hoststate import HostState, UfwState, host_state
+from .remote import program
 from .steps import guarded_step, refuse, reporting_stage, show_changes
 from .ufwrules import RulePlan, Session, UfwRule, describe_spec, plan_rules, port_matches, want
 from .ufwrules import session_admitted
@@ -36,7 +36,7 @@ RUN_WITH_UFW_PYTHON = (
 
 def remote_script() -> str:
     """The host-side program: the shared rule model, then ``ufw_apply.py``."""
-    return remote_program("ufwmodel.py") + "\n\n" + remote_program("ufw_apply.py")
+    return program("ufwmodel.py") + "\n\n" + program("ufw_apply.py")
 
 
 def _grouped(rules: list[UfwRule]) -> list[tuple[str, UfwRule]]:

@@ -8,12 +8,12 @@ lockout guard) and the service manager.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from importlib import resources
 
 from pyinfra.api import FactBase, QuoteString, StringCommand
 
 from .catalog import FRAGMENT_PATH
 from .proftpd_config import FtpConfig, dump_command, parse_dump
+from .remote import program
 from .ufwrules import UfwRule, parse_tuple_line
 
 SECTION = ":::froxlor-fleet:"
@@ -49,9 +49,6 @@ class HostState:
     fragment_sha256: str | None = None  # of the exact bytes on the host
 
 
-def remote_program(name: str) -> str:
-    """A host-side program shipped in ``froxlor_fleet/remote/``."""
-    return resources.files(__package__).joinpath("remote", name).read_text()
 
 
 class FleetHostState(FactBase[HostState]):
@@ -75,7 +72,7 @@ class FleetHostState(FactBase[HostState]):
     def command(self, fragment_path: str = FRAGMENT_PATH) -> StringCommand:
         # remote/state.sh: the SSH session is looked up past sudo/su (fail-closed guard);
         # remote/proftpd_dump.sh: what decides ProFTPd's effective passive range.
-        return StringCommand("sh", "-c", QuoteString(remote_program("state.sh")),
+        return StringCommand("sh", "-c", QuoteString(program("state.sh")),
                              "froxlor-fleet", QuoteString(fragment_path),
                              f"; echo '{SECTION}ftp'; " + dump_command())
 

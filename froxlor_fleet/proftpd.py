@@ -19,6 +19,7 @@ from .catalog import FRAGMENT_PATH
 from .steps import guarded_step, refuse, show_changes
 from .hoststate import host_state
 from .proftpd_config import conflicts as ftp_conflicts
+from .remote import program
 
 NOOP_MESSAGE = "ProFTPd passive-port fragment already as wanted"
 MISSING_PROFTPD = ("the ftp role needs ProFTPd, but 'proftpd' is not installed on this host "
@@ -26,7 +27,7 @@ MISSING_PROFTPD = ("the ftp role needs ProFTPd, but 'proftpd' is not installed o
 TEMPLATE = "proftpd-passive-ports.conf.j2"
 
 # remote/fragment_apply.sh: write, `proftpd -t`, restore or reload.
-APPLY_SCRIPT = (resources.files(__package__) / "remote" / "fragment_apply.sh").read_text()
+APPLY_SCRIPT = program("fragment_apply.sh")
 
 
 def render_fragment(passive_ports: tuple[int, int], masquerade_address: str | None = None) -> str:

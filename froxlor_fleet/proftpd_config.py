@@ -58,9 +58,9 @@ import fnmatch
 import posixpath
 import shlex
 from dataclasses import dataclass, field, replace
-from importlib import resources
 
 from .catalog import FRAGMENT_PATH
+from .remote import program
 
 DAEMONS = ("proftpd", "pureftpd")
 DAEMON_TITLES = {"proftpd": "ProFTPd", "pureftpd": "pure-ftpd"}
@@ -88,7 +88,7 @@ DEFAULT_CONF = "/etc/proftpd/proftpd.conf"  # Debian's; the dump reports the one
 
 def dump_script() -> str:
     """The host-side script's text (``sh -c SCRIPT NAME [ROOT [CONFDIR]]``)."""
-    return resources.files(__package__).joinpath("remote", "proftpd_dump.sh").read_text()
+    return program("proftpd_dump.sh")
 
 
 def dump_command() -> str:

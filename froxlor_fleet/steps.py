@@ -7,16 +7,16 @@ change detection, or during execution when detection was skipped (``-y``).
 
 from __future__ import annotations
 
-from importlib import resources
 
 from pyinfra import logger, state
 from pyinfra.api import FunctionCommand, QuoteString, StringCommand
 from pyinfra.api.state import StateStage
 
 from .catalog import LOCK_PATH
+from .remote import program
 
 # remote/step.sh: runs a command detached from the SSH session, under the host lock.
-STEP_SCRIPT = (resources.files(__package__) / "remote" / "step.sh").read_text()
+STEP_SCRIPT = program("step.sh")
 assert LOCK_PATH in STEP_SCRIPT  # the host-side program names the same lock
 
 

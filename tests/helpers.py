@@ -107,8 +107,10 @@ def build_fact(spec: dict) -> list[str]:
     return with_fragment(lines, spec.get("fragment"))
 
 
-def ftp_dump(tree: str, edits: dict[str, list[list[str]]]) -> list[str]:
-    """The real ``remote/proftpd_dump.sh`` run over a fixture tree (as the host's /)."""
+def ftp_dump(tree: str, edits: dict[str, list[list[str]]],
+             files: dict[str, str] | None = None) -> list[str]:
+    """The real ``remote/proftpd_dump.sh`` run over a copy of a fixture tree (as the
+    host's /), with ``edits`` (``{file: [[old, new], ...]}``) and ``files`` (written)."""
     import shutil
     import tempfile
 
@@ -117,6 +119,8 @@ def ftp_dump(tree: str, edits: dict[str, list[list[str]]]) -> list[str]:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "root"
         shutil.copytree(FIXTURES / "proftpd" / tree, root, symlinks=True)
+        for name, text in (files or {}).items():
+            (root / name).write_text(text)
         for name, changes in edits.items():
             text = (root / name).read_text()
             for old, new in changes:

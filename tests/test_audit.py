@@ -7,10 +7,7 @@ import json
 import functools
 import os
 import re
-import shutil
 import stat
-import subprocess
-import tempfile
 from importlib import resources
 from pathlib import Path
 
@@ -25,8 +22,8 @@ from froxlor_fleet.audit.report import (SCHEMA_FILE, document, to_json, to_prome
 from froxlor_fleet.catalog import FRAGMENT_PATH
 from froxlor_fleet.hoststate import SECTION, FleetHostState
 from froxlor_fleet.proftpd import render_fragment
-from froxlor_fleet.proftpd_config import dump_script
 from froxlor_fleet.validation import check_inventory
+from helpers import ftp_dump as helpers_ftp_dump
 from helpers import FIXTURES, build_fact, make_inventory
 
 SS_WEB = (FIXTURES / "ss-lab-web-host.txt").read_text().splitlines()  # real lab capture
@@ -53,21 +50,9 @@ def ftp_dump(fragment: str | None, conf_edits: tuple[tuple[str, str], ...] = ())
     (tests/fixtures/proftpd/froxlor-bookworm) with this deploy's ``fragment`` in conf.d
     (``None``: none) and ``conf_edits`` (old, new) made to proftpd.conf: what the state
     fact's ftp section says about such a host."""
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp) / "root"
-        shutil.copytree(FIXTURES / "proftpd" / "froxlor-bookworm", root, symlinks=True)
-        if fragment is not None:
-            (root / FRAGMENT_PATH.lstrip("/")).write_text(fragment)
-        conf = root / "etc/proftpd/proftpd.conf"
-        text = conf.read_text()
-        for old, new in conf_edits:
-            assert old in text, old
-            text = text.replace(old, new)
-        conf.write_text(text)
-        out = subprocess.run(["sh", "-c", dump_script(), "froxlor-fleet", str(root)],
-                             capture_output=True, text=True, check=True)
-    return tuple(out.stdout.splitlines())
-
+    files = {FRAGMENT_PATH.lstrip("/"): fragment} if fragment is not None else {}
+    edits = {"etc/proftpd/proftpd.conf": [list(edit) for edit in conf_edits]}
+    return tuple(helpers_ftp_dump("froxlor-bookworm", edits, files))
 
 def seen(fact_spec: dict, ss_lines: list[str],
          proftpd_conf: tuple[tuple[str, str], ...] = ()) -> AuditState:
