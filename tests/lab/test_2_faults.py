@@ -213,3 +213,39 @@ def test_concurrent_runs_do_not_interleave(lab) -> None:
         added = lab.show_added(name)
         assert sorted(added) == sorted(EXPECTED[host["kind"]]), name
     assert_no_change(lab.deploy("-y"))
+
+
+PROFTPD_CONF = "/etc/proftpd/proftpd.conf"
+
+
+def test_admins_passive_ports_in_proftpd_conf_stop_that_host_before_its_firewall(lab) -> None:
+    """froxlor's docs have admins set PassivePorts in proftpd.conf, which ProFTPd reads
+    before conf.d/ (first one wins): our fragment would be ignored and UFW would open
+    another range. That host fails first, naming file:line; the other ftp host goes on."""
+    converge(lab)
+    web, other = lab.by_kind("web")
+    for name in (web, other):
+        lab.sh(name, "ufw delete allow 80,443/tcp >/dev/null")  # drift: kept on web, fixed on other
+    lab.sh(web, f"cp -p {PROFTPD_CONF} {PROFTPD_CONF}.lab-bak")
+    try:
+        lab.sh(web, f"sed -i '\\|^Include /etc/proftpd/conf.d/|i PassivePorts 40000 40100' "
+                    f"{PROFTPD_CONF}")
+        line = lab.sh(web, f"grep -n '^PassivePorts' {PROFTPD_CONF}").stdout.split(":")[0]
+        before = host_files(lab, [web])
+        res = lab.deploy("-y")
+        assert res.returncode != 0 and "Traceback" not in res.out
+        refusals = [l for l in res.out.splitlines() if "ProFTPd would not use" in l]
+        assert len(refusals) == 1 and f"[{web}]" in refusals[0], res.out
+        assert f"{PROFTPD_CONF}:{line} sets PassivePorts 40000 40100" in refusals[0]
+        assert "50000 50100" in refusals[0]
+        assert host_files(lab, [web]) == before  # failed before its firewall changed
+        assert sorted(lab.show_added(other)) == sorted(EXPECTED["web"])
+        # the same range as the data: the two sides agree, the host converges
+        lab.sh(web, f"sed -i 's/^PassivePorts 40000 40100$/PassivePorts 50000 50100/' "
+                    f"{PROFTPD_CONF}")
+        res = lab.deploy("-y", "--limit", web)
+        assert res.returncode == 0, res.out
+        assert sorted(lab.show_added(web)) == sorted(EXPECTED["web"])
+    finally:
+        lab.sh(web, f"mv {PROFTPD_CONF}.lab-bak {PROFTPD_CONF}")
+    converge(lab)
