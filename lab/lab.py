@@ -31,6 +31,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script or imported
+import froxlor_proftpd  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 LAB_DIR = Path(os.environ.get("LAB_DIR", ROOT / ".lab"))
 PREFIX = os.environ.get("LAB_PREFIX", "fxl")  # names: fxl-br, fxl-h1 (netns), fxl-v1 (veth)
@@ -41,7 +44,7 @@ V6_PREFIX = "fd00:{}:{}::".format(*SUBNET.split(".")[1:3])  # a ULA /64 per lab
 CONTROL_IP6 = f"{V6_PREFIX}1"
 SUDO_USER = "fleet"  # non-root login with passwordless sudo, on every host
 PACKAGES = ["iproute2", "openssh-server", "openssh-client", "ufw", "proftpd-basic",
-            "iptables", "util-linux", "procps", "sudo"]
+            "iptables", "util-linux", "procps", "sudo", "openssl"]
 
 # Roles of the example fleet, repeated as the lab grows: like a real froxlor fleet.
 HOST_PATTERN = [
@@ -220,11 +223,8 @@ def write_host_files(i: int, name: str, tree: Path) -> Path:
     shutil.copytree(tree / "etc-ufw", hd / "etc-ufw", symlinks=True)
     shutil.copy(tree / "default-ufw", hd / "default-ufw")
     shutil.copytree(tree / "etc-proftpd", hd / "etc-proftpd", symlinks=True)
-    # Lab-only anonymous FTP so tests can make real transfers (no users on this machine).
-    (hd / "etc-proftpd/conf.d/lab-anonymous.conf").write_text(
-        "# froxlor-fleet lab only: anonymous read-only FTP for the end-to-end tests\n"
-        "<Anonymous /srv/ftp>\n  User ftp\n  Group nogroup\n  UserAlias anonymous ftp\n"
-        "  RequireValidShell off\n  <Limit WRITE>\n    DenyAll\n  </Limit>\n</Anonymous>\n")
+    # ProFTPd as froxlor configures it (TLS required), plus a lab-only anonymous login.
+    froxlor_proftpd.write_config(hd / "etc-proftpd", name, [CONTROL_IP, CONTROL_IP6])
     (hd / "hosts").write_text(f"127.0.0.1 localhost\n{host_ip(i)} {name}\n{host_ip6(i)} {name}\n"
                               f"{CONTROL_IP} lab-control\n")
     (hd / "resolv.conf").write_text("nameserver 127.0.0.1\n")  # nothing answers: no lookups leave
