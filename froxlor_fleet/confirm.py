@@ -22,7 +22,6 @@ from __future__ import annotations
 import inspect
 import re
 import secrets
-import socket
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -182,15 +181,15 @@ def _ssh_run(state: State, host: Host, client: SSHClient, command: StringCommand
         chunks = []
         while True:
             if time.monotonic() > ends:
-                raise socket.timeout()
+                raise TimeoutError()
             data = channel.recv(65536)
             if not data:
                 break
             chunks.append(data)
         if not channel.status_event.wait(max(0.1, ends - time.monotonic())):
-            raise socket.timeout()
+            raise TimeoutError()
         return FreshResult(True, channel.exit_status, b"".join(chunks).decode("utf-8", "replace"))
-    except socket.timeout:
+    except TimeoutError:
         return FreshResult(True, None, f"the command did not finish within {timeout:.0f} s")
     finally:
         channel.close()

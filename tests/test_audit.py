@@ -3,8 +3,8 @@ host's ``ss`` (no pyinfra run here: see test_cli.py for the command end to end).
 
 from __future__ import annotations
 
-import json
 import functools
+import json
 import os
 import re
 import stat
@@ -14,17 +14,30 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from froxlor_fleet.audit.compare import (KINDS, FleetAudit, audit_host, bad_data, exit_status,
-                                         fleet_error, unreachable)
+from froxlor_fleet.audit.compare import (
+    KINDS,
+    FleetAudit,
+    audit_host,
+    bad_data,
+    exit_status,
+    fleet_error,
+    unreachable,
+)
 from froxlor_fleet.audit.fact import LISTENING_SECTION, AuditState, FleetAuditState, parse_listening
-from froxlor_fleet.audit.report import (SCHEMA_FILE, document, to_json, to_prometheus, to_text,
-                                        write_atomically)
+from froxlor_fleet.audit.report import (
+    SCHEMA_FILE,
+    document,
+    to_json,
+    to_prometheus,
+    to_text,
+    write_atomically,
+)
 from froxlor_fleet.catalog import FRAGMENT_PATH
 from froxlor_fleet.hoststate import SECTION, FleetHostState
 from froxlor_fleet.proftpd import render_fragment
 from froxlor_fleet.validation import check_inventory
-from helpers import ftp_dump as helpers_ftp_dump
 from helpers import FIXTURES, build_fact, make_inventory
+from helpers import ftp_dump as helpers_ftp_dump
 
 SS_WEB = (FIXTURES / "ss-lab-web-host.txt").read_text().splitlines()  # real lab capture
 POSTFIX = 'tcp LISTEN 0 100 0.0.0.0:25 0.0.0.0:* users:(("master",pid=900,fd=13))'
@@ -265,7 +278,7 @@ def test_a_managed_rule_with_another_action_is_action_drift_not_a_missing_marker
     assert audit.verdict == "drift"
     # and back: a limit this deploy made from data, the data now says allow
     limited = {f: [line.replace("allow tcp 22 ", "limit tcp 22 ").replace(
-        "737368", "737368" + " rate-limit".encode().hex()) for line in converged_rules(f)]
+        "737368", "737368" + b" rate-limit".hex()) for line in converged_rules(f)]
         for f in (4, 6)}
     back = audit_host(web_ftp_plan(), seen(with_rules(limited[4], limited[6]), SS_WEB))
     assert kinds(back)["action_rule"] == ["limit 22/tcp should be allow (ssh)"]
@@ -513,7 +526,7 @@ def test_prometheus_text_format() -> None:
     lines = text.splitlines()
     assert text.endswith("\n")
     for line in lines:
-        assert line.startswith("# HELP ") or line.startswith("# TYPE ") or SAMPLE.match(line), line
+        assert line.startswith(("# HELP ", "# TYPE ")) or SAMPLE.match(line), line
     assert "froxlor_fleet_audit_exit_status 2" in lines
     assert "froxlor_fleet_audit_last_run_timestamp_seconds 1700000000" in lines
     assert 'froxlor_fleet_audit_hosts{verdict="unreachable"} 1' in lines

@@ -25,8 +25,8 @@ def test_fragment_template() -> None:
     text = render_fragment((50000, 50100))
     lines = text.splitlines()
     assert lines[0].startswith("# Managed by froxlor-fleet") and "do not edit" in lines[0]
-    assert [l for l in lines if not l.startswith("#")] == ["PassivePorts 50000 50100"]
+    assert [line for line in lines if not line.startswith("#")] == ["PassivePorts 50000 50100"]
     assert text.endswith("\n")
     masq = render_fragment((49152, 65534), "203.0.113.10")
-    assert [l for l in masq.splitlines() if not l.startswith("#")] == [
+    assert [line for line in masq.splitlines() if not line.startswith("#")] == [
         "PassivePorts 49152 65534", "MasqueradeAddress 203.0.113.10"]

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from pyinfra.api import Config, Inventory, QuoteString, State, StringCommand
@@ -539,8 +540,9 @@ def test_tokens() -> None:
 
 def test_run_arguments_come_from_the_executing_operation() -> None:
     class OpData:
-        global_arguments = {"_sudo": True, "_sudo_user": "admin", "_timeout": 5,
-                            "_env": {"A": "1"}, "_ignore_errors": False}
+        global_arguments: ClassVar[dict[str, object]] = {
+            "_sudo": True, "_sudo_user": "admin", "_timeout": 5, "_env": {"A": "1"},
+            "_ignore_errors": False}
 
     class FakeState:
         def get_op_data_for_host(self, host, op_hash):
@@ -588,7 +590,10 @@ def test_confirm_step_messages(monkeypatch) -> None:
     ]
     for result, ok, message in cases:
         seen = []
-        monkeypatch.setattr(confirm, "fresh_run", lambda s, h, c, t, r=result: seen.append((c, t)) or r)
+        def fake_run(state, host, command, timeout, result=result, seen=seen):
+            seen.append((command, timeout))
+            return result
+        monkeypatch.setattr(confirm, "fresh_run", fake_run)
         host = _LogHost()
         assert step.function(None, host, *step.args) is ok
         assert [m for m, _ in host.lines] == ([message] if message else [])
@@ -649,32 +654,31 @@ LogLevel ERROR
             setup += 'mount -t tmpfs -o mode=0755 froxlor-fleet-test /run && mkdir /run/sshd && '
         argv = ["unshare", "-m", "--propagation", "private", "sh", "-c",
                 setup + 'exec "$@"', "sh", *argv]
-    log = open(d / "sshd.log", "w")
-    proc = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-    try:
-        ends = time.monotonic() + 10
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"sshd exited: {(d / 'sshd.log').read_text()}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if time.monotonic() > ends:
-                    pytest.fail(f"sshd did not listen: {(d / 'sshd.log').read_text()}")
-                time.sleep(0.1)
-        host_key = (d / "host_key.pub").read_text().split()
-        (d / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_key[0]} {host_key[1]}\n")
-        yield {"port": port, "dir": d, "user": "root" if root else os.environ.get("USER") or
-               __import__("getpass").getuser()}
-    finally:
-        proc.terminate()  # by its PID
+    with open(d / "sshd.log", "w") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
         try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        log.close()
+            ends = time.monotonic() + 10
+            while True:
+                if proc.poll() is not None:
+                    pytest.fail(f"sshd exited: {(d / 'sshd.log').read_text()}")
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                    break
+                except OSError:
+                    if time.monotonic() > ends:
+                        pytest.fail(f"sshd did not listen: {(d / 'sshd.log').read_text()}")
+                    time.sleep(0.1)
+            host_key = (d / "host_key.pub").read_text().split()
+            (d / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_key[0]} {host_key[1]}\n")
+            yield {"port": port, "dir": d, "user": "root" if root else os.environ.get("USER") or
+                   __import__("getpass").getuser()}
+        finally:
+            proc.terminate()  # by its PID
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
 
 
 def _ssh_host(sshd, **data):

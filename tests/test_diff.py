@@ -217,7 +217,7 @@ def test_ssh_rate_limit_on_and_off_shows_the_action_change(log: Capture) -> None
     assert lines[0].startswith(YELLOW)
     rate_limited = {"scenario": "converged-web-ftp", "rules6": [], "rules4": [
         "### tuple ### limit tcp 22 0.0.0.0/0 any 0.0.0.0/0 in comment="
-        + "froxlor-fleet:ssh rate-limit".encode().hex()]}
+        + b"froxlor-fleet:ssh rate-limit".hex()]}
     lines = diff_lines(rate_limited, [SSH])
     assert [plain(line) for line in lines] == ["~ allow 22/tcp  (ssh: limit -> allow)"]
 
@@ -311,7 +311,7 @@ def test_install_first(log: Capture) -> None:
     assert run(firewall.rules_and_policies, {"scenario": "pristine", "ufw": []},
                rules=[SSH]) == 2
     assert ufw_diff(log) == ["+ install ufw", "+ allow 22/tcp  (ssh)", "~ ufw: inactive -> active"]
-    assert [r.raw for r in log.records if "install ufw" in r.raw][0].startswith("  " + GREEN)
+    assert next(r.raw for r in log.records if "install ufw" in r.raw).startswith("  " + GREEN)
 
 
 def test_commit_confirmed_is_announced(log: Capture) -> None:

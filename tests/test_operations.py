@@ -2,8 +2,9 @@
 
 Cases live in tests/operations/<module>.<operation>/*.json. Facts come from output
 captured from real ufw 0.36.2 (tests/fixtures), with per-case overrides. The long
-scripts embedded in commands are shown as placeholders (<ufwmodel.py+ufw_apply.py>, ...); JSON requests are decoded into "requests"; the lab
-tests (tests/lab/) run the real commands on real hosts.
+scripts embedded in commands are shown as placeholders (<ufwmodel.py+ufw_apply.py>, ...);
+JSON requests are decoded into "requests"; the lab tests (tests/lab/) run the real
+commands on real hosts.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def cases() -> list:
     return found
 
 
-def kwargs_for(op_name: str, raw: dict) -> dict:
+def kwargs_for(raw: dict) -> dict:
     kwargs = dict(raw)
     if "rules" in kwargs:
         kwargs["rules"] = [RuleSpec(tuple(r["ports"]), r.get("proto", "tcp"), r.get("source"),
@@ -83,8 +84,8 @@ def kwargs_for(op_name: str, raw: dict) -> dict:
 def test_operation_case(op_name: str, case_path: Path) -> None:
     case = load_case(case_path)
     op = OPERATIONS[op_name]
-    with fake_host(build_fact(case["facts"]), stage=StateStage.Execute) as (host, noops):
-        kwargs = kwargs_for(op_name, case.get("kwargs", {}))
+    with fake_host(build_fact(case["facts"]), stage=StateStage.Execute) as (_host, noops):
+        kwargs = kwargs_for(case.get("kwargs", {}))
         if "exception" in case:
             with pytest.raises(Exception) as info:
                 list(op._inner(**kwargs))

@@ -291,7 +291,8 @@ def test_global_is_appended_after_the_servers_own(tmp_path):
     # fixup_globals() appends <Global> contents at the end of every server's list.
     root = host(tmp_path)
     text = (root / CONF.lstrip("/")).read_text().replace(
-        "Port				21\n", "Port				21\n<Global>\n  PassivePorts 40000 40100\n</Global>\n")
+        "Port				21\n",
+        "Port				21\n<Global>\n  PassivePorts 40000 40100\n</Global>\n")
     (root / CONF.lstrip("/")).write_text(text)
     cfg = read(root)
     assert cfg.proftpd.passive_ports.global_from == 0  # today: only the <Global> one

@@ -100,7 +100,8 @@ def test_guard_knows_the_sessions_interface() -> None:
     assert session_admits([rule("22", action="deny", iface="in_eth1"), rule("22")], "deny", S4, True)
     # interface unknown (e.g. address on a bridge we couldn't map): a deny might match
     unknown = Session("10.0.0.5", "10.0.0.1", 22, None)
-    assert not session_admits([rule("22", action="reject", iface="in_eth1"), rule("22")], "deny", unknown, True)
+    assert not session_admits([rule("22", action="reject", iface="in_eth1"), rule("22")], "deny",
+                              unknown, True)
     # "out" and routed rules never see the incoming session
     assert session_admits([rule("22", action="deny", iface="out"), rule("22")], "deny", S4, True)
 
@@ -198,7 +199,7 @@ def test_prepended_rules_keep_the_datas_order() -> None:
     v4 = [r.describe() for r in plan.final if r.family == 4]
     assert v4[:3] == ["deny 8080/tcp from 192.0.2.1", "reject 8080/tcp from 192.0.2.0/24",
                       "deny 8081/tcp"]
-    assert [r.describe() for r in plan.final if r.family == 6][0] == "deny 8081/tcp"
+    assert next(r.describe() for r in plan.final if r.family == 6) == "deny 8081/tcp"
 
 
 def test_allow_and_limit_are_appended() -> None:
@@ -282,7 +283,7 @@ def test_prepend_only_when_no_half_needs_an_update() -> None:
                      comment="froxlor-fleet:extra")]
     plan = plan_rules(CONVERGED_RULES + exact, [*CONVERGED, deny], True, False)
     assert [w.prepend for w in plan.add] == [True]
-    assert [r for r in plan.final if r.family == 6][0].describe() == "deny 8081/tcp"
+    assert next(r for r in plan.final if r.family == 6).describe() == "deny 8081/tcp"
     assert [r for r in plan.final if r.family == 4][-1].describe() == "deny 8081/tcp"
     stale = [replace(exact[0], comment="hand made")]
     plan = plan_rules(CONVERGED_RULES + stale, [*CONVERGED, deny], True, False)

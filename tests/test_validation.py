@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import pytest
 
 from froxlor_fleet.validation import FleetDataError, check_inventory
@@ -79,7 +78,8 @@ def test_extra_rules_concatenate_and_normalise() -> None:
     ({"froxlor_roles": ["ftp"], "ftp_passive_ports": (60000, 50000)}, "ftp_passive_ports", "inverted"),
     ({"froxlor_roles": ["ftp"], "ftp_passive_ports": (80, 2000)}, "ftp_passive_ports", "1024-65535"),
     ({"froxlor_roles": ["ftp"], "ftp_passive_ports": "49152-65534"}, "ftp_passive_ports", "(low, high)"),
-    ({"froxlor_roles": ["ftp"], "ssh_port": 50000}, "ftp_passive_ports", "overlaps port 50000/tcp opened by 'ssh'"),
+    ({"froxlor_roles": ["ftp"], "ssh_port": 50000}, "ftp_passive_ports",
+     "overlaps port 50000/tcp opened by 'ssh'"),
     ({"froxlor_roles": ["ftp"], "firewall_extra_rules": [{"port": "60000:60010"}]},
      "ftp_passive_ports", "overlaps port 60000:60010/tcp opened by 'extra'"),
     ({"ssh_allowed_sources": ["10.0.0.300/8"]}, "ssh_allowed_sources", "not a valid IP address"),
@@ -92,7 +92,8 @@ def test_extra_rules_concatenate_and_normalise() -> None:
     ({"firewall_purge_unmanaged": 1}, "firewall_purge_unmanaged", "True or False"),
     ({"ftp_masquerade_address": "not a host!"}, "ftp_masquerade_address", "IP address or a DNS name"),
     ({"firewall_extra_rules": [{"port": 8080, "proto": "sctp"}]}, "firewall_extra_rules", "proto must be"),
-    ({"firewall_extra_rules": [{"port": 8080, "verdict": "deny"}]}, "firewall_extra_rules", "unknown field(s) verdict"),
+    ({"firewall_extra_rules": [{"port": 8080, "verdict": "deny"}]}, "firewall_extra_rules",
+     "unknown field(s) verdict"),
     ({"firewall_extra_rules": [{"port": 8080, "action": "drop"}]}, "firewall_extra_rules",
      "action must be one of allow, deny, reject, limit"),
     ({"firewall_extra_rules": [{"port": 8080, "action": None}]}, "firewall_extra_rules", "action must be"),
@@ -100,7 +101,8 @@ def test_extra_rules_concatenate_and_normalise() -> None:
     ({"web_http3": 1}, "web_http3", "True or False"),
     ({"ssh_ratelimit": True}, "ssh_ratelimit", "did you mean 'ssh_rate_limit'?"),
     ({"web_http_3": True}, "web_http_3", "did you mean 'web_http3'?"),
-    ({"firewall_extra_rules": [{"port": list(range(1000, 1016))}]}, "firewall_extra_rules", "at most 15 ports"),
+    ({"firewall_extra_rules": [{"port": list(range(1000, 1016))}]}, "firewall_extra_rules",
+     "at most 15 ports"),
     ({"firewall_extra_rules": [{"port": "9000:8000"}]}, "firewall_extra_rules", "low < high"),
     ({"firewall_extra_rules": [{"port": 8080, "comment": "a\nb"}]}, "firewall_extra_rules", "one line"),
     ({"firewall_extra_rules": "8080"}, "firewall_extra_rules", "must be a list of rules"),
