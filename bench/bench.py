@@ -5,8 +5,9 @@
 
 Floor: `pyinfra inventory.py exec -- true` (connect to every host, run one command).
 Phases: first rollout from pristine hosts (commit-confirmed, the default, and with
-`firewall_confirm_timeout=0`), no-op run on the converged fleet, and `--dry --diff` on it. Each phase is timed several times (median), its commands per
-host are counted from what crossed SSH (the lab's sshd logs every command it runs),
+`firewall_confirm_timeout=0`), no-op run on the converged fleet, and `--dry --diff` on it.
+Each phase is timed several times (median), its commands per host are counted from
+what crossed SSH (the lab's sshd logs every command it runs),
 and the pyinfra process's peak RSS is read from the kernel (wait4). Prints one
 Markdown table of ratios to the floor. A benchmark, not a test: nothing here asserts.
 """
@@ -106,8 +107,9 @@ def measure(n: int, repeat: int) -> dict[str, dict]:
 
 
 def _all_no_change(output: str) -> bool:
-    rows = [l for l in output.split("--> Results:")[-1].splitlines() if "froxlor firewall |" in l]
-    return bool(rows) and all(l.split()[-3:-1] == ["-", "-"] for l in rows)
+    rows = [line for line in output.split("--> Results:")[-1].splitlines()
+            if "froxlor firewall |" in line]
+    return bool(rows) and all(row.split()[-3:-1] == ["-", "-"] for row in rows)
 
 
 def table(n: int, phases: dict[str, dict]) -> str:
