@@ -181,12 +181,13 @@ def host_ip6(i: int) -> str:
     return f"{V6_PREFIX}{10 + i}"
 
 
-def ensure_key() -> Path:
+def ensure_key(lab_dir: Path = LAB_DIR) -> Path:
+    """The lab's SSH key (made once per lab folder; lab/systemd_hosts.py passes its own)."""
     for name, text in (("logging-shell.sh", LOGGING_SHELL), ("login-shell.sh", LOGIN_SHELL)):
-        shell = LAB_DIR / name
+        shell = lab_dir / name
         shell.write_text(text)
         shell.chmod(0o755)
-    key = LAB_DIR / "id_ed25519"
+    key = lab_dir / "id_ed25519"
     if not key.exists():
         run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "froxlor-fleet-lab", "-f", str(key))
     return key
@@ -284,12 +285,14 @@ def nsenter(name: str, *cmd: str) -> list[str]:
     return ["nsenter", "-t", str(pid), "-m", "-u", "-n", "-p", "--", *cmd]
 
 
-def ensure_bridge() -> None:
-    if run("ip", "link", "show", BRIDGE, check=False).returncode != 0:
-        run("ip", "link", "add", BRIDGE, "type", "bridge")
-        run("ip", "addr", "add", f"{CONTROL_IP}/24", "dev", BRIDGE)
-        run("ip", "-6", "addr", "add", f"{CONTROL_IP6}/64", "dev", BRIDGE, "nodad")
-    run("ip", "link", "set", BRIDGE, "up")
+def ensure_bridge(bridge: str = BRIDGE, control_ip: str = CONTROL_IP,
+                  control_ip6: str = CONTROL_IP6) -> None:
+    """The lab bridge with the control side's addresses (lab/systemd_hosts.py passes its own)."""
+    if run("ip", "link", "show", bridge, check=False).returncode != 0:
+        run("ip", "link", "add", bridge, "type", "bridge")
+        run("ip", "addr", "add", f"{control_ip}/24", "dev", bridge)
+        run("ip", "-6", "addr", "add", f"{control_ip6}/64", "dev", bridge, "nodad")
+    run("ip", "link", "set", bridge, "up")
 
 
 def start_host(i: int, name: str, hd: Path) -> None:
