@@ -14,6 +14,9 @@ MARKER = "froxlor-fleet:"
 
 FRAGMENT_PATH = "/etc/proftpd/conf.d/froxlor-fleet-passive-ports.conf"
 LOCK_PATH = "/run/froxlor-fleet.lock"
+# sha256 of the fragment ProFTPd last loaded through this deploy (a reload that
+# failed, or a run cut short, leaves it different from the file: the next run reloads).
+LOADED_MARKER = "/var/lib/froxlor-fleet/proftpd-fragment.loaded"
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,10 @@ from pyinfra.api import deploy
 
 from . import firewall, proftpd
 from .catalog import DEFAULTS
+from .hoststate import host_state
 from .loading import run_plans
-from .validation import HostPlan
+from .passive_switch import plan_switch
+from .plan import HostPlan
 
 
 def fleet_plans() -> dict[str, HostPlan]:
@@ -27,13 +29,20 @@ def froxlor_firewall() -> None:
     """UFW rules, policies and state, and the ProFTPd passive-port fragment, exactly as
     the host's ``froxlor_roles`` (and the other data keys, see README) ask."""
     plan = fleet_plans()[host.name]
-    # Checked first: an ftp host without ProFTPd fails before its firewall changes.
+    fragment = proftpd.fragment_for(plan)
+    current = host_state(host)
+    # A range change: the old range stays open until ProFTPd has switched (see
+    # passive_switch.py); UFW and ProFTPd never offer different ranges.
+    switch = plan_switch(plan, current, proftpd.digest(fragment) != current.fragment_sha256)
+    # First: an ftp host without a ProFTPd that takes the new fragment fails here,
+    # before its firewall changes.
     proftpd.installed_for_ftp(name="ProFTPd ready for the ftp role",
                               passive_ports=plan.passive_ports,
-                              masquerade_address=plan.masquerade_address)
+                              masquerade_address=plan.masquerade_address,
+                              candidate=fragment)
     firewall.rules_and_policies(
         name="UFW rules, policies and state",
-        rules=plan.rules,
+        rules=plan.rules + (switch.keep if switch else ()),
         incoming=plan.incoming,
         outgoing=plan.outgoing,
         logging=plan.logging,
@@ -43,5 +52,5 @@ def froxlor_firewall() -> None:
         lockout_guard=plan.lockout_guard,
         confirm_timeout=plan.confirm_timeout,
     )
-    proftpd.passive_ports_fragment(name="ProFTPd passive-port fragment",
-                                   content=proftpd.fragment_for(plan))
+    proftpd.passive_ports_fragment(name="ProFTPd passive-port fragment", content=fragment,
+                                   switch=switch)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
+from typing import Any
 
 from pyinfra import host, logger
 from pyinfra.api import OperationError, QuoteString, operation
@@ -213,18 +215,13 @@ def rules_and_policies(
 
     if not installed:
         yield guarded_step("env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-q", "ufw")
-    session = session_of(current) if lockout_guard else None
-    request = {
-        "wanted": [want(spec).to_wire() for spec in rules],
-        "purge": purge_unmanaged, "incoming": incoming, "outgoing": outgoing,
-        "logging": logging, "enabled": enabled,
-        "session": session.to_wire() if session else None,
-        # The plan made here; the host plans again under its lock and says if it differs.
-        "expect": {"add": [" ".join(w.ufw_args()) for w in rule_plan.add],
-                   "delete": [r.tuple_text() for r in rule_plan.delete]},
-    }
-    change = ["sh", "-c", QuoteString(RUN_WITH_UFW_PYTHON), QuoteString(remote_script()),
-              QuoteString(json.dumps(request))]
+    request = ufw_request(rules, incoming=incoming, outgoing=outgoing, logging=logging,
+                          enabled=enabled, purge_unmanaged=purge_unmanaged,
+                          session=session_of(current) if lockout_guard else None)
+    # The plan made here; the host plans again under its lock and says if it differs.
+    request["expect"] = {"add": [" ".join(w.ufw_args()) for w in rule_plan.add],
+                         "delete": [r.tuple_text() for r in rule_plan.delete]}
+    change = ufw_change(request)
     if not _confirmed(changes, rule_plan, confirm_timeout):
         yield guarded_step(*change)
         return
@@ -234,6 +231,24 @@ def rules_and_policies(
     yield guarded_step(*confirm.arm_argv(confirm_timeout, token), *change, keep_lock=True)
     # pyinfra runs this generator lazily: this line runs after the step has executed.
     yield confirm.confirm_step(token, time.time() + confirm_timeout)
+
+
+def ufw_request(rules: Sequence[RuleSpec], *, incoming: str, outgoing: str, logging: str,
+                enabled: bool, purge_unmanaged: bool, session: Session | None) -> dict[str, Any]:
+    """What the host-side program (``remote/ufw_apply.py``) makes of UFW: these rules
+    (and no other managed ones), policies, logging, state; ``session``: the lockout guard."""
+    return {
+        "wanted": [want(spec).to_wire() for spec in rules],
+        "purge": purge_unmanaged, "incoming": incoming, "outgoing": outgoing,
+        "logging": logging, "enabled": enabled,
+        "session": session.to_wire() if session else None,
+    }
+
+
+def ufw_change(request: dict[str, Any]) -> list[Any]:
+    """The remote command (arguments) that applies ``request`` with ufw's own Python."""
+    return ["sh", "-c", QuoteString(RUN_WITH_UFW_PYTHON), QuoteString(remote_script()),
+            QuoteString(json.dumps(request))]
 
 
 def _confirmed(changes: dict, rule_plan: RulePlan, confirm_timeout: int) -> bool:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from pyinfra.api import FactBase, QuoteString, StringCommand
 
-from .catalog import FRAGMENT_PATH
+from .catalog import FRAGMENT_PATH, LOADED_MARKER
 from .proftpd_config import FtpConfig, dump_command, parse_dump
 from .remote import program
 from .ufwrules import UfwRule, parse_tuple_line
@@ -47,6 +47,8 @@ class HostState:
     ftp: FtpConfig = field(default_factory=lambda: parse_dump([]))  # FTP daemons, effective config
     fragment: str | None = None  # current fragment text, None when absent
     fragment_sha256: str | None = None  # of the exact bytes on the host
+    # sha256 of the fragment ProFTPd last loaded through this deploy (None: not known)
+    fragment_loaded: str | None = None
 
 
 
@@ -73,7 +75,7 @@ class FleetHostState(FactBase[HostState]):
         # remote/state.sh: the SSH session is looked up past sudo/su (fail-closed guard);
         # remote/proftpd_dump.sh: what decides ProFTPd's effective passive range.
         return StringCommand("sh", "-c", QuoteString(program("state.sh")),
-                             "froxlor-fleet", QuoteString(fragment_path),
+                             "froxlor-fleet", QuoteString(fragment_path), QuoteString(LOADED_MARKER),
                              f"; echo '{SECTION}ftp'; " + dump_command())
 
     @staticmethod
@@ -131,6 +133,7 @@ def parse_state(lines: list[str]) -> HostState:
         state.ssh_interface = next((s.strip() for s in sec.get("sshif", []) if s.strip()), None)
     state.proftpd_installed = any(s.strip() for s in sec.get("proftpd", []))
     state.ftp = parse_dump(sec.get("ftp", []))
+    state.fragment_loaded = next((s.strip() for s in sec.get("loaded", []) if s.strip()), None)
     frag = sec.get("fragment")
     if frag:
         state.fragment_sha256 = frag[0].strip()

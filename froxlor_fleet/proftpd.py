@@ -1,23 +1,31 @@
-"""The ProFTPd passive-port fragment: render, test with ``proftpd -t``, reload.
+"""The ProFTPd passive-port fragment: render, try with ``proftpd -t``, switch, reload.
 
 froxlor rewrites ``proftpd.conf`` itself and includes ``conf.d/``, so the fragment
-lives in its own file there. One remote step writes it, tests the whole config,
-puts the previous fragment back if the test fails, and reloads only on success.
+lives in its own file there. A new fragment is tried with ``proftpd -t`` before the
+firewall changes (``installed_for_ftp``); then one remote step writes it, tests the
+whole config, reloads, and puts the previous fragment back on any failure
+(``passive_ports_fragment``). A range change keeps UFW and ProFTPd on one range
+throughout (``passive_switch``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from importlib import resources
 
 from jinja2 import Environment, StrictUndefined
 from pyinfra import host, logger
 from pyinfra.api import OperationError, QuoteString, operation
+from pyinfra.api.util import format_text
 from pyinfra.operations.util.files import generate_color_diff
 
-from .catalog import FRAGMENT_PATH
+from .catalog import FRAGMENT_PATH, LOADED_MARKER
+from .firewall import RUN_WITH_UFW_PYTHON, remote_script
+from .passive_switch import Switch, range_rule
+from .hoststate import HostState, host_state
 from .steps import guarded_step, refuse, show_changes
-from .hoststate import host_state
+from .ufwrules import describe_spec
 from .proftpd_config import conflicts as ftp_conflicts
 from .remote import program
 
@@ -26,7 +34,8 @@ MISSING_PROFTPD = ("the ftp role needs ProFTPd, but 'proftpd' is not installed o
                    "(froxlor uses proftpd-basic); install it first, this deploy does not")
 TEMPLATE = "proftpd-passive-ports.conf.j2"
 
-# remote/fragment_apply.sh: write, `proftpd -t`, restore or reload.
+# remote/fragment_apply.sh: check (try, put back) | apply (write, `proftpd -t`, reload
+# or restore, then the UFW half of a range change).
 APPLY_SCRIPT = program("fragment_apply.sh")
 
 
@@ -53,17 +62,23 @@ def digest(content: str | None) -> str | None:
 
 @operation()
 def installed_for_ftp(*, passive_ports: tuple[int, int] | None,
-                      masquerade_address: str | None = None):
+                      masquerade_address: str | None = None, candidate: str | None = None,
+                      path: str = FRAGMENT_PATH):
     """
     Fail the host before anything changes when it has the ftp role but ProFTPd is
-    missing, or would not use this deploy's fragment (an admin's ``PassivePorts`` in
-    proftpd.conf, an earlier conf.d file, a ``<VirtualHost>`` of its own...).
+    missing, would not use this deploy's fragment (an admin's ``PassivePorts`` in
+    proftpd.conf, an earlier conf.d file, a ``<VirtualHost>`` of its own...), or
+    refuses the new fragment.
 
     + passive_ports: the host's ``(low, high)`` range, ``None``: no ftp role
     + masquerade_address: the fragment's ``MasqueradeAddress``, if any
+    + candidate: the fragment text about to be written (see ``render_fragment``): when
+      it differs from the host's, it is tried with ``proftpd -t`` in place and put
+      back, without a reload (one remote step; none when nothing changes)
+    + path: the fragment's path
 
-    Costs no remote command of its own (reads the state the deploy reads anyway).
-    This deploy never installs an FTP server unasked and never edits proftpd.conf.
+    Reads the state the deploy reads anyway. This deploy never installs an FTP server
+    unasked and never edits proftpd.conf.
 
     **Example:**
 
@@ -83,21 +98,40 @@ def installed_for_ftp(*, passive_ports: tuple[int, int] | None,
         yield refuse("ProFTPd would not use this deploy's passive ports, so UFW and ProFTPd "
                      "would disagree; nothing was changed on this host: " + " | ".join(problems))
         return
+    if candidate is not None and digest(candidate) != current.fragment_sha256:
+        yield guarded_step("sh", "-c", QuoteString(APPLY_SCRIPT), "froxlor-fleet", "check",
+                           QuoteString(path), QuoteString(candidate))
+        return
     host.noop("ProFTPd will use the fragment's passive ports")
 
 
+def loaded(current: HostState, content: str | None) -> bool:
+    """Is ``content`` what ProFTPd runs with? A stopped ProFTPd reads the file when it
+    starts; a running one has loaded it if this deploy's marker says so (a reload
+    that failed, or a run cut short, leaves the marker behind the file)."""
+    if content is None or "proftpd" not in current.ftp.running:
+        return True
+    return current.fragment_loaded == digest(content)
+
+
 @operation()
-def passive_ports_fragment(content: str | None, path: str = FRAGMENT_PATH):
+def passive_ports_fragment(content: str | None, path: str = FRAGMENT_PATH,
+                           switch: Switch | None = None):
     """
-    Make the ProFTPd fragment at ``path`` exactly ``content``, or remove it (``None``).
+    Make the ProFTPd fragment at ``path`` exactly ``content`` (or remove it: ``None``)
+    and loaded by ProFTPd.
 
     + content: the fragment text (see ``render_fragment``), or ``None`` to remove it
     + path: where it lives; must be under ``/etc/proftpd/conf.d/``
+    + switch: the UFW half of a passive-range change (``passive_switch.plan_switch``):
+      once ProFTPd uses the new range UFW closes the old one; if the switch fails, UFW
+      closes the new one. ``None``: UFW is not touched here.
 
     The config is checked with ``proftpd -t`` before ProFTPd is reloaded (systemd or
-    plain init); on failure the previous fragment is put back and the host fails with
-    ProFTPd's message. An absent ProFTPd is an error when ``content`` is set: this
-    deploy does not install an FTP server unasked.
+    plain init) and ProFTPd must still run afterwards; on failure the previous fragment
+    is put back and reloaded, and the host fails with ProFTPd's message. An absent
+    ProFTPd is an error when ``content`` is set: this deploy does not install an FTP
+    server unasked.
 
     **Example:**
 
@@ -114,20 +148,43 @@ def passive_ports_fragment(content: str | None, path: str = FRAGMENT_PATH):
     if content is not None and not current.proftpd_installed:
         yield refuse(MISSING_PROFTPD)
         return
-    if digest(content) == current.fragment_sha256:
+    same_file = digest(content) == current.fragment_sha256
+    if same_file and loaded(current, content):
         host.noop(NOOP_MESSAGE)
         return
 
     if show_changes():
-        verb = "create" if current.fragment is None else ("remove" if content is None else "modify")
-        host.log(f"Will {verb} {path}", logger.info)
-        old = (current.fragment or "").splitlines(keepends=True)
-        for line in generate_color_diff(old, (content or "").splitlines(keepends=True)):
-            logger.info("  %s", line)
-        logger.info("")
+        _report(path, current, content, same_file, switch)
 
     if content is None and not current.proftpd_installed:
         yield guarded_step("rm", "-f", QuoteString(path))
         return
-    yield guarded_step("sh", "-c", QuoteString(APPLY_SCRIPT), "froxlor-fleet",
-                 QuoteString(path), QuoteString(content or ""))
+    ufw_args = [] if switch is None else [
+        QuoteString(RUN_WITH_UFW_PYTHON), QuoteString(remote_script()),
+        QuoteString(json.dumps(switch.if_switched)), QuoteString(json.dumps(switch.if_not))]
+    yield guarded_step("sh", "-c", QuoteString(APPLY_SCRIPT), "froxlor-fleet", "apply",
+                       QuoteString(path), QuoteString(content or ""), QuoteString(LOADED_MARKER),
+                       *ufw_args)
+
+
+def _report(path: str, current: HostState, content: str | None, same_file: bool,
+            switch: Switch | None) -> None:
+    """The --diff lines: the fragment's diff, a reload of an unchanged one, the switch."""
+    if same_file:
+        host.log(f"Will reload ProFTPd: {path} is not known to be loaded", logger.info)
+        return
+    verb = "create" if current.fragment is None else ("remove" if content is None else "modify")
+    host.log(f"Will {verb} {path}", logger.info)
+    old = (current.fragment or "").splitlines(keepends=True)
+    for line in generate_color_diff(old, (content or "").splitlines(keepends=True)):
+        logger.info("  %s", line)
+    if switch is not None:
+        ipv6 = current.ufw.ipv6
+        for rule in switch.keep:
+            logger.info("  %s", format_text(
+                f"- {describe_spec(rule, ipv6)}  (previous passive range: UFW closes it once "
+                "ProFTPd uses the new one)", "red"))
+        logger.info("  %s", format_text(
+            f"~ if ProFTPd can't switch: previous fragment restored and "
+            f"{describe_spec(range_rule(switch.new), ipv6)} closed again", "yellow"))
+    logger.info("")

@@ -24,14 +24,25 @@ def fact_lines(scenario: str) -> list[str]:
     return (UFW_FIXTURES / scenario / "fact-output.txt").read_text().splitlines()
 
 
-def with_fragment(lines: list[str], text: str | None) -> list[str]:
-    """Fact output with the fragment section replaced (``None``: no fragment)."""
+def with_fragment(lines: list[str], text: str | None, loaded: str | None | bool = True) -> list[str]:
+    """Fact output with the fragment section replaced (``None``: no fragment) and the
+    loaded-fragment marker: ``True`` (ProFTPd loaded this fragment), ``None`` (no
+    marker) or the marker's text."""
     import hashlib
 
+    if ":::froxlor-fleet:loaded" not in lines:  # scenarios captured before the marker
+        lines = lines[:]
+        lines.insert(lines.index(":::froxlor-fleet:fragment"), ":::froxlor-fleet:loaded")
+    start = lines.index(":::froxlor-fleet:loaded") + 1
+    lines = lines[:start] + lines[lines.index(":::froxlor-fleet:fragment"):]
+    sha = hashlib.sha256(text.encode()).hexdigest() if text is not None else None
+    marker = sha if loaded is True else (loaded or None)
+    if marker:
+        lines.insert(start, marker)
     cut = lines.index(":::froxlor-fleet:fragment") + 1
     lines = lines[:cut]
     if text is not None:
-        lines += [hashlib.sha256(text.encode()).hexdigest(), *text.splitlines()]
+        lines += [sha, *text.splitlines()]
     return lines
 
 
@@ -94,8 +105,10 @@ def build_fact(spec: dict) -> list[str]:
             value = spec[name]
             sections[name] = value if isinstance(value, list) else [value]
     if "ftp_tree" in spec:
-        sections["ftp"] = ftp_dump(spec["ftp_tree"], spec.get("ftp_edits", {}))
+        sections["ftp"] = ftp_dump(spec["ftp_tree"], spec.get("ftp_edits", {}), spec.get("ftp_files"))
         order.insert(order.index("fragment"), "ftp")  # with_fragment() cuts after "fragment"
+    for daemon, pid in spec.get("ftp_running", {}).items():  # as the dump's pidfile check says
+        sections["ftp"].append(f"@run {daemon} {pid}")
     for name in ("conf", "default"):
         for key, value in spec.get(name, {}).items():
             sections[name] = [f"{key}={value}" if line.startswith(f"{key}=") else line
@@ -104,7 +117,7 @@ def build_fact(spec: dict) -> list[str]:
     for name in order:
         lines.append(f":::froxlor-fleet:{name}")
         lines += sections[name]
-    return with_fragment(lines, spec.get("fragment"))
+    return with_fragment(lines, spec.get("fragment"), spec.get("loaded", True))
 
 
 def ftp_dump(tree: str, edits: dict[str, list[list[str]]],

@@ -19,7 +19,8 @@ from pyinfra.api import FunctionCommand, QuoteString, StringCommand
 from pyinfra.api.state import StateStage
 
 from froxlor_fleet import confirm, firewall, proftpd, steps
-from froxlor_fleet.validation import RuleSpec
+from froxlor_fleet.passive_switch import Switch
+from froxlor_fleet.plan import RuleSpec
 from helpers import TESTS, build_fact, fake_host, load_case
 
 OPERATIONS = {
@@ -77,6 +78,14 @@ def kwargs_for(raw: dict) -> dict:
         kwargs["rules"] = [RuleSpec(tuple(r["ports"]), r.get("proto", "tcp"), r.get("source"),
                                     r["label"], r.get("note", ""), r.get("action", "allow"))
                            for r in kwargs["rules"]]
+    if "switch" in kwargs:
+        raw_switch = kwargs["switch"]
+        kwargs["switch"] = Switch(
+            old=tuple(raw_switch["old"]) if raw_switch["old"] else None,
+            new=tuple(raw_switch["new"]),
+            keep=tuple(RuleSpec(tuple(r["ports"]), r.get("proto", "tcp"), r.get("source"), r["label"])
+                       for r in raw_switch["keep"]),
+            if_switched=raw_switch["if_switched"], if_not=raw_switch["if_not"])
     return kwargs
 
 

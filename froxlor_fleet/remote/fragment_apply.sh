@@ -1,31 +1,116 @@
 #!/bin/sh
-# ON THE MANAGED HOST, as a guarded step: make the ProFTPd fragment $1 exactly $2 ("" =
-# remove it), test the whole configuration with `proftpd -t`, put the previous fragment
-# back if the test fails (exit 1 with ProFTPd's own message), reload ProFTPd only on
-# success (systemd, or SIGHUP under plain init).
+# ON THE MANAGED HOST, as a guarded step (under the host lock): the ProFTPd fragment.
+#
+#   check PATH CONTENT
+#       Would ProFTPd accept CONTENT at PATH? The candidate is put in place only for
+#       `proftpd -t`, then the previous file is put back; ProFTPd is not reloaded, so
+#       nothing changes. Runs before any firewall change (exit 1: ProFTPd's message).
+#   apply PATH CONTENT MARKER [RUNNER UFW_PROGRAM UFW_IF_SWITCHED UFW_IF_NOT]
+#       Make PATH exactly CONTENT ("" = remove it), test the whole configuration with
+#       `proftpd -t`, reload ProFTPd (systemd, or SIGHUP under plain init) and check it
+#       still runs; then write CONTENT's sha256 to MARKER (what ProFTPd has loaded).
+#       On any failure the previous fragment is put back and ProFTPd reloaded on it, the
+#       marker is removed if that reload fails too (the next run must reload), exit 1.
+#       With the UFW arguments (a passive-range change, see passive_switch.py): after
+#       the switch, `sh -c RUNNER UFW_PROGRAM UFW_IF_SWITCHED` closes the old range; if
+#       the switch failed, UFW_IF_NOT closes the new one: both sides end on one range.
 set -u
-path=$1; content=$2
+mode=$1; path=$2; content=$3
+
+# `proftpd -t` passes when it exits 0 and prints no "fatal:" (ProFTPd 1.3.7a-1.3.8c
+# exit 0 when an included file has a fatal error).
+config_ok() {
+  out=$(proftpd -t 2>&1); rc=$?
+  [ $rc -eq 0 ] && ! printf '%s\n' "$out" | grep -q 'fatal:'
+}
+proftpd_says() { printf '%s\n' "$out" | grep -v '^Checking syntax' >&2; }
+
 prev=$(mktemp); had=no
 if [ -f "$path" ]; then cp -p "$path" "$prev"; had=yes; fi
-if [ -n "$content" ]; then
-  tmp=$(mktemp); printf '%s' "$content" > "$tmp"; chmod 0644 "$tmp"; mv -f "$tmp" "$path"
-else
-  rm -f "$path"
-fi
-# proftpd 1.3.8 exits 0 when an included file has a fatal error: check the text too.
-out=$(proftpd -t 2>&1); rc=$?
-if [ $rc -ne 0 ] || printf '%s\n' "$out" | grep -q 'fatal:'; then
+put() {  # $1: the fragment text ("" = no fragment)
+  if [ -n "$1" ]; then
+    # beside conf.d, not in it: ProFTPd includes every file there, temporary ones too
+    tmp=$(mktemp "${path%/*}/../.froxlor-fleet-fragment.XXXXXX")
+    printf '%s' "$1" > "$tmp"; chmod 0644 "$tmp"; mv -f "$tmp" "$path"
+  else
+    rm -f "$path"
+  fi
+}
+restore() {
   if [ $had = yes ]; then mv -f "$prev" "$path"; else rm -f "$path" "$prev"; fi
-  echo "proftpd -t rejected the configuration, previous fragment restored:" >&2
-  printf '%s\n' "$out" | grep -v '^Checking syntax' >&2
+}
+
+if [ "$mode" = check ]; then
+  put "$content"
+  if config_ok; then restore; exit 0; fi
+  restore
+  echo "proftpd -t rejects the new passive-port fragment; nothing was changed on this host:" >&2
+  proftpd_says
   exit 1
 fi
+
+marker=$4
+runner=${5:-}; ufw_program=${6:-}; ufw_if_switched=${7:-}; ufw_if_not=${8:-}
+
+pid_running() { [ -s /run/proftpd.pid ] && kill -0 "$(cat /run/proftpd.pid)" 2>/dev/null; }
+# Reload a running ProFTPd and check it still runs; a stopped one reads the file when it
+# starts. Prints what it did; exit 1 when the reload failed or ProFTPd died of it.
+reload() {
+  if [ -d /run/systemd/system ]; then
+    if ! systemctl is-active --quiet proftpd; then
+      echo "proftpd is not running; the fragment applies when it starts"; return 0
+    fi
+    systemctl reload proftpd || return 1
+    systemctl is-active --quiet proftpd || return 1
+    echo "proftpd reloaded"
+  elif pid_running; then
+    kill -HUP "$(cat /run/proftpd.pid)" || return 1
+    sleep 0.2  # ProFTPd re-reads its configuration on SIGHUP; a bad one ends it
+    pid_running || return 1
+    echo "proftpd reloaded (SIGHUP)"
+  else
+    echo "proftpd is not running; the fragment applies when it starts"
+  fi
+}
+ufw_step() {  # $1: the request; nothing to do without the UFW arguments
+  [ -n "$runner" ] || return 0
+  sh -c "$runner" "$ufw_program" "$1" >&2
+}
+fail() {  # $1: what went wrong; ProFTPd and UFW go back to the previous range
+  echo "$1" >&2
+  if [ -n "$runner" ]; then
+    if ufw_step "$ufw_if_not"; then echo "UFW is back on the previous passive range" >&2
+    else echo "could not put UFW back on the previous passive range (see above)" >&2; fi
+  fi
+  exit 1
+}
+
+put "$content"
+if ! config_ok; then
+  restore
+  proftpd_says
+  fail "proftpd -t rejected the configuration, previous fragment restored"
+fi
+if ! said=$(reload 2>&1); then
+  printf '%s\n' "$said" >&2
+  restore
+  if ! reload >/dev/null 2>&1; then
+    rm -f "$marker"  # what ProFTPd runs with is unknown now: the next run reloads
+  fi
+  fail "ProFTPd did not reload the new fragment, previous fragment restored"
+fi
 rm -f "$prev"
-if [ -d /run/systemd/system ]; then
-  if systemctl is-active --quiet proftpd; then systemctl reload proftpd && echo "proftpd reloaded"
-  else echo "proftpd is not running; the fragment applies when it starts"; fi
-elif [ -s /run/proftpd.pid ] && kill -0 "$(cat /run/proftpd.pid)" 2>/dev/null; then
-  kill -HUP "$(cat /run/proftpd.pid)" && echo "proftpd reloaded (SIGHUP)"
+printf '%s\n' "$said"
+mkdir -p "$(dirname "$marker")"
+if [ -n "$content" ]; then
+  printf '%s' "$content" | sha256sum | cut -d' ' -f1 > "$marker"
 else
-  echo "proftpd is not running; the fragment applies when it starts"
+  rm -f "$marker"
+fi
+if [ -n "$runner" ]; then
+  if ! ufw_step "$ufw_if_switched"; then
+    echo "ProFTPd uses the new passive range, but UFW could not close the previous one" >&2
+    exit 1
+  fi
+  echo "UFW closed the previous passive range"
 fi

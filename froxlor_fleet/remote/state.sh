@@ -2,9 +2,10 @@
 # Runs ON THE MANAGED HOST as the deploy's state fact: one remote command prints, in
 # sections, everything the deploy needs (UFW files, whether its chains are loaded, the
 # SSH session pyinfra uses, ProFTPd and the passive-port fragment).
-# $1: the fragment's path. Read-only: it changes nothing.
+# $1: the fragment's path, $2: the loaded-fragment marker. Read-only: it changes nothing.
 PATH=$PATH:/usr/sbin:/sbin
 frag=${1:-}
+loaded=${2:-}
 
 section() { printf ':::froxlor-fleet:%s\n' "$1"; }
 
@@ -47,6 +48,8 @@ section rules6; grep -h '^### tuple ###' /etc/ufw/user6.rules 2>/dev/null || tru
 section running
 if iptables -w -n -L ufw-user-input >/dev/null 2>&1; then echo yes; else echo no; fi
 section proftpd; command -v proftpd || true
+section loaded
+if [ -n "$loaded" ]; then cat "$loaded" 2>/dev/null || true; fi
 section fragment
 if [ -n "$frag" ] && [ -f "$frag" ]; then
   sha256sum < "$frag" | cut -d' ' -f1

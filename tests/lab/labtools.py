@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import ftplib
-import io
 import re
+import ssl
 
 from conftest import TEST_LAB, results
 from lab import lab as labmod
@@ -35,16 +35,29 @@ EXPECTED = {
 }
 
 
-def ftp_transfer(ip: str, timeout: float) -> tuple[int, bytes]:
-    """Anonymous passive-mode RETR; returns (offered data port, data)."""
-    ftp = ftplib.FTP(ip, timeout=timeout)
+def ftp_transfer(ip: str, timeout: float, name: str = "hello.txt") -> tuple[int, bytes]:
+    """Anonymous passive-mode RETR over explicit FTPS, as froxlor's ProFTPd requires
+    (``TLSRequired on``): AUTH TLS, then ``PROT P`` so the data channel is encrypted too
+    and no firewall helper could read the PASV reply. Returns (the data port the client
+    really connected to, the data)."""
+    ftp = ftplib.FTP_TLS(ip, timeout=timeout)
     try:
-        ftp.login()
+        ftp.login()  # AUTH TLS first: a plain USER is refused by TLSRequired
+        ftp.prot_p()
         ftp.set_pasv(True)
-        host, port = ftplib.parse227(ftp.sendcmd("PASV"))
-        data = io.BytesIO()
-        ftp.retrbinary("RETR hello.txt", data.write)
-        return port, data.getvalue()
+        ftp.voidcmd("TYPE I")
+        conn = ftp.transfercmd(f"RETR {name}")
+        try:
+            port = conn.getpeername()[1]
+            chunks = []
+            while chunk := conn.recv(65536):
+                chunks.append(chunk)
+            if isinstance(conn, ssl.SSLSocket):
+                conn.unwrap()
+        finally:
+            conn.close()
+        ftp.voidresp()
+        return port, b"".join(chunks)
     finally:
         try:
             ftp.close()

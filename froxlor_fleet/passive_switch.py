@@ -1,0 +1,68 @@
+"""A passive-range change customers never notice: UFW and ProFTPd agree at every step.
+
+When a host's ``ftp_passive_ports`` change from OLD (what ProFTPd uses now) to NEW:
+
+1. *ProFTPd ready for the ftp role*: the NEW fragment passes ``proftpd -t`` (tried in
+   place and put back, no reload): a fragment ProFTPd refuses stops the host before
+   its firewall changes.
+2. *UFW*: NEW is opened; OLD stays open (``Switch.keep``), ProFTPd still offers it.
+3. *fragment*: ProFTPd switches to NEW (write, ``proftpd -t``, reload, still running?);
+   then, in the same remote step, UFW closes OLD (``Switch.if_switched``). If the
+   switch fails, the fragment is put back, ProFTPd reloaded on OLD and UFW closes NEW
+   (``Switch.if_not``): both sides end on OLD.
+
+Any failure before 3 leaves ProFTPd on OLD with OLD still open in UFW.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .firewall import session_of, ufw_request
+from .hoststate import HostState
+from .plan import HostPlan, RuleSpec
+
+
+@dataclass(frozen=True)
+class Switch:
+    """The UFW side of one passive-range change (see the module docstring)."""
+
+    old: tuple[int, int] | None  # the range ProFTPd uses now (None: none set)
+    new: tuple[int, int]
+    keep: tuple[RuleSpec, ...]  # OLD's rule, kept open through the UFW operation
+    if_switched: dict[str, Any]  # ufw_apply request: the plan (OLD closed)
+    if_not: dict[str, Any]  # ufw_apply request: the plan with OLD instead of NEW
+
+
+def range_rule(ports: tuple[int, int]) -> RuleSpec:
+    """The rule the ftp role opens for a passive range (as ``validation`` makes it)."""
+    return RuleSpec((f"{ports[0]}:{ports[1]}",), "tcp", None, "ftp")
+
+
+def _open_now(current: HostState, ports: tuple[int, int]) -> bool:
+    """Does UFW hold this deploy's rule for ``ports`` (so ProFTPd's range works now)?"""
+    dport = f"{ports[0]}:{ports[1]}"
+    return any(r.managed and r.action == "allow" and r.proto == "tcp" and r.dport == dport
+               for r in current.ufw.rules)
+
+
+def plan_switch(plan: HostPlan, current: HostState, fragment_changes: bool) -> Switch | None:
+    """The switch for this host, or ``None``: no ftp role, the fragment stays, or the
+    range ProFTPd uses is already the one wanted (e.g. only MasqueradeAddress moves)."""
+    if plan.passive_ports is None or not fragment_changes:
+        return None
+    setting = current.ftp.proftpd.passive_ports
+    old = setting.ports if setting is not None else None
+    new = (plan.passive_ports[0], plan.passive_ports[1])
+    if old == new:
+        return None
+    new_rule = range_rule(new)
+    keep = (range_rule(old),) if old is not None and _open_now(current, old) else ()
+    common = {"incoming": plan.incoming, "outgoing": plan.outgoing, "logging": plan.logging,
+              "enabled": plan.enabled, "purge_unmanaged": plan.purge_unmanaged,
+              "session": session_of(current) if plan.lockout_guard else None}
+    if_not = [r for r in plan.rules if r != new_rule] + list(keep)
+    return Switch(old=old, new=new, keep=keep,
+                  if_switched=ufw_request(plan.rules, **common),
+                  if_not=ufw_request(if_not, **common))
