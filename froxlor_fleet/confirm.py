@@ -39,10 +39,8 @@ if TYPE_CHECKING:
     from pyinfra.api.host import Host
     from pyinfra.api.state import State
 
-DEFAULT_TIMEOUT = 60  # seconds between the end of the change and the revert
 MAX_TIMEOUT = 86400  # confirm.sh refuses more
 EXIT_TOO_LATE = 2  # confirm.sh: the revert has started or happened
-EXIT_UNKNOWN = 3  # confirm.sh: no pending revert with that token
 TOKEN_RE = re.compile(r"[A-Za-z0-9-]{8,64}")
 
 # Global arguments that decide how a command runs on the host: the confirmation runs

@@ -96,7 +96,7 @@ class Fleet:
         log = self.path / "commands.log"
         return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
 
-    def run(self, *args: str, module: bool = True) -> Result:
+    def run(self, *args: str) -> Result:
         (self.path / "fleet.json").write_text(json.dumps(self.hosts))
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(FAKECONN)]),
                    CANNED_FLEET=str(self.path / "fleet.json"),
