@@ -24,7 +24,7 @@ def fact_lines(scenario: str) -> list[str]:
     return (UFW_FIXTURES / scenario / "fact-output.txt").read_text().splitlines()
 
 
-def with_fragment(lines: list[str], text: str | None, loaded: str | None | bool = True) -> list[str]:
+def with_fragment(lines: list[str], text: str | None, loaded: str | bool | None = True) -> list[str]:
     """Fact output with the fragment section replaced (``None``: no fragment) and the
     loaded-fragment marker: ``True`` (ProFTPd loaded this fragment), ``None`` (no
     marker) or the marker's text."""

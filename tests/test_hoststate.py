@@ -63,7 +63,8 @@ def test_fragment_is_read_exactly() -> None:
 
 def test_fact_command_quotes_the_fragment_path() -> None:
     command = FleetHostState().command(fragment_path="/etc/proftpd/conf.d/a b;rm -rf x").get_raw_value()
-    assert " froxlor-fleet '/etc/proftpd/conf.d/a b;rm -rf x' /var/lib/froxlor-fleet/proftpd-fragment.loaded ; " in command
+    assert (" froxlor-fleet '/etc/proftpd/conf.d/a b;rm -rf x'"
+            " /var/lib/froxlor-fleet/proftpd-fragment.loaded ; ") in command
     assert "ufw status" not in command  # shows nothing while inactive: read the files
 
 
