@@ -8,8 +8,8 @@ One tree per release and package list, built once with ``debootstrap --variant=m
 from the configured Debian mirror and cached between runs under
 ``/var/cache/froxlor-fleet-lab/rootfs/<release>-<hash>`` (``LAB_ROOTFS_CACHE`` to move
 it). The hash covers the release, the mirror and the package list, so a changed list
-builds a new tree; a changed set-up (SETUP_VERSION) is applied again to the cached tree. Each lab host boots an overlay over the tree and never
-writes to it.
+builds a new tree; a changed set-up (SETUP_VERSION) is applied again to the cached tree.
+Each lab host boots an overlay over the tree and never writes to it.
 
 What is set up inside, once, the same for every host of that tree: systemd as init with
 ``ssh``, ``ufw``, the FTP server and ``lab-net`` (the host's addresses, from
@@ -46,12 +46,14 @@ BASE_PACKAGES = ["systemd", "systemd-sysv", "dbus", "openssh-server", "ufw", "ip
 
 def ftp_packages(release: str, ftpd: str) -> list[str]:
     """The FTP server froxlor sets up: ProFTPd (package proftpd-core on trixie, where
-    proftpd-basic is only a virtual name), or pure-ftpd with froxlor's MySQL backend."""
+    proftpd-basic is only a virtual name, with mod_tls from proftpd-mod-crypto), or
+    pure-ftpd with froxlor's MySQL backend."""
     if ftpd == "pureftpd":
         if release == "trixie":
             raise ValueError("froxlor offers no pure-ftpd on Debian 13 (trixie)")
         return ["pure-ftpd-mysql", "openssl"]
-    return ["proftpd-core" if release == "trixie" else "proftpd-basic"]
+    # mod_tls (froxlor requires FTPS) is in proftpd-mod-crypto on trixie
+    return ["proftpd-core", "proftpd-mod-crypto"] if release == "trixie" else ["proftpd-basic"]
 
 
 def packages(release: str, ftpd: str) -> list[str]:
@@ -241,7 +243,8 @@ def main(argv: list[str]) -> None:
         print(build(argv[1], ftpd))
     elif argv == ["list"]:
         for d in sorted(CACHE.glob("*-*")):
-            print(d.name, (d / "versions.txt").read_text().replace("\n", " ") if (d / ".done").exists() else "(incomplete)")
+            done = (d / ".done").exists()
+            print(d.name, (d / "versions.txt").read_text().replace("\n", " ") if done else "(incomplete)")
     else:
         sys.exit("usage: rootfs.py build RELEASE [--ftpd proftpd|pureftpd] | list")
 

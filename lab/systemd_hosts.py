@@ -39,7 +39,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -49,12 +48,13 @@ from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make `lab` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from lab import lab as nslab  # noqa: E402  (keys, bridge, ssh wait, probes)
-from lab import rootfs  # noqa: E402
+from lab import lab as nslab
+from lab import rootfs
 
 ROOT = Path(__file__).resolve().parent.parent
 CGROUP_ROOT = Path("/sys/fs/cgroup")
-CONTROL_PACKAGES = ["debootstrap", "apt-utils"]  # apt-utils: apt-ftparchive for the repo
+# apt-utils: apt-ftparchive for the repository; openssl: the FTP servers' certificates
+CONTROL_PACKAGES = ["debootstrap", "apt-utils", "openssl"]
 BOOT_TIMEOUT = 90.0
 PASSIVE = (50000, 50100)  # the ftp_servers group data, as lab/lab.py writes it
 
@@ -170,11 +170,11 @@ def start_repo(cfg: Config, trees: list[Path]) -> None:
             link.symlink_to(tree / "repo")
     if pid_alive(repo_pidfile(cfg)):
         return
-    log = open(cfg.lab_dir / "repo-server.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "http.server", "--bind", cfg.control_ip, "--directory",
-         str(served), str(rootfs.REPO_PORT)],
-        stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+    with open(cfg.lab_dir / "repo-server.log", "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "http.server", "--bind", cfg.control_ip, "--directory",
+             str(served), str(rootfs.REPO_PORT)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
     repo_pidfile(cfg).write_text(str(proc.pid))
     deadline = time.monotonic() + 10
     while nslab.probe(cfg.control_ip, rootfs.REPO_PORT, 0.5) != "open":
@@ -250,19 +250,17 @@ def configure_host(cfg: Config, host: Host, root: Path, pubkey: str) -> None:
     os.chown(home / ".ssh", uid, gid)
     write_file(home / ".ssh/authorized_keys", pubkey, 0o600, (uid, gid))
     if host.ftpd == "proftpd":
-        configure_proftpd(root, host)
+        configure_proftpd(cfg, root, host)
     else:
         configure_pureftpd(root, host)
 
 
-def configure_proftpd(root: Path, host: Host) -> None:
-    """Debian's ProFTPd plus a lab-only anonymous read-only login (same as lab/lab.py's)."""
-    srv = root / "srv/ftp"
-    write_file(srv / "hello.txt", f"hello from {host.name}\n" * 200)
-    write_file(root / "etc/proftpd/conf.d/lab-anonymous.conf",
-               "# froxlor-fleet lab only: anonymous read-only FTP for the end-to-end tests\n"
-               "<Anonymous /srv/ftp>\n  User ftp\n  Group nogroup\n  UserAlias anonymous ftp\n"
-               "  RequireValidShell off\n  <Limit WRITE>\n    DenyAll\n  </Limit>\n</Anonymous>\n")
+def configure_proftpd(cfg: Config, root: Path, host: Host) -> None:
+    """ProFTPd as froxlor configures it (TLS required; the namespace lab's function, with
+    a lab-only anonymous login) and a file to fetch."""
+    nslab.froxlor_proftpd.write_config(root / "etc/proftpd", host.name,
+                                       [cfg.control_ip, cfg.control_ip6])
+    write_file(root / "srv/ftp/hello.txt", f"hello from {host.name}\n" * 200)
 
 
 # What froxlor's bookworm.xml writes for pure-ftpd (froxlor/Froxlor lib/configfiles/
@@ -340,11 +338,11 @@ def start_container(cfg: Config, host: Host, root: Path) -> None:
         for cg in cgroups:
             (cg / "cgroup.procs").write_text(str(os.getpid()))
 
-    log = open(hd / "console.log", "a")
-    proc = subprocess.Popen(["sh", "-c", SUPERVISOR, "supervise", str(hd),
-                             *nspawn_command(cfg, host, root)],
-                            stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                            start_new_session=True, preexec_fn=enter_cgroup)
+    with open(hd / "console.log", "a") as log:
+        proc = subprocess.Popen(["sh", "-c", SUPERVISOR, "supervise", str(hd),
+                                 *nspawn_command(cfg, host, root)],
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                start_new_session=True, preexec_fn=enter_cgroup)
     (hd / "supervisor.pid").write_text(str(proc.pid))
 
 
@@ -433,7 +431,7 @@ def write_inventory(cfg: Config, hosts: list[Host]) -> None:
     known.write_text("".join(lines))
     groups: dict[str, list[str]] = {}
     for h in hosts:
-        member_of = ["web_servers", "ftp_servers"] if h.ftpd == "proftpd" else ["web_servers", "pureftpd_servers"]
+        member_of = ["web_servers", "ftp_servers" if h.ftpd == "proftpd" else "pureftpd_servers"]
         for group in [*member_of, h.release]:
             groups.setdefault(group, []).append(h.name)
     addr = {h.name: h.ip for h in hosts}
@@ -507,7 +505,7 @@ def up(cfg: Config, releases: list[str], per_release: int, pureftpd: bool) -> No
     except Exception as e:  # clean up what we made, then report one line
         down(cfg, quiet=True)
         nslab.die(f"up failed, lab removed: {e}")
-    for h, state in zip(hosts, states):
+    for h, state in zip(hosts, states, strict=True):
         if state != "running":
             failed = exec_in(cfg, h.name, "systemctl", "--failed", "--no-legend", check=False).stdout
             print(f"lab: warning: {h.name} is {state}: {failed.strip()}", file=sys.stderr)
