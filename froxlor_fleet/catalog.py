@@ -49,6 +49,8 @@ ROLE_SERVICES: dict[str, tuple[Service, ...]] = {
     "mysql": (Service(("3306",), "tcp", "mysql_allowed_sources"),),
 }
 
+FTP_DAEMONS = ("auto", "proftpd", "pureftpd")
+
 # Convenience names that expand to several roles.
 ROLE_ALIASES: dict[str, tuple[str, ...]] = {"mail": ("smtp", "imap")}
 
@@ -59,6 +61,8 @@ DEFAULTS: dict[str, object] = {
     "froxlor_roles": [],
     "ftp_passive_ports": (49152, 65534),
     "ftp_masquerade_address": None,
+    # auto: the FTP daemon installed on the host (ProFTPd or pure-ftpd); or insist on one.
+    "ftp_daemon": "auto",
     "ssh_port": 22,
     "ssh_allowed_sources": [],  # empty: anywhere
     # ufw limit: a source's 6th new connection within 30 s is refused.

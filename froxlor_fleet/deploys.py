@@ -5,8 +5,9 @@ from __future__ import annotations
 from pyinfra import host, inventory, state
 from pyinfra.api import deploy
 
-from . import firewall, proftpd
+from . import firewall, ftpserver, proftpd, pureftpd
 from .catalog import DEFAULTS
+from .ftpserver import daemon_for
 from .hoststate import host_state
 from .loading import run_plans
 from .passive_switch import plan_switch
@@ -26,20 +27,27 @@ def fleet_plans() -> dict[str, HostPlan]:
 
 @deploy("froxlor firewall", data_defaults=DEFAULTS)
 def froxlor_firewall() -> None:
-    """UFW rules, policies and state, and the ProFTPd passive-port fragment, exactly as
-    the host's ``froxlor_roles`` (and the other data keys, see README) ask."""
+    """UFW rules, policies and state, and the FTP daemon's passive range (ProFTPd
+    fragment or pure-ftpd's files), exactly as the host's ``froxlor_roles`` (and the
+    other data keys, see README) ask."""
     plan = fleet_plans()[host.name]
-    fragment = proftpd.fragment_for(plan)
     current = host_state(host)
-    # A range change: the old range stays open until ProFTPd has switched (see
-    # passive_switch.py); UFW and ProFTPd never offer different ranges.
-    switch = plan_switch(plan, current, proftpd.digest(fragment) != current.fragment_sha256)
-    # First: an ftp host without a ProFTPd that takes the new fragment fails here,
+    daemon = daemon_for(current, plan.ftp_daemon) if plan.passive_ports else None
+    fragment = proftpd.fragment_for(plan) if daemon != "pureftpd" else None
+    if daemon == "pureftpd":
+        files = pureftpd.wanted_files(plan.passive_ports, plan.masquerade_address)  # type: ignore[arg-type]
+        changes = files["PassivePortRange"] != current.ftp.pureftpd.passive_port_range_raw
+    else:
+        changes = proftpd.digest(fragment) != current.fragment_sha256
+    # A range change: the old range stays open until the daemon has switched (see
+    # passive_switch.py); UFW and the FTP daemon never offer different ranges.
+    switch = plan_switch(plan, current, changes, daemon or "proftpd")
+    # First: an ftp host without an FTP daemon that takes the new range fails here,
     # before its firewall changes.
-    proftpd.installed_for_ftp(name="ProFTPd ready for the ftp role",
-                              passive_ports=plan.passive_ports,
-                              masquerade_address=plan.masquerade_address,
-                              candidate=fragment)
+    ftpserver.ready_for_ftp(name="FTP server ready for the ftp role",
+                            passive_ports=plan.passive_ports,
+                            masquerade_address=plan.masquerade_address,
+                            candidate=fragment, ftp_daemon=plan.ftp_daemon)
     firewall.rules_and_policies(
         name="UFW rules, policies and state",
         rules=plan.rules + (switch.keep if switch else ()),
@@ -52,5 +60,10 @@ def froxlor_firewall() -> None:
         lockout_guard=plan.lockout_guard,
         confirm_timeout=plan.confirm_timeout,
     )
-    proftpd.passive_ports_fragment(name="ProFTPd passive-port fragment", content=fragment,
-                                   switch=switch)
+    if daemon == "pureftpd":
+        pureftpd.passive_port_range(name="pure-ftpd passive range",
+                                    passive_ports=plan.passive_ports,
+                                    force_passive_ip=plan.masquerade_address, switch=switch)
+    else:
+        proftpd.passive_ports_fragment(name="ProFTPd passive-port fragment", content=fragment,
+                                       switch=switch)

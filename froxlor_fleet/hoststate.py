@@ -43,7 +43,6 @@ class HostState:
     ssh_server: str | None = None  # address and port it connects to
     ssh_port: int | None = None
     ssh_interface: str | None = None  # the interface holding ssh_server
-    proftpd_installed: bool = False
     ftp: FtpConfig = field(default_factory=lambda: parse_dump([]))  # FTP daemons, effective config
     fragment: str | None = None  # current fragment text, None when absent
     fragment_sha256: str | None = None  # of the exact bytes on the host
@@ -66,7 +65,7 @@ class FleetHostState(FactBase[HostState]):
                                         dst="0.0.0.0/0", sport="any", src="0.0.0.0/0",
                                         comment="froxlor-fleet:ssh"), ...]),
             ssh_client="10.77.0.1", ssh_server="10.77.0.11", ssh_port=22,
-            proftpd_installed=True, fragment="...PassivePorts 49152 65534\\n",
+            fragment="...PassivePorts 49152 65534\\n", fragment_loaded="9f2c...",
             ssh_interface="eth0", fragment_sha256="9f2c...",
         )
     """
@@ -131,7 +130,6 @@ def parse_state(lines: list[str]) -> HostState:
         state.ssh_client, state.ssh_server = ssh[0], ssh[2]
         state.ssh_port = int(ssh[3])
         state.ssh_interface = next((s.strip() for s in sec.get("sshif", []) if s.strip()), None)
-    state.proftpd_installed = any(s.strip() for s in sec.get("proftpd", []))
     state.ftp = parse_dump(sec.get("ftp", []))
     state.fragment_loaded = next((s.strip() for s in sec.get("loaded", []) if s.strip()), None)
     frag = sec.get("fragment")

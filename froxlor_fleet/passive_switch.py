@@ -1,8 +1,9 @@
-"""A passive-range change customers never notice: UFW and ProFTPd agree at every step.
+"""A passive-range change customers never notice: UFW and the FTP daemon agree at every step.
 
-When a host's ``ftp_passive_ports`` change from OLD (what ProFTPd uses now) to NEW:
+When a host's ``ftp_passive_ports`` change from OLD (what ProFTPd uses now) to NEW
+(pure-ftpd alike: its files instead of the fragment, a restart instead of a reload):
 
-1. *ProFTPd ready for the ftp role*: the NEW fragment passes ``proftpd -t`` (tried in
+1. *FTP server ready for the ftp role*: the NEW fragment passes ``proftpd -t`` (tried in
    place and put back, no reload): a fragment ProFTPd refuses stops the host before
    its firewall changes.
 2. *UFW*: NEW is opened; OLD stays open (``Switch.keep``), ProFTPd still offers it.
@@ -47,13 +48,21 @@ def _open_now(current: HostState, ports: tuple[int, int]) -> bool:
                for r in current.ufw.rules)
 
 
-def plan_switch(plan: HostPlan, current: HostState, fragment_changes: bool) -> Switch | None:
-    """The switch for this host, or ``None``: no ftp role, the fragment stays, or the
-    range ProFTPd uses is already the one wanted (e.g. only MasqueradeAddress moves)."""
-    if plan.passive_ports is None or not fragment_changes:
-        return None
+def daemon_range(current: HostState, daemon: str) -> tuple[int, int] | None:
+    """The passive range ``daemon`` uses now (ProFTPd: the effective one)."""
+    if daemon == "pureftpd":
+        return current.ftp.pureftpd.passive_port_range
     setting = current.ftp.proftpd.passive_ports
-    old = setting.ports if setting is not None else None
+    return setting.ports if setting is not None else None
+
+
+def plan_switch(plan: HostPlan, current: HostState, config_changes: bool,
+                daemon: str = "proftpd") -> Switch | None:
+    """The switch for this host, or ``None``: no ftp role, the daemon's config stays, or
+    the range it uses is already the one wanted (e.g. only MasqueradeAddress moves)."""
+    if plan.passive_ports is None or not config_changes:
+        return None
+    old = daemon_range(current, daemon)
     new = (plan.passive_ports[0], plan.passive_ports[1])
     if old == new:
         return None

@@ -82,6 +82,7 @@ class HostPlan:
     # Not data defaults: None means "this host runs no ftp role" / "no masquerading".
     passive_ports: tuple[int, int] | None = None
     masquerade_address: str | None = cast("str | None", DEFAULTS["ftp_masquerade_address"])
+    ftp_daemon: str = cast(str, DEFAULTS["ftp_daemon"])  # auto, proftpd or pureftpd
 
 
 # --- ports in ufw's notation ("80", "49152:65534") ------------------------------------

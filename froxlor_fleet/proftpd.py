@@ -2,7 +2,7 @@
 
 froxlor rewrites ``proftpd.conf`` itself and includes ``conf.d/``, so the fragment
 lives in its own file there. A new fragment is tried with ``proftpd -t`` before the
-firewall changes (``installed_for_ftp``); then one remote step writes it, tests the
+firewall changes (``ftpserver.ready_for_ftp``); then one remote step writes it, tests the
 whole config, reloads, and puts the previous fragment back on any failure
 (``passive_ports_fragment``). A range change keeps UFW and ProFTPd on one range
 throughout (``passive_switch``).
@@ -26,7 +26,6 @@ from .passive_switch import Switch, range_rule
 from .hoststate import HostState, host_state
 from .steps import guarded_step, refuse, show_changes
 from .ufwrules import describe_spec
-from .proftpd_config import conflicts as ftp_conflicts
 from .remote import program
 
 NOOP_MESSAGE = "ProFTPd passive-port fragment already as wanted"
@@ -58,51 +57,6 @@ def fragment_for(plan) -> str | None:
 def digest(content: str | None) -> str | None:
     """sha256 of the fragment's bytes, as the state fact reports it (``None``: absent)."""
     return hashlib.sha256(content.encode()).hexdigest() if content is not None else None
-
-
-@operation()
-def installed_for_ftp(*, passive_ports: tuple[int, int] | None,
-                      masquerade_address: str | None = None, candidate: str | None = None,
-                      path: str = FRAGMENT_PATH):
-    """
-    Fail the host before anything changes when it has the ftp role but ProFTPd is
-    missing, would not use this deploy's fragment (an admin's ``PassivePorts`` in
-    proftpd.conf, an earlier conf.d file, a ``<VirtualHost>`` of its own...), or
-    refuses the new fragment.
-
-    + passive_ports: the host's ``(low, high)`` range, ``None``: no ftp role
-    + masquerade_address: the fragment's ``MasqueradeAddress``, if any
-    + candidate: the fragment text about to be written (see ``render_fragment``): when
-      it differs from the host's, it is tried with ``proftpd -t`` in place and put
-      back, without a reload (one remote step; none when nothing changes)
-    + path: the fragment's path
-
-    Reads the state the deploy reads anyway. This deploy never installs an FTP server
-    unasked and never edits proftpd.conf.
-
-    **Example:**
-
-    .. code:: python
-
-        proftpd.installed_for_ftp(name="ProFTPd ready for ftp", passive_ports=(49152, 65534))
-    """
-    if passive_ports is None:
-        host.noop("no ftp role")
-        return
-    current = host_state(host)
-    if not current.proftpd_installed:
-        yield refuse(MISSING_PROFTPD)
-        return
-    problems = ftp_conflicts(current.ftp, FRAGMENT_PATH, tuple(passive_ports), masquerade_address)
-    if problems:
-        yield refuse("ProFTPd would not use this deploy's passive ports, so UFW and ProFTPd "
-                     "would disagree; nothing was changed on this host: " + " | ".join(problems))
-        return
-    if candidate is not None and digest(candidate) != current.fragment_sha256:
-        yield guarded_step("sh", "-c", QuoteString(APPLY_SCRIPT), "froxlor-fleet", "check",
-                           QuoteString(path), QuoteString(candidate))
-        return
-    host.noop("ProFTPd will use the fragment's passive ports")
 
 
 def loaded(current: HostState, content: str | None) -> bool:
@@ -145,7 +99,7 @@ def passive_ports_fragment(content: str | None, path: str = FRAGMENT_PATH,
     if not path.startswith("/etc/proftpd/conf.d/") or path.rstrip("/").endswith("conf.d"):
         raise OperationError(f"fragment path {path!r} must be a file in /etc/proftpd/conf.d/")
     current = host_state(host, path)
-    if content is not None and not current.proftpd_installed:
+    if content is not None and not "proftpd" in current.ftp.installed:
         yield refuse(MISSING_PROFTPD)
         return
     same_file = digest(content) == current.fragment_sha256
@@ -156,7 +110,7 @@ def passive_ports_fragment(content: str | None, path: str = FRAGMENT_PATH,
     if show_changes():
         _report(path, current, content, same_file, switch)
 
-    if content is None and not current.proftpd_installed:
+    if content is None and not "proftpd" in current.ftp.installed:
         yield guarded_step("rm", "-f", QuoteString(path))
         return
     ufw_args = [] if switch is None else [

@@ -26,6 +26,7 @@ from .catalog import (
     DATA_NAMESPACES,
     DEFAULTS,
     EXTRA_RULE_DEFAULTS,
+    FTP_DAEMONS,
     LOG_LEVELS,
     POLICIES,
     PROTOCOLS,
@@ -576,6 +577,7 @@ def resolve(host: str, layers: list[Layer]) -> tuple[HostPlan | None, list[str]]
         web_http3=flags["web_http3"],
         passive_ports=passive,
         masquerade_address=_get(layers, "ftp_masquerade_address", _masquerade, err),
+        ftp_daemon=_get(layers, "ftp_daemon", _choice(FTP_DAEMONS), err),
     )
     return (None, err.lines) if err.lines else (plan, [])
 

@@ -107,8 +107,18 @@ def build_fact(spec: dict) -> list[str]:
     if "ftp_tree" in spec:
         sections["ftp"] = ftp_dump(spec["ftp_tree"], spec.get("ftp_edits", {}), spec.get("ftp_files"))
         order.insert(order.index("fragment"), "ftp")  # with_fragment() cuts after "fragment"
+    if "ftp" not in sections:
+        sections["ftp"] = []
+        order.insert(order.index("fragment"), "ftp")
+    # Scenarios captured before the FTP dump say "is proftpd installed" in a section of
+    # their own ("proftpd": [] in a case: not installed); the dump says it with @bin.
+    sections["ftp"][:0] = [f"@bin proftpd {line.strip()}" for line in sections.pop("proftpd", [])
+                           if line.strip()]
+    if "proftpd" in order:
+        order.remove("proftpd")
     for daemon, pid in spec.get("ftp_running", {}).items():  # as the dump's pidfile check says
         sections["ftp"].append(f"@run {daemon} {pid}")
+    sections.get("ftp", []).extend(spec.get("ftp_lines", []))  # e.g. "@bin pure-ftpd-mysql ..."
     for name in ("conf", "default"):
         for key, value in spec.get(name, {}).items():
             sections[name] = [f"{key}={value}" if line.startswith(f"{key}=") else line

@@ -65,6 +65,7 @@ VALUES = {
     "ftp_passive_ports": st.tuples(PORTISH, PORTISH) | ANYTHING,
     "ftp_masquerade_address": ADDRESSES | st.sampled_from(["ftp.example.net", "a..b", "x" * 300])
     | ANYTHING,
+    "ftp_daemon": st.sampled_from(["auto", "proftpd", "pureftpd", "pure-ftpd", "vsftpd"]) | ANYTHING,
     "ssh_port": PORTISH | ANYTHING,
     "ssh_allowed_sources": st.lists(ADDRESSES, max_size=3) | ANYTHING,
     "ssh_rate_limit": st.booleans() | ANYTHING,

@@ -18,7 +18,7 @@ import pytest
 from pyinfra.api import FunctionCommand, QuoteString, StringCommand
 from pyinfra.api.state import StateStage
 
-from froxlor_fleet import confirm, firewall, proftpd, steps
+from froxlor_fleet import confirm, firewall, ftpserver, proftpd, pureftpd, steps
 from froxlor_fleet.passive_switch import Switch
 from froxlor_fleet.plan import RuleSpec
 from helpers import TESTS, build_fact, fake_host, load_case
@@ -26,7 +26,8 @@ from helpers import TESTS, build_fact, fake_host, load_case
 OPERATIONS = {
     "firewall.rules_and_policies": firewall.rules_and_policies,
     "proftpd.passive_ports_fragment": proftpd.passive_ports_fragment,
-    "proftpd.installed_for_ftp": proftpd.installed_for_ftp,
+    "ftpserver.ready_for_ftp": ftpserver.ready_for_ftp,
+    "pureftpd.passive_port_range": pureftpd.passive_port_range,
 }
 PLACEHOLDERS = {
     firewall.remote_script(): "<ufwmodel.py+ufw_apply.py>",
@@ -34,6 +35,7 @@ PLACEHOLDERS = {
     steps.STEP_SCRIPT: "<step-script>",
     confirm.confirm_script(): "<confirm.sh>",
     proftpd.APPLY_SCRIPT: "<apply-script>",
+    pureftpd.APPLY_SCRIPT: "<pureftpd-apply>",
 }
 
 

@@ -33,7 +33,7 @@ def wanted_ports(request: dict) -> list[str]:
 
 def test_a_range_change_keeps_the_old_range_open_until_proftpd_switched() -> None:
     plan = plan_for(ftp_passive_ports=(50000, 50100))
-    switch = plan_switch(plan, host_with(CONVERGED_RANGE), fragment_changes=True)
+    switch = plan_switch(plan, host_with(CONVERGED_RANGE), config_changes=True)
     assert switch is not None
     assert (switch.old, switch.new) == (CONVERGED_RANGE, (50000, 50100))
     assert switch.keep == (range_rule(CONVERGED_RANGE),)
@@ -51,7 +51,7 @@ def test_an_old_range_ufw_does_not_hold_is_not_kept() -> None:
     """Nothing opened that no role asks for: a range ProFTPd used but UFW never opened
     (by this deploy) is not opened now."""
     switch = plan_switch(plan_for(ftp_passive_ports=(50000, 50100)), host_with((40000, 40100)),
-                         fragment_changes=True)
+                         config_changes=True)
     assert switch is not None and switch.keep == ()
     assert "40000:40100" not in wanted_ports(switch.if_not)
     assert "50000:50100" not in wanted_ports(switch.if_not)
@@ -60,21 +60,21 @@ def test_an_old_range_ufw_does_not_hold_is_not_kept() -> None:
 def test_no_switch_without_a_range_change() -> None:
     plan = plan_for(ftp_passive_ports=CONVERGED_RANGE, ftp_masquerade_address="192.0.2.7")
     # the fragment changes (MasqueradeAddress), the range ProFTPd uses does not
-    assert plan_switch(plan, host_with(CONVERGED_RANGE), fragment_changes=True) is None
+    assert plan_switch(plan, host_with(CONVERGED_RANGE), config_changes=True) is None
     assert plan_switch(plan_for(ftp_passive_ports=(50000, 50100)), host_with(CONVERGED_RANGE),
-                       fragment_changes=False) is None
+                       config_changes=False) is None
 
 
 def test_no_switch_for_a_host_without_the_ftp_role() -> None:
     groups = {"web_servers": (["web1"], {"froxlor_roles": ["web"]})}
     plan = check_inventory(make_inventory(groups))["web1"]
-    assert plan_switch(plan, host_with(CONVERGED_RANGE), fragment_changes=True) is None
+    assert plan_switch(plan, host_with(CONVERGED_RANGE), config_changes=True) is None
 
 
 def test_first_fragment_on_a_host_without_a_range() -> None:
     """No range in ProFTPd yet: if the first fragment fails, UFW closes the new range."""
     switch = plan_switch(plan_for(ftp_passive_ports=(50000, 50100)), host_with(None, "pristine"),
-                         fragment_changes=True)
+                         config_changes=True)
     assert switch is not None and switch.old is None and switch.keep == ()
     assert "50000:50100" in wanted_ports(switch.if_switched)
     assert "50000:50100" not in wanted_ports(switch.if_not)

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Runs ON THE MANAGED HOST as the deploy's state fact: one remote command prints, in
 # sections, everything the deploy needs (UFW files, whether its chains are loaded, the
-# SSH session pyinfra uses, ProFTPd and the passive-port fragment).
+# SSH session pyinfra uses, the passive-port fragment and whether ProFTPd loaded it;
+# the FTP daemons' configuration follows from proftpd_dump.sh).
 # $1: the fragment's path, $2: the loaded-fragment marker. Read-only: it changes nothing.
 PATH=$PATH:/usr/sbin:/sbin
 frag=${1:-}
@@ -47,7 +48,6 @@ section rules4; grep -h '^### tuple ###' /etc/ufw/user.rules 2>/dev/null || true
 section rules6; grep -h '^### tuple ###' /etc/ufw/user6.rules 2>/dev/null || true
 section running
 if iptables -w -n -L ufw-user-input >/dev/null 2>&1; then echo yes; else echo no; fi
-section proftpd; command -v proftpd || true
 section loaded
 if [ -n "$loaded" ]; then cat "$loaded" 2>/dev/null || true; fi
 section fragment

@@ -9,7 +9,7 @@ import ssl
 from conftest import TEST_LAB, results
 from lab import lab as labmod
 
-CHECK_OP = "froxlor firewall | ProFTPd ready for the ftp role"
+CHECK_OP = "froxlor firewall | FTP server ready for the ftp role"
 UFW_OP = "froxlor firewall | UFW rules, policies and state"
 FTP_OP = "froxlor firewall | ProFTPd passive-port fragment"
 FRAGMENT = "/etc/proftpd/conf.d/froxlor-fleet-passive-ports.conf"

@@ -8,11 +8,13 @@ lab-h4 dns; lab-h5 db (MySQL from the web servers only).
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
 
-from labtools import (EXPECTED, FRAGMENT, PASSIVE, assert_no_change, connect, ftp_transfer,
+from conftest import results
+from labtools import (EXPECTED, FRAGMENT, FTP_OP, PASSIVE, assert_no_change, connect, ftp_transfer,
                       reset_ufw, ufw_view)
 
 def test_01_ftp_passive_stalls_with_only_21_open(lab) -> None:
@@ -226,23 +228,29 @@ def test_06b_limit_touches_only_that_group(lab) -> None:
     assert "ufw allow 143,993/tcp comment 'froxlor-fleet:imap'" in lab.show_added(mail)
 
 
-def test_12_broken_proftpd_config_restores_previous_fragment(lab) -> None:
-    """Another file in conf.d breaks `proftpd -t`: the previous fragment is put back,
-    proftpd keeps serving FTP, that host fails with ProFTPd's message, others go on."""
+def test_12_fragment_proftpd_refuses_stops_that_host_before_its_firewall(lab) -> None:
+    """Another file in conf.d breaks `proftpd -t`: the new fragment is tried before any
+    firewall change, so that host fails with ProFTPd's message and keeps the old range
+    on BOTH sides (UFW and ProFTPd); the other ftp host switches both."""
     bad, good = lab.by_kind("web")
     before = lab.sh(bad, f"cat {FRAGMENT}").stdout
+    ufw_before = lab.show_added(bad)
     ftp_data = lab.group_data("ftp_servers")
     lab.sh(bad, "echo 'ThisIsNotADirective on' > /etc/proftpd/conf.d/zz-broken.conf")
     try:
         lab.write_group_data("ftp_servers", ftp_data.replace("(50000, 50100)", "(50000, 50200)"))
         res = lab.deploy("-y")
         assert res.returncode != 0
-        assert f"[{bad}] proftpd -t rejected the configuration, previous fragment restored" in res.out
+        assert (f"[{bad}] proftpd -t rejects the new passive-port fragment; nothing was "
+                "changed on this host") in res.out
         assert "ThisIsNotADirective" in res.out  # ProFTPd's own message
         assert lab.sh(bad, f"cat {FRAGMENT}").stdout == before
-        assert "PassivePorts 50000 50200" in lab.sh(good, f"cat {FRAGMENT}").stdout
+        assert lab.show_added(bad) == ufw_before  # UFW still admits the old range only
         port, _ = ftp_transfer(lab.ip(bad), timeout=10)  # still serving, old range
         assert PASSIVE[0] <= port <= PASSIVE[1]
+        assert "PassivePorts 50000 50200" in lab.sh(good, f"cat {FRAGMENT}").stdout
+        ranges = [r for r in lab.show_added(good) if "50000:" in r]
+        assert ranges == ["ufw allow 50000:50200/tcp comment 'froxlor-fleet:ftp'"]
     finally:
         lab.write_group_data("ftp_servers", ftp_data)
         lab.sh(bad, "rm -f /etc/proftpd/conf.d/zz-broken.conf")
@@ -277,7 +285,7 @@ def test_13_reload_through_systemd_when_it_runs(lab) -> None:
         res = lab.deploy("-y", "--limit", web)
         assert res.returncode == 0, res.out
         assert lab.sh(web, "cat /run/systemctl.calls").stdout.splitlines() == [
-            "is-active --quiet proftpd", "reload proftpd"]
+            "is-active --quiet proftpd", "reload proftpd", "is-active --quiet proftpd"]
         time.sleep(0.5)  # proftpd re-reads its config on SIGHUP
         port, _ = ftp_transfer(lab.ip(web), timeout=10)
         assert 50010 <= port <= 50090
@@ -285,6 +293,111 @@ def test_13_reload_through_systemd_when_it_runs(lab) -> None:
         lab.write_group_data("ftp_servers", ftp_data)
         lab.sh(web, "umount /usr/bin/systemctl; rm -rf /run/systemd /run/systemctl.calls")
     assert lab.deploy("-y").returncode == 0
+
+
+def test_14_range_change_never_stalls_a_transfer(lab) -> None:
+    """While the passive range moves to a disjoint one, customers keep transferring:
+    FTPS transfers in a loop during the whole deploy all succeed (the old range stays
+    open until ProFTPd has switched), and afterwards only the new range is open."""
+    web = lab.by_kind("web")[0]
+    ftp_data = lab.group_data("ftp_servers")
+    outcomes: list[tuple[str, int]] = []
+    done = threading.Event()
+
+    def customer() -> None:
+        while not done.is_set():
+            try:
+                port, data = ftp_transfer(lab.ip(web), timeout=4)
+                outcomes.append(("ok" if data.startswith(b"hello from") else "bad data", port))
+            except Exception as e:  # a stalled data connection times out
+                outcomes.append((f"{type(e).__name__}: {e}", 0))
+
+    thread = threading.Thread(target=customer, daemon=True)
+    try:
+        lab.write_group_data("ftp_servers", ftp_data.replace("(50000, 50100)", "(50200, 50300)"))
+        thread.start()
+        time.sleep(1)
+        res = lab.deploy("-y", "--limit", web)
+        time.sleep(1)
+        done.set()
+        thread.join(10)
+        assert res.returncode == 0, res.out
+        failed = [o for o in outcomes if o[0] != "ok"]
+        assert not failed, (failed, len(outcomes))
+        ports = [port for _, port in outcomes]
+        assert any(50000 <= p <= 50100 for p in ports) and 50200 <= ports[-1] <= 50300, ports
+        ranges = [r for r in lab.show_added(web) if "/tcp" in r and ":" in r.split()[2]]
+        assert ranges == ["ufw allow 50200:50300/tcp comment 'froxlor-fleet:ftp'"]
+    finally:
+        done.set()
+        lab.write_group_data("ftp_servers", ftp_data)
+    assert lab.deploy("-y", "--limit", web).returncode == 0
+
+
+FAILING_RELOAD = """#!/bin/sh
+# lab stand-in for systemctl on a host where `systemctl reload proftpd` fails
+echo "$*" >> /run/systemctl.calls
+case "$*" in
+  "is-active --quiet proftpd") kill -0 "$(cat /run/proftpd.pid)" ;;
+  "reload proftpd") echo "Job for proftpd.service failed." >&2; exit 1 ;;
+  *) exit 1 ;;
+esac
+"""
+
+
+def test_15_failed_reload_leaves_ufw_and_proftpd_on_the_old_range(lab) -> None:
+    """`proftpd -t` passes but the reload fails: the fragment is put back, UFW closes the
+    new range again (both sides on the old one, FTPS keeps working), the host fails
+    with one line; once the reload works the next run finishes the change."""
+    from conftest import TEST_LAB
+
+    web = lab.by_kind("web")[0]
+    fake = TEST_LAB / "failing-systemctl"
+    fake.write_text(FAILING_RELOAD)
+    fake.chmod(0o755)
+    before = lab.sh(web, f"cat {FRAGMENT}").stdout
+    ufw_before = lab.show_added(web)
+    ftp_data = lab.group_data("ftp_servers")
+    lab.sh(web, f"mkdir -p /run/systemd/system && mount --bind {fake} /usr/bin/systemctl")
+    try:
+        lab.write_group_data("ftp_servers", ftp_data.replace("(50000, 50100)", "(50200, 50300)"))
+        res = lab.deploy("-y", "--limit", web)
+        assert res.returncode != 0
+        assert f"[{web}] ProFTPd did not reload the new fragment, previous fragment restored" in res.out
+        assert "UFW is back on the previous passive range" in res.out
+        assert "Traceback" not in res.out
+        assert lab.sh(web, f"cat {FRAGMENT}").stdout == before
+        assert lab.show_added(web) == ufw_before
+        port, _ = ftp_transfer(lab.ip(web), timeout=10)
+        assert PASSIVE[0] <= port <= PASSIVE[1]
+    finally:
+        lab.sh(web, "umount /usr/bin/systemctl; rm -rf /run/systemd /run/systemctl.calls")
+    try:  # the reload works again: the next run makes the change
+        res = lab.deploy("-y", "--limit", web)
+        assert res.returncode == 0, res.out
+        port, _ = ftp_transfer(lab.ip(web), timeout=10)
+        assert 50200 <= port <= 50300
+    finally:
+        lab.write_group_data("ftp_servers", ftp_data)
+    assert lab.deploy("-y", "--limit", web).returncode == 0
+
+
+def test_16_a_fragment_proftpd_never_loaded_is_reloaded(lab) -> None:
+    """The fragment on disk is right but ProFTPd never loaded it (a run cut short, a
+    reload that failed): the marker says so, --dry --diff announces a reload, the
+    next run reloads (the file itself stays byte for byte), and then it is a no-op."""
+    web = lab.by_kind("web")[0]
+    assert_no_change(lab.deploy("-y"))
+    fragment = lab.sh(web, f"cat {FRAGMENT}").stdout
+    lab.sh(web, "rm /var/lib/froxlor-fleet/proftpd-fragment.loaded")
+    dry = lab.deploy("--dry", "--diff")
+    assert f"[{web}] Will reload ProFTPd: {FRAGMENT} is not known to be loaded" in dry.out
+    res = lab.deploy("-y")
+    assert res.returncode == 0, res.out
+    hosts, success, error, no_change = results(res.out)[FTP_OP]
+    assert (success, error) == ("1", "-"), res.out
+    assert lab.sh(web, f"cat {FRAGMENT}").stdout == fragment
+    assert_no_change(lab.deploy("-y"))
 
 
 def test_10_one_step_apply_equals_the_ufw_cli(lab) -> None:

@@ -12,7 +12,8 @@ from conftest import ROOT, TEST_LAB
 from lab import lab as labmod
 from labtools import CHECK_OP, EXPECTED, UFW_OP, assert_no_change, connect, reset_ufw
 
-MISSING_PROFTPD = "the ftp role needs ProFTPd, but 'proftpd' is not installed on this host"
+MISSING_FTP = ("the ftp role needs an FTP server, but neither ProFTPd nor pure-ftpd is installed "
+               "on this host")
 
 
 def converge(lab) -> None:
@@ -184,7 +185,7 @@ def test_ftp_host_without_proftpd_fails_clearly_and_installs_nothing(lab) -> Non
     try:
         res = lab.deploy("-y")
         assert res.returncode != 0
-        assert f"[{web}]" in res.out and MISSING_PROFTPD in res.out
+        assert f"[{web}]" in res.out and MISSING_FTP in res.out
         assert host_files(lab, [web]) == before  # failed before anything changed on it
         assert lab.sh(web, "test -e /run/apt-get.calls", check=False).returncode == 1
     finally:

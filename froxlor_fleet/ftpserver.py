@@ -1,0 +1,81 @@
+"""Is the host's FTP daemon ready for the ftp role? Checked before the firewall changes.
+
+froxlor configures ProFTPd (all releases) or pure-ftpd (Debian 11/12, Ubuntu): the
+``ftp_daemon`` data key says which one the ftp role manages (``auto``: the one
+installed). This deploy never installs an FTP server unasked and never edits
+``proftpd.conf``: a host it can't serve fails here, before anything on it changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+from pyinfra import host
+from pyinfra.api import QuoteString, operation
+
+from .catalog import FRAGMENT_PATH
+from .hoststate import HostState, host_state
+from .proftpd import APPLY_SCRIPT, digest
+from .proftpd_config import choose_daemon
+from .proftpd_config import conflicts as proftpd_conflicts
+from .steps import guarded_step, refuse
+
+PUREFTPD_MASQUERADE = ("pure-ftpd's ForcePassiveIP takes an IPv4 address or a DNS name (PASV "
+                       "replies carry IPv4 only), not {!r}; set ftp_masquerade_address to one")
+
+
+def daemon_for(current: HostState, ftp_daemon: str) -> str | None:
+    """The daemon the ftp role manages on this host (``None``: it can't be decided)."""
+    return choose_daemon(current.ftp, ftp_daemon)[0]
+
+
+@operation()
+def ready_for_ftp(*, passive_ports: tuple[int, int] | None,
+                  masquerade_address: str | None = None, candidate: str | None = None,
+                  ftp_daemon: str = "auto", path: str = FRAGMENT_PATH) -> Generator[Any, None, None]:
+    """
+    Fail the host before anything changes when it has the ftp role but no FTP daemon
+    this deploy can serve: none or both installed (``ftp_daemon`` auto), the one asked
+    for missing, a ProFTPd that would not use this deploy's fragment (an admin's
+    ``PassivePorts`` in proftpd.conf, an earlier conf.d file, a ``<VirtualHost>`` of its
+    own...) or that refuses the new fragment.
+
+    + passive_ports: the host's ``(low, high)`` range, ``None``: no ftp role
+    + masquerade_address: ``MasqueradeAddress`` / ``ForcePassiveIP``, if any
+    + candidate: the ProFTPd fragment about to be written: when it differs from the
+      host's, it is tried with ``proftpd -t`` in place and put back, without a reload
+      (one remote step; none when nothing changes)
+    + ftp_daemon: ``auto``, ``proftpd`` or ``pureftpd``
+    + path: the ProFTPd fragment's path
+
+    **Example:**
+
+    .. code:: python
+
+        ftpserver.ready_for_ftp(name="FTP ready", passive_ports=(49152, 65534))
+    """
+    if passive_ports is None:
+        host.noop("no ftp role")
+        return
+    current = host_state(host)
+    daemon, error = choose_daemon(current.ftp, ftp_daemon)
+    if daemon is None:
+        yield refuse(str(error))
+        return
+    if daemon == "pureftpd":
+        if masquerade_address and ":" in masquerade_address:
+            yield refuse(PUREFTPD_MASQUERADE.format(masquerade_address))
+            return
+        host.noop("pure-ftpd will use PassivePortRange")
+        return
+    problems = proftpd_conflicts(current.ftp, path, tuple(passive_ports), masquerade_address)
+    if problems:
+        yield refuse("ProFTPd would not use this deploy's passive ports, so UFW and ProFTPd "
+                     "would disagree; nothing was changed on this host: " + " | ".join(problems))
+        return
+    if candidate is not None and digest(candidate) != current.fragment_sha256:
+        yield guarded_step("sh", "-c", QuoteString(APPLY_SCRIPT), "froxlor-fleet", "check",
+                           QuoteString(path), QuoteString(candidate))
+        return
+    host.noop("ProFTPd will use the fragment's passive ports")

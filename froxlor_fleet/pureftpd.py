@@ -1,0 +1,75 @@
+"""pure-ftpd's passive range: ``/etc/pure-ftpd/conf/PassivePortRange`` (and
+``ForcePassiveIP``), one option per file as Debian's wrapper reads them.
+
+froxlor writes pure-ftpd's other options there but no passive range, so passive
+transfers stall behind UFW until this deploy writes one. pure-ftpd has no reload: a
+running one is restarted, only when a file changes, and must come back (else the
+previous files are put back). A range change keeps UFW on one range with pure-ftpd as
+for ProFTPd (``passive_switch``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Generator
+from typing import Any
+
+from pyinfra import host, logger
+from pyinfra.api import QuoteString, operation
+from pyinfra.operations.util.files import generate_color_diff
+
+from .firewall import RUN_WITH_UFW_PYTHON, remote_script
+from .hoststate import host_state
+from .passive_switch import Switch
+from .remote import program
+from .steps import guarded_step, show_changes
+
+CONF_DIR = "/etc/pure-ftpd/conf"
+NOOP_MESSAGE = "pure-ftpd passive range already as wanted"
+APPLY_SCRIPT = program("pureftpd_apply.sh")
+
+
+def wanted_files(passive_ports: tuple[int, int], force_passive_ip: str | None) -> dict[str, str | None]:
+    """File name -> first line (``None``: no such file), as the dump reports them."""
+    return {"PassivePortRange": f"{passive_ports[0]} {passive_ports[1]}",
+            "ForcePassiveIP": force_passive_ip}
+
+
+@operation()
+def passive_port_range(passive_ports: tuple[int, int], force_passive_ip: str | None = None,
+                       switch: Switch | None = None) -> Generator[Any, None, None]:
+    """
+    Make pure-ftpd offer ``passive_ports`` (and ``force_passive_ip`` in PASV replies).
+
+    + passive_ports: ``(low, high)``, the range UFW opens for the ftp role
+    + force_passive_ip: ``ForcePassiveIP`` (IPv4 address or DNS name), ``None``: none
+    + switch: the UFW half of a range change (``passive_switch.plan_switch``)
+
+    **Example:**
+
+    .. code:: python
+
+        pureftpd.passive_port_range(name="pure-ftpd passive range", passive_ports=(49152, 65534))
+    """
+    current = host_state(host).ftp.pureftpd
+    have = {"PassivePortRange": current.passive_port_range_raw,
+            "ForcePassiveIP": current.force_passive_ip}
+    want = wanted_files(tuple(passive_ports), force_passive_ip)  # type: ignore[arg-type]
+    if have == want:
+        host.noop(NOOP_MESSAGE)
+        return
+    if show_changes():
+        for name in want:
+            if have[name] != want[name]:
+                host.log(f"Will change {CONF_DIR}/{name}", logger.info)
+                old = [have[name] + "\n"] if have[name] is not None else []
+                new = [want[name] + "\n"] if want[name] is not None else []
+                for line in generate_color_diff(old, new):
+                    logger.info("  %s", line)
+        logger.info("")
+    ufw_args = [] if switch is None else [
+        QuoteString(RUN_WITH_UFW_PYTHON), QuoteString(remote_script()),
+        QuoteString(json.dumps(switch.if_switched)), QuoteString(json.dumps(switch.if_not))]
+    yield guarded_step("sh", "-c", QuoteString(APPLY_SCRIPT), "froxlor-fleet",
+                       QuoteString(str(want["PassivePortRange"])), QuoteString(force_passive_ip or ""),
+                       *ufw_args)
