@@ -572,3 +572,30 @@ def test_readme_json_example_follows_the_schema() -> None:
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     block = readme.split("### JSON (`--json`)", 1)[1].split("```json\n", 1)[1].split("\n```", 1)[0]
     validate(json.loads(block))
+
+
+PURE_FTPD = ["@bin pure-ftpd-mysql /usr/sbin/pure-ftpd-mysql", "@run pureftpd 733"]
+
+
+def pure_ftpd_host(range_line: str | None) -> AuditState:
+    """A converged web+ftp host (UFW admits 49152:65534) running pure-ftpd instead of
+    ProFTPd, with ``range_line`` in /etc/pure-ftpd/conf/PassivePortRange (``None``: no file)."""
+    pure = [f"@pure PassivePortRange {range_line}"] if range_line is not None else []
+    spec = {"scenario": "converged-web-ftp", "proftpd": [], "fragment": None,
+            "ftp_lines": PURE_FTPD + pure}
+    return FleetAuditState().process(build_fact(spec) + [LISTENING_SECTION] + SS_WEB)
+
+
+def test_a_pure_ftpd_host_is_audited_by_its_passive_port_range() -> None:
+    audit = audit_host(web_ftp_plan(), pure_ftpd_host("49152 65534"))
+    assert audit.passive and audit.passive.match
+    assert audit.passive.proftpd_origin == "/etc/pure-ftpd/conf/PassivePortRange"
+    assert audit.verdict == "ok", kinds(audit)  # no fragment expected on a pure-ftpd host
+
+
+def test_a_pure_ftpd_range_ufw_does_not_admit_is_drift() -> None:
+    assert kinds(audit_host(web_ftp_plan(), pure_ftpd_host("40000 40100")))["passive_disagree"] == [
+        "/etc/pure-ftpd/conf/PassivePortRange says 40000 40100; UFW admits 49152:65534"]
+    assert kinds(audit_host(web_ftp_plan(), pure_ftpd_host(None)))["passive_disagree"] == [
+        "pure-ftpd has no /etc/pure-ftpd/conf/PassivePortRange (passive transfers may use any "
+        "port); UFW admits 49152:65534"]

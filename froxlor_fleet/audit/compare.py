@@ -22,7 +22,7 @@ from ..catalog import FRAGMENT_PATH
 from ..hoststate import UfwState
 from ..plan import HostPlan
 from ..proftpd import digest, fragment_for
-from ..proftpd_config import FtpConfig
+from ..proftpd_config import FtpConfig, choose_daemon
 from ..remote.ufwmodel import ADMITTING, BLOCKING
 from ..ufwrules import ANY, UfwRule, admits, describe_spec, plan_rules, port_matches
 from .fact import AuditState, Listening
@@ -85,9 +85,10 @@ class Passive:
     """The FTP passive range (``low:high``, ``None``: none) as the data wants it, as
     ProFTPd uses it, and as the ftp rules in UFW open it.
 
-    On an ftp host ``proftpd`` is the ``PassivePorts`` ProFTPd really uses (the first one
-    it reads: proftpd.conf, its Includes, conf.d/ in its order), ``proftpd_origin`` the
-    file:line of that line, ``fragment`` the range in this deploy's fragment. On other
+    On an ftp host ``proftpd`` is the range the FTP daemon really uses (the name stays
+    for the JSON contract): ProFTPd's first ``PassivePorts`` (proftpd.conf, its
+    Includes, conf.d/ in its order), or pure-ftpd's ``PassivePortRange``;
+    ``proftpd_origin`` where that comes from (file:line, or the pure-ftpd file), ``fragment`` the range in this deploy's fragment. On other
     hosts ``proftpd`` is the fragment's range (a leftover fragment the deploy removes)."""
 
     wanted: str | None
@@ -308,22 +309,41 @@ def _effective(ftp: FtpConfig, ufw: str | None,
     return effective, winner.origin, detail
 
 
+def _effective_pureftpd(ftp: FtpConfig, ufw: str | None) -> tuple[str | None, str | None, str | None]:
+    """pure-ftpd's passive range (its wrapper's ``conf/PassivePortRange``), where it
+    comes from, and a finding's detail when UFW admits another (``None``: they agree)."""
+    origin = "/etc/pure-ftpd/conf/PassivePortRange"
+    admitted = f"UFW admits {ufw}" if ufw else "UFW admits no passive range"
+    ports = ftp.pureftpd.passive_port_range
+    if ports is None:
+        return None, None, (f"pure-ftpd has no {origin} (passive transfers may use any port); "
+                            f"{admitted}") if ufw else None
+    effective = f"{ports[0]}:{ports[1]}"
+    if effective == ufw:
+        return effective, origin, None
+    return effective, origin, f"{origin} says {ports[0]} {ports[1]}; {admitted}"
+
+
 def _passive(plan: HostPlan, seen: AuditState) -> tuple[Passive | None, list[Finding]]:
     state = seen.state
     ranges = sorted({r.dport for r in state.ufw.rules if r.label == "ftp" and ":" in r.dport})
     ufw = ",".join(ranges) or None
     wanted = f"{plan.passive_ports[0]}:{plan.passive_ports[1]}" if plan.passive_ports else None
     fragment = _passive_of_fragment(state.fragment)
+    pureftpd = bool(plan.passive_ports) and choose_daemon(state.ftp, plan.ftp_daemon)[0] == "pureftpd"
     if not plan.passive_ports:  # no ftp role: only a leftover fragment or ftp rule counts
         passive = Passive(wanted, fragment, ufw, fragment=fragment)
         disagree = None
+    elif pureftpd:
+        effective, origin, disagree = _effective_pureftpd(state.ftp, ufw)
+        passive = Passive(wanted, effective, ufw, origin, fragment)
     else:
         effective, origin, disagree = _effective(state.ftp, ufw, wanted)
         passive = Passive(wanted, effective, ufw, origin, fragment)
     shown = None if passive.wanted is passive.proftpd is passive.ufw is None else passive
     role = "ftp" if plan.passive_ports else None
     if disagree:
-        # Customers' passive transfers stall: ProFTPd offers ports UFW does not admit.
+        # Customers' passive transfers stall: the daemon offers ports UFW does not admit.
         return shown, [Finding("passive_disagree", "drift", plan.host, disagree,
                                ports=wanted, proto="tcp", role=role)]
     if not passive.match:
@@ -331,7 +351,7 @@ def _passive(plan: HostPlan, seen: AuditState) -> tuple[Passive | None, list[Fin
                   f"ufw {passive.ufw or 'none'}, want {wanted or 'none'}")
         return shown, [Finding("passive_mismatch", "drift", plan.host, detail,
                                ports=wanted, proto="tcp", role=role)]
-    if digest(fragment_for(plan)) != state.fragment_sha256:
+    if not pureftpd and digest(fragment_for(plan)) != state.fragment_sha256:
         return shown, [Finding("fragment_drift", "drift", plan.host,
                                "ProFTPd fragment differs from what the data renders",
                                ports=wanted, proto="tcp", role=role)]
