@@ -21,8 +21,16 @@ from .catalog import DEFAULTS, LOG_LEVELS, POLICIES
 from .hoststate import HostState, UfwState, host_state
 from .remote import program
 from .steps import guarded_step, refuse, reporting_stage, show_changes
-from .ufwrules import RulePlan, Session, UfwRule, describe_spec, plan_rules, port_matches, want
-from .ufwrules import session_admitted
+from .ufwrules import (
+    RulePlan,
+    Session,
+    UfwRule,
+    describe_spec,
+    plan_rules,
+    port_matches,
+    session_admitted,
+    want,
+)
 from .validation import RuleSpec
 
 NOOP_MESSAGE = "UFW rules, policies and state already match the roles"

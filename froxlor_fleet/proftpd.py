@@ -22,11 +22,11 @@ from pyinfra.operations.util.files import generate_color_diff
 
 from .catalog import FRAGMENT_PATH, LOADED_MARKER
 from .firewall import RUN_WITH_UFW_PYTHON, remote_script
-from .passive_switch import Switch, range_rule
 from .hoststate import HostState, host_state
+from .passive_switch import Switch, range_rule
+from .remote import program
 from .steps import guarded_step, refuse, show_changes
 from .ufwrules import describe_spec
-from .remote import program
 
 NOOP_MESSAGE = "ProFTPd passive-port fragment already as wanted"
 MISSING_PROFTPD = ("the ftp role needs ProFTPd, but 'proftpd' is not installed on this host "
@@ -99,7 +99,7 @@ def passive_ports_fragment(content: str | None, path: str = FRAGMENT_PATH,
     if not path.startswith("/etc/proftpd/conf.d/") or path.rstrip("/").endswith("conf.d"):
         raise OperationError(f"fragment path {path!r} must be a file in /etc/proftpd/conf.d/")
     current = host_state(host, path)
-    if content is not None and not "proftpd" in current.ftp.installed:
+    if content is not None and "proftpd" not in current.ftp.installed:
         yield refuse(MISSING_PROFTPD)
         return
     same_file = digest(content) == current.fragment_sha256
@@ -110,7 +110,7 @@ def passive_ports_fragment(content: str | None, path: str = FRAGMENT_PATH,
     if show_changes():
         _report(path, current, content, same_file, switch)
 
-    if content is None and not "proftpd" in current.ftp.installed:
+    if content is None and "proftpd" not in current.ftp.installed:
         yield guarded_step("rm", "-f", QuoteString(path))
         return
     ufw_args = [] if switch is None else [

@@ -7,7 +7,6 @@ change detection, or during execution when detection was skipped (``-y``).
 
 from __future__ import annotations
 
-
 from pyinfra import logger, state
 from pyinfra.api import FunctionCommand, QuoteString, StringCommand
 from pyinfra.api.state import StateStage

@@ -14,8 +14,18 @@ import time
 import pytest
 
 from conftest import results
-from labtools import (EXPECTED, FRAGMENT, FTP_OP, PASSIVE, assert_no_change, connect, ftp_transfer,
-                      reset_ufw, ufw_view)
+from labtools import (
+    EXPECTED,
+    FRAGMENT,
+    FTP_OP,
+    PASSIVE,
+    assert_no_change,
+    connect,
+    ftp_transfer,
+    reset_ufw,
+    ufw_view,
+)
+
 
 def test_01_ftp_passive_stalls_with_only_21_open(lab) -> None:
     """The failure froxlor's page warns about: UFW on, 21 open, no passive range."""
@@ -75,6 +85,7 @@ time.sleep(120)
 def listeners(lab):
     """Something listening on every froxlor port on every host (sshd/proftpd are real)."""
     import subprocess
+
     from lab import lab as labmod
 
     ports = ["80", "443", "25", "465", "587", "143", "993", "110", "995", "53", "3306"]

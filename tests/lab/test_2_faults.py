@@ -10,7 +10,7 @@ import time
 
 from conftest import ROOT, TEST_LAB
 from lab import lab as labmod
-from labtools import CHECK_OP, EXPECTED, UFW_OP, assert_no_change, connect, reset_ufw
+from labtools import EXPECTED, assert_no_change, connect, reset_ufw
 
 MISSING_FTP = ("the ftp role needs an FTP server, but neither ProFTPd nor pure-ftpd is installed "
                "on this host")

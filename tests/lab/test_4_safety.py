@@ -5,10 +5,9 @@ refuses. Each test failed before the change it proves (issue 9)."""
 
 from __future__ import annotations
 
-
 from conftest import ROOT, TEST_LAB, results
 from lab import lab as labmod
-from labtools import EXPECTED, FTP_OP, FRAGMENT, UFW_OP, assert_no_change, connect, reset_ufw
+from labtools import EXPECTED, FRAGMENT, FTP_OP, UFW_OP, assert_no_change, connect, reset_ufw
 from test_2_faults import converge, deploy_while_locked, host_files
 
 SUDO = labmod.SUDO_USER
@@ -20,7 +19,7 @@ class Data:
     def __init__(self, lab) -> None:
         self.lab, self.saved = lab, {}
 
-    def __enter__(self) -> "Data":
+    def __enter__(self) -> Data:
         return self
 
     def set(self, group: str, text: str) -> None:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import time
 
-from labtools import EXPECTED, assert_no_change, connect
 from lab import lab as labmod
+from labtools import EXPECTED, assert_no_change, connect
 from test_2_faults import converge
 from test_4_safety import Data
 

@@ -9,11 +9,10 @@ import signal
 import time
 
 from conftest import TEST_LAB, results
+from lab import lab as labmod
 from labtools import EXPECTED, UFW_OP, assert_no_change, connect, reset_ufw
 from test_2_faults import background_deploy, converge, host_files, wait_for_process
 from test_4_safety import Data
-
-from lab import lab as labmod
 
 TIMEOUT = 10  # firewall_confirm_timeout in these tests (the default is 60)
 PENDING = "/var/lib/froxlor-fleet/pending"
