@@ -350,7 +350,7 @@ def real_ufw(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         adds, deletes = ufw_apply.build(plan)
         settings = {"incoming": "deny", "outgoing": "allow", "logging": "low"}
         ufw_apply.apply(ui, {**settings, "enabled": False},
-                        {**settings, "conf_enabled": False, "running": False}, plan, adds, deletes)
+                        {**settings, "conf_enabled": False, "running": False}, adds, deletes)
         written = parse_rules(*((etc / "ufw" / name).read_text().splitlines()
                                 for name in ("user.rules", "user6.rules")))
         return plan, [r for r in written if ipv6 or r.family == 4]

@@ -21,9 +21,11 @@ import gettext
 import json
 import shutil
 import sys
+from typing import Any, Dict, List, Tuple
 
 if "plan_rules" not in globals():  # run from the package; on the host ufwmodel.py is prepended
-    from froxlor_fleet.remote.ufwmodel import (  # noqa: F401
+    from froxlor_fleet.remote.ufwmodel import (
+        RulePlan,
         Session,
         UfwRule,
         Want,
@@ -40,7 +42,7 @@ class StepError(Exception):
     """One line for the operator; nothing more to say."""
 
 
-def read_state(backend):
+def read_state(backend: Any) -> Dict[str, Any]:
     """The host's rules, policies, logging and enabled/loaded state, from ufw's files."""
     lines = {}
     for family, key in ((4, "rules"), (6, "rules6")):
@@ -64,7 +66,7 @@ def read_state(backend):
     }
 
 
-def ufw_rule(rule):
+def ufw_rule(rule: UfwRule) -> Any:
     """A ufw UFWRule for a ``UfwRule`` read from the files (to delete it)."""
     import ufw.common
     import ufw.util
@@ -90,7 +92,7 @@ def ufw_rule(rule):
     return made
 
 
-def build(plan):
+def build(plan: RulePlan) -> Tuple[List[Any], List[Tuple[int, Any]]]:
     """Every ufw object the plan needs, before anything changes."""
     import ufw.common
     import ufw.frontend
@@ -101,10 +103,10 @@ def build(plan):
             parsed = ufw.frontend.parse_command(["ufw"] + want.ufw_args())
         except SystemExit:  # ufw's parse_command prints its error and exits
             raise StepError("ufw refuses rule %r (its message is above; nothing was changed)"
-                            % " ".join(want.ufw_args()))
+                            % " ".join(want.ufw_args())) from None
         except (ufw.common.UFWError, ValueError) as e:
             raise StepError("ufw refuses rule %r: %s (nothing was changed)"
-                            % (" ".join(want.ufw_args()), getattr(e, "value", e)))
+                            % (" ".join(want.ufw_args()), getattr(e, "value", e))) from e
         adds.append(parsed)
     deletes = []
     for rule in plan.delete:
@@ -112,11 +114,11 @@ def build(plan):
             deletes.append((rule.family, ufw_rule(rule)))
         except (ufw.common.UFWError, ValueError) as e:
             raise StepError("cannot read rule %r: %s (nothing was changed)"
-                            % (rule.tuple_text(), getattr(e, "value", e)))
+                            % (rule.tuple_text(), getattr(e, "value", e))) from e
     return adds, deletes
 
 
-def enable(ui):
+def enable(ui: Any) -> str:
     """``ufw enable``, started the way ufw's boot service starts it (``ufw-init start``).
 
     ``set_enabled(True)`` runs ``ufw-init start`` and then re-applies the logging
@@ -131,7 +133,8 @@ def enable(ui):
     backend = ui.backend
     loaded, _ = ufw.util.cmd([backend.iptables, "-n", "-L", "ufw-user-input"])
     if loaded == 0:
-        return ui.set_enabled(True)
+        message: str = ui.set_enabled(True)
+        return message
     backend.set_default(backend.files["conf"], "ENABLED", "yes")
     rc, text = ufw.util.cmd([backend.files["init"], "start"])
     if rc != 0:
@@ -140,7 +143,7 @@ def enable(ui):
     return "Firewall is active and enabled on system startup"
 
 
-def guard(request, state, plan):
+def guard(request: Dict[str, Any], state: Dict[str, Any], plan: RulePlan) -> None:
     session = request.get("session")
     if not session or not request["enabled"]:
         return
@@ -151,20 +154,21 @@ def guard(request, state, plan):
                         % (session.client, session.server, session.port))
 
 
-def apply(ui, request, state, plan, adds, deletes):
+def apply(ui: Any, request: Dict[str, Any], state: Dict[str, Any], adds: List[Any],
+          deletes: List[Tuple[int, Any]]) -> List[str]:
     """Change what differs; returns ufw's messages."""
     backend = ui.backend
-    skipped_reload = []
+    skipped_reload: List[bool] = []
     backend_set_rule = backend.set_rule
 
-    def set_rule_deferred(rule, allow_reload=True):
+    def set_rule_deferred(rule: Any, allow_reload: bool = True) -> Any:
         result = backend_set_rule(rule, allow_reload=False)
         if "skipped reloading firewall" in result:  # ufw would have reloaded here
             skipped_reload.append(True)
         return result
 
     backend.set_rule = set_rule_deferred
-    out = []
+    out: List[str] = []
     enabled = request["enabled"]
     active = state["conf_enabled"] and state["running"]
     if not enabled and (state["conf_enabled"] or state["running"]):
@@ -187,7 +191,7 @@ def apply(ui, request, state, plan, adds, deletes):
     return out
 
 
-def verify(ui, wanted, purge):
+def verify(wanted: List[Want], purge: bool) -> None:
     """Read the files again: the plan must now be empty, or ufw did not do what it said
     (it reports e.g. "Could not delete non-existent rule" as a message, not an error)."""
     import ufw.frontend
@@ -200,7 +204,7 @@ def verify(ui, wanted, purge):
                                             [r.tuple_text() for r in left.delete]))
 
 
-def run(request):
+def run(request: Dict[str, Any]) -> List[str]:
     import ufw.common
     import ufw.frontend
     import ufw.util
@@ -215,21 +219,21 @@ def run(request):
         plan = plan_rules(state["rules"], wanted, state["ipv6"], request["purge"])
         guard(request, state, plan)
         adds, deletes = build(plan)
-        out = []
+        out: List[str] = []
         expect = request.get("expect")
         fresh = {"add": [" ".join(w.ufw_args()) for w in plan.add],
                  "delete": [r.tuple_text() for r in plan.delete]}
         if expect is not None and expect != fresh:
             out.append("froxlor-fleet: the host changed while this run waited for the lock; "
                        "applied a fresh plan (%d to add, %d to delete)" % (len(plan.add), len(plan.delete)))
-        out += apply(ui, request, state, plan, adds, deletes)
-        verify(ui, wanted, request["purge"])
+        out += apply(ui, request, state, adds, deletes)
+        verify(wanted, request["purge"])
     finally:
         ufw.util.release_lock(lock)
     return out
 
 
-def main():
+def main() -> int:
     # Untranslated messages, whatever the host's locale: apply() reads one of them.
     gettext.NullTranslations().install()
     sys.path.insert(0, "/usr/lib/python3/dist-packages")  # ufw's modules, whatever python3 runs us

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field, replace
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 MARKER = "froxlor-fleet:"
 ANY = {4: "0.0.0.0/0", 6: "::/0"}
@@ -21,6 +21,9 @@ ADMITTING = ("allow", "limit")
 # a wanted one is added with ``ufw prepend`` (src/parser.py: position -1), before the
 # allows it is meant to cut into.
 BLOCKING = ("deny", "reject")
+
+# ``UfwRule.key``: family, forward, proto, dport, dst, sport, src, iface, dapp, sapp
+RuleKey = Tuple[int, bool, str, str, str, str, str, str, str, str]
 
 
 @dataclass(frozen=True)
@@ -40,7 +43,7 @@ class UfwRule:
     comment: str = ""
 
     @property
-    def key(self) -> tuple:
+    def key(self) -> RuleKey:
         """What ufw compares to decide "same rule" (all but action, log type and comment)."""
         forward = self.action.startswith("route:")
         return (self.family, forward, self.proto, self.dport, self.dst, self.sport,
@@ -155,7 +158,7 @@ class Want:
                 + ["proto", self.proto, "from", self.source or "any", "to", "any",
                    "port", self.dport, "comment", self.comment])
 
-    def to_wire(self) -> dict:
+    def to_wire(self) -> Dict[str, Any]:
         return {"dport": self.dport, "proto": self.proto, "source": self.source,
                 "comment": self.comment, "action": self.action}
 
@@ -213,7 +216,7 @@ class RulePlan:
     def shadowing(self, want: Want, ipv6: bool) -> Optional[UfwRule]:
         """The earlier admitting rule that matches first some of what ``want`` (a deny or
         reject) should stop, or None."""
-        keys = set(r.key for r in expand(want, ipv6))
+        keys = {r.key for r in expand(want, ipv6)}
         return next((by for rule, by in self.shadowed if rule.key in keys), None)
 
 
@@ -235,7 +238,7 @@ def plan_rules(current: List[UfwRule], wanted: List[Want], ipv6: bool,
     live = [r for r in current if ipv6 or r.family == 4]
     plan.inert = [r for r in current if not ipv6 and r.family == 6]
     by_key = {r.key: r for r in live}
-    wanted_keys: Dict[tuple, UfwRule] = {}
+    wanted_keys: Dict[RuleKey, UfwRule] = {}
     appended: List[Want] = []
     prepended: List[Want] = []
     for want in wanted:
@@ -291,11 +294,11 @@ def _replay(live: List[UfwRule], add: List[Want], delete: List[UfwRule],
                 rules.insert(0, rule)
             else:
                 rules.append(rule)
-    gone = set(r.key for r in delete)
+    gone = {r.key for r in delete}
     return [r for fam in (4, 6) for r in order[fam] if r.key not in gone]
 
 
-def _shadowed(final: List[UfwRule], wanted: Dict[tuple, UfwRule]) -> List[Tuple[UfwRule, UfwRule]]:
+def _shadowed(final: List[UfwRule], wanted: Dict[RuleKey, UfwRule]) -> List[Tuple[UfwRule, UfwRule]]:
     found = []
     for i, rule in enumerate(final):
         if rule.key not in wanted or rule.verdict not in BLOCKING:
@@ -384,7 +387,7 @@ class Session:
     port: int
     iface: Optional[str] = None  # interface holding ``server``; None: unknown
 
-    def to_wire(self) -> dict:
+    def to_wire(self) -> Dict[str, Any]:
         return {"client": self.client, "server": self.server, "port": self.port,
                 "iface": self.iface}
 
