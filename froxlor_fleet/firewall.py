@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from typing import Any
 
 from pyinfra import host, logger
@@ -148,7 +148,7 @@ def rules_and_policies(
     ssh_port: int = int(DEFAULTS["ssh_port"]),  # type: ignore[call-overload]
     lockout_guard: bool = bool(DEFAULTS["firewall_lockout_guard"]),
     confirm_timeout: int = int(DEFAULTS["firewall_confirm_timeout"]),  # type: ignore[call-overload]
-):
+) -> Generator[Any, None, None]:
     """
     Make UFW's rules, default policies, logging and enabled state exactly these.
 
@@ -259,14 +259,14 @@ def ufw_change(request: dict[str, Any]) -> list[Any]:
             QuoteString(json.dumps(request))]
 
 
-def _confirmed(changes: dict, rule_plan: RulePlan, confirm_timeout: int) -> bool:
+def _confirmed(changes: dict[str, Any], rule_plan: RulePlan, confirm_timeout: int) -> bool:
     """Only changes that can affect reachability, and only over SSH, are confirmed."""
     reach = rule_plan.changes or changes["enable"] or any(
         direction == "incoming" for _, direction in changes["default"])
     return bool(reach and confirm_timeout > 0 and isinstance(host.connector, SSHConnector))
 
 
-def _report(rule_plan: RulePlan, ufw: UfwState, payload: dict, installed: bool,
+def _report(rule_plan: RulePlan, ufw: UfwState, payload: dict[str, Any], installed: bool,
             confirm_timeout: int = 0) -> None:
     """The --diff lines, and (always) the unmanaged rules that are kept."""
     if show_changes():
