@@ -546,7 +546,7 @@ def _effective(occurrences: list[Setting], directive: str, vhost: int | None) ->
         return own[0]
     # <Global> blocks are copied main server's first, then each vhost's, in file order.
     glob = sorted((o for o in usable if o.global_from is not None),
-                  key=lambda o: o.global_from)  # stable: keeps parse order within
+                  key=lambda o: o.global_from or 0)  # never None here; stable: keeps parse order within
     return glob[0] if glob else None
 
 
@@ -619,7 +619,12 @@ def _main_winner(check: FtpCheck, eff: ProftpdConfig, directive: str, wanted: st
     ours = [o for o in eff.occurrences if o.ours and o.directive == directive]
     where = next((c for o in ours for c in (o.invalid, o.session) if c), None)
     if where or (winner is None and ours):
-        where = where or f"<VirtualHost {eff.vhosts[ours[0].vhost].name}>"
+        if not where:
+            # ours apply nowhere in the main server (there, or in <Global>, one would win):
+            # they sit in a <VirtualHost>
+            vhost = ours[0].vhost
+            assert vhost is not None
+            where = f"<VirtualHost {eff.vhosts[vhost].name}>"
         check.conflicts.append(
             f"ProFTPd reads {fragment_path} inside {where} (an Include there), so its "
             f"{directive} does not apply to the main server; include it at the top level")
