@@ -8,7 +8,7 @@ change detection, or during execution when detection was skipped (``-y``).
 from __future__ import annotations
 
 from pyinfra import logger, state
-from pyinfra.api import FunctionCommand, QuoteString, StringCommand
+from pyinfra.api import FunctionCommand, Host, QuoteString, State, StringCommand
 from pyinfra.api.state import StateStage
 
 from .catalog import LOCK_PATH
@@ -37,7 +37,7 @@ def show_changes() -> bool:
     return bool(state.config.DIFF) and reporting_stage()
 
 
-def _fail_host(state, host, message: str) -> bool:
+def _fail_host(state: State, host: Host, message: str) -> bool:
     host.log_styled(message, fg="red", log_func=logger.error)
     return False  # a failed command: pyinfra fails this host, the others go on
 
