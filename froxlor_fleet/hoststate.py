@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pyinfra.api import FactBase, QuoteString, StringCommand
+from pyinfra.api import FactBase, Host, QuoteString, StringCommand
+from pyinfra.api.state import StateStage
 
 from .catalog import FRAGMENT_PATH, LOADED_MARKER
 from .proftpd_config import FtpConfig, dump_command, parse_dump
@@ -139,16 +140,17 @@ def parse_state(lines: list[str]) -> HostState:
     return state
 
 
-def host_state(host, fragment_path: str = FRAGMENT_PATH) -> HostState:
+def host_state(host: Host, fragment_path: str = FRAGMENT_PATH) -> HostState:
     """``FleetHostState`` read at most once per host and run phase.
 
     Both of the deploy's operations need it; reading it once keeps a no-op run at one
     remote command per host. Safe because neither operation changes what the other
     reads (UFW state vs. the ProFTPd fragment)."""
     stage = host.state.current_stage
-    cached = getattr(host, "_froxlor_fleet_state", None)
+    cached: tuple[tuple[StateStage, str], HostState] | None = getattr(host, "_froxlor_fleet_state", None)
     if cached and cached[0] == (stage, fragment_path):
         return cached[1]
     value = host.get_fact(FleetHostState, fragment_path=fragment_path)
-    host._froxlor_fleet_state = ((stage, fragment_path), value)
+    # setattr: pyinfra's Host declares no such attribute (mypy's attr-defined)
+    setattr(host, "_froxlor_fleet_state", ((stage, fragment_path), value))  # noqa: B010
     return value
