@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Generator
 from importlib import resources
+from typing import Any
 
 from jinja2 import Environment, StrictUndefined
 from pyinfra import host, logger
@@ -24,6 +26,7 @@ from .catalog import FRAGMENT_PATH, LOADED_MARKER
 from .firewall import RUN_WITH_UFW_PYTHON, remote_script
 from .hoststate import HostState, host_state
 from .passive_switch import Switch, range_rule
+from .plan import HostPlan
 from .remote import program
 from .steps import guarded_step, refuse, show_changes
 from .ufwrules import describe_spec
@@ -42,14 +45,14 @@ def render_fragment(passive_ports: tuple[int, int], masquerade_address: str | No
     """The fragment text for ``passive_ports`` (and optional ``MasqueradeAddress``)."""
     env = Environment(undefined=StrictUndefined, keep_trailing_newline=True,
                       trim_blocks=True, lstrip_blocks=True)
-    source = resources.files(__package__).joinpath("templates", TEMPLATE).read_text()
+    source = resources.files(__package__).joinpath("templates").joinpath(TEMPLATE).read_text()
     return env.from_string(source).render(
         low=passive_ports[0], high=passive_ports[1], masquerade_address=masquerade_address,
         path=FRAGMENT_PATH,
     )
 
 
-def fragment_for(plan) -> str | None:
+def fragment_for(plan: HostPlan) -> str | None:
     """The fragment a ``HostPlan`` wants, or ``None`` (not an ftp host: no fragment)."""
     return render_fragment(plan.passive_ports, plan.masquerade_address) if plan.passive_ports else None
 
@@ -70,7 +73,7 @@ def loaded(current: HostState, content: str | None) -> bool:
 
 @operation()
 def passive_ports_fragment(content: str | None, path: str = FRAGMENT_PATH,
-                           switch: Switch | None = None):
+                           switch: Switch | None = None) -> Generator[Any, None, None]:
     """
     Make the ProFTPd fragment at ``path`` exactly ``content`` (or remove it: ``None``)
     and loaded by ProFTPd.
