@@ -69,7 +69,8 @@ def ready_for_ftp(*, passive_ports: tuple[int, int] | None,
             return
         host.noop("pure-ftpd will use PassivePortRange")
         return
-    problems = proftpd_conflicts(current.ftp, path, tuple(passive_ports), masquerade_address)
+    problems = proftpd_conflicts(current.ftp, path, (passive_ports[0], passive_ports[1]),
+                                 masquerade_address)
     if problems:
         yield refuse("ProFTPd would not use this deploy's passive ports, so UFW and ProFTPd "
                      "would disagree; nothing was changed on this host: " + " | ".join(problems))

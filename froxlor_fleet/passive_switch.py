@@ -18,6 +18,7 @@ Any failure before 3 leaves ProFTPd on OLD with OLD still open in UFW.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from .firewall import session_of, ufw_request
@@ -68,10 +69,10 @@ def plan_switch(plan: HostPlan, current: HostState, config_changes: bool,
         return None
     new_rule = range_rule(new)
     keep = (range_rule(old),) if old is not None and _open_now(current, old) else ()
-    common = {"incoming": plan.incoming, "outgoing": plan.outgoing, "logging": plan.logging,
-              "enabled": plan.enabled, "purge_unmanaged": plan.purge_unmanaged,
-              "session": session_of(current) if plan.lockout_guard else None}
+    request = partial(ufw_request, incoming=plan.incoming, outgoing=plan.outgoing,
+                      logging=plan.logging, enabled=plan.enabled,
+                      purge_unmanaged=plan.purge_unmanaged,
+                      session=session_of(current) if plan.lockout_guard else None)
     if_not = [r for r in plan.rules if r != new_rule] + list(keep)
     return Switch(old=old, new=new, keep=keep,
-                  if_switched=ufw_request(plan.rules, **common),
-                  if_not=ufw_request(if_not, **common))
+                  if_switched=request(plan.rules), if_not=request(if_not))

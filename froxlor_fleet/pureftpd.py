@@ -62,8 +62,9 @@ def passive_port_range(passive_ports: tuple[int, int], force_passive_ip: str | N
         for name in want:
             if have[name] != want[name]:
                 host.log(f"Will change {CONF_DIR}/{name}", logger.info)
-                old = [have[name] + "\n"] if have[name] is not None else []
-                new = [want[name] + "\n"] if want[name] is not None else []
+                had, wants = have[name], want[name]
+                old = [had + "\n"] if had is not None else []
+                new = [wants + "\n"] if wants is not None else []
                 for line in generate_color_diff(old, new):
                     logger.info("  %s", line)
         logger.info("")
