@@ -54,9 +54,9 @@ def _grouped(rules: list[UfwRule]) -> list[tuple[str, UfwRule]]:
     seen: dict[tuple[str, str], UfwRule] = {}
     for rule in rules:
         text = rule.describe()
-        if rule.family == 6 and rule.src == "::/0" and rule.dst == "::/0":
-            if (text, rule.comment) not in seen:
-                text += " (v6)"
+        if (rule.family == 6 and rule.src == "::/0" and rule.dst == "::/0"
+                and (text, rule.comment) not in seen):
+            text += " (v6)"
         seen.setdefault((text, rule.comment), rule)
     return [(text, rule) for (text, _), rule in seen.items()]
 

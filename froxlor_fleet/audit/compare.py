@@ -88,8 +88,9 @@ class Passive:
     On an ftp host ``proftpd`` is the range the FTP daemon really uses (the name stays
     for the JSON contract): ProFTPd's first ``PassivePorts`` (proftpd.conf, its
     Includes, conf.d/ in its order), or pure-ftpd's ``PassivePortRange``;
-    ``proftpd_origin`` where that comes from (file:line, or the pure-ftpd file), ``fragment`` the range in this deploy's fragment. On other
-    hosts ``proftpd`` is the fragment's range (a leftover fragment the deploy removes)."""
+    ``proftpd_origin`` where that comes from (file:line, or the pure-ftpd file),
+    ``fragment`` the range in this deploy's fragment. On other hosts ``proftpd`` is the
+    fragment's range (a leftover fragment the deploy removes)."""
 
     wanted: str | None
     proftpd: str | None
