@@ -18,10 +18,11 @@ def fleet_plans() -> dict[str, HostPlan]:
     """Every targeted host's plan, validated once per run across the hosts this run acts
     on (``--limit``): one bad targeted host stops the run before any operation touches
     any host; hosts outside the limit were only warned about by ``check_fleet``."""
-    plans = getattr(state, "_froxlor_fleet_plans", None)
+    plans: dict[str, HostPlan] | None = getattr(state, "_froxlor_fleet_plans", None)
     if plans is None:
         plans = run_plans(inventory, state)
-        state._froxlor_fleet_plans = plans
+        # setattr: pyinfra's State declares no such attribute (mypy's attr-defined)
+        setattr(state, "_froxlor_fleet_plans", plans)  # noqa: B010
     return plans
 
 
@@ -34,8 +35,10 @@ def froxlor_firewall() -> None:
     current = host_state(host)
     daemon = daemon_for(current, plan.ftp_daemon) if plan.passive_ports else None
     fragment = proftpd.fragment_for(plan) if daemon != "pureftpd" else None
-    if daemon == "pureftpd":
-        files = pureftpd.wanted_files(plan.passive_ports, plan.masquerade_address)  # type: ignore[arg-type]
+    # pure-ftpd's range (a daemon is only chosen for a host with passive ports)
+    pure_range = plan.passive_ports if daemon == "pureftpd" else None
+    if pure_range is not None:
+        files = pureftpd.wanted_files(pure_range, plan.masquerade_address)
         changes = files["PassivePortRange"] != current.ftp.pureftpd.passive_port_range_raw
     else:
         changes = proftpd.digest(fragment) != current.fragment_sha256
@@ -60,9 +63,9 @@ def froxlor_firewall() -> None:
         lockout_guard=plan.lockout_guard,
         confirm_timeout=plan.confirm_timeout,
     )
-    if daemon == "pureftpd":
+    if pure_range is not None:
         pureftpd.passive_port_range(name="pure-ftpd passive range",
-                                    passive_ports=plan.passive_ports,
+                                    passive_ports=pure_range,
                                     force_passive_ip=plan.masquerade_address, switch=switch)
     else:
         proftpd.passive_ports_fragment(name="ProFTPd passive-port fragment", content=fragment,
