@@ -37,7 +37,7 @@ def machine_snapshot() -> dict[str, str]:
     snap = {}
     for tool in ("iptables-save", "ip6tables-save"):
         out = subprocess.run([tool], capture_output=True, text=True).stdout
-        snap[tool] = "\n".join(l for l in out.splitlines() if not l.startswith("#"))
+        snap[tool] = "\n".join(line for line in out.splitlines() if not line.startswith("#"))
     for path in sorted(Path("/etc/ufw").rglob("*")) + [Path("/etc/default/ufw")]:
         if path.is_file():
             snap[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()

@@ -118,7 +118,8 @@ def test_05_ports_admitted_exactly_where_roles_say(lab, listeners) -> None:
     web = lab.by_kind("web")[0]
     # 3306: not from the control side, but from a web server in mysql_allowed_sources
     assert connect(lab.ip(db), 3306, timeout=1.0) == "timeout"
-    probe_from_web = lab.sh(web, f"python3 -c \"import socket; socket.create_connection(('{lab.ip(db)}', 3306), timeout=2); print('ok')\"", check=False)
+    probe = f"import socket; socket.create_connection(('{lab.ip(db)}', 3306), timeout=2); print('ok')"
+    probe_from_web = lab.sh(web, f"python3 -c \"{probe}\"", check=False)
     assert probe_from_web.stdout.strip() == "ok", probe_from_web.stderr
 
 
@@ -405,7 +406,7 @@ def test_16_a_fragment_proftpd_never_loaded_is_reloaded(lab) -> None:
     assert f"[{web}] Will reload ProFTPd: {FRAGMENT} is not known to be loaded" in dry.out
     res = lab.deploy("-y")
     assert res.returncode == 0, res.out
-    hosts, success, error, no_change = results(res.out)[FTP_OP]
+    _hosts, success, error, _no_change = results(res.out)[FTP_OP]
     assert (success, error) == ("1", "-"), res.out
     assert lab.sh(web, f"cat {FRAGMENT}").stdout == fragment
     assert_no_change(lab.deploy("-y"))

@@ -235,7 +235,7 @@ def test_admins_passive_ports_in_proftpd_conf_stop_that_host_before_its_firewall
         before = host_files(lab, [web])
         res = lab.deploy("-y")
         assert res.returncode != 0 and "Traceback" not in res.out
-        refusals = [l for l in res.out.splitlines() if "ProFTPd would not use" in l]
+        refusals = [text for text in res.out.splitlines() if "ProFTPd would not use" in text]
         assert len(refusals) == 1 and f"[{web}]" in refusals[0], res.out
         assert f"{PROFTPD_CONF}:{line} sets PassivePorts 40000 40100" in refusals[0]
         assert "50000 50100" in refusals[0]

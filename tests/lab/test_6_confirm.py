@@ -78,7 +78,7 @@ def test_trap_the_guard_cannot_see_is_reverted_by_the_host(lab) -> None:
             started = time.monotonic()
             res = lab.deploy("-y")
         assert res.returncode != 0
-        lines = [l for l in res.out.splitlines() if "could not open a new SSH connection" in l]
+        lines = [line for line in res.out.splitlines() if "could not open a new SSH connection" in line]
         assert len(lines) == 1 and f"[{dns}]" in lines[0], res.out
         assert "the host restores its previous firewall at" in lines[0]
         assert "Traceback" not in res.out
