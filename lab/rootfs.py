@@ -38,7 +38,7 @@ FTPDS = ("proftpd", "pureftpd")
 REPO_PORT = 8079  # the lab's package repository, on each lab's own control address
 SUDO_USER = "fleet"
 # Bump when the set-up below changes in a way a cached tree must not miss.
-SETUP_VERSION = "4"
+SETUP_VERSION = "5"
 
 BASE_PACKAGES = ["systemd", "systemd-sysv", "dbus", "openssh-server", "ufw", "iproute2",
                  "iptables", "kmod", "python3", "sudo", "procps"]
@@ -119,6 +119,10 @@ printf '%s\n' "PasswordAuthentication no" "KbdInteractiveAuthentication no" "Use
   "MaxStartups 100" "HostKey /etc/ssh/ssh_host_ed25519_key" \
   > /etc/ssh/sshd_config.d/froxlor-fleet-lab.conf
 id -u "$user" >/dev/null 2>&1 || useradd -m -s /bin/bash "$user"
+# Anonymous FTP's account (proftpd's package makes it; pure-ftpd's does not).
+id -u ftp >/dev/null 2>&1 || useradd --system --home-dir /srv/ftp --no-create-home \
+  --shell /usr/sbin/nologin ftp
+mkdir -p /srv/ftp
 echo "$user ALL=(ALL) NOPASSWD:ALL" > "/etc/sudoers.d/froxlor-fleet-lab"
 chmod 0440 /etc/sudoers.d/froxlor-fleet-lab
 # The host's addresses on the lab bridge, from its own /etc/lab-net.conf; no default route.

@@ -1,0 +1,127 @@
+"""The systemd lab for tests/lab/test_7_systemd.py: Debian 11, 12 and 13 hosts booted
+with systemd as PID 1 (lab/systemd_hosts.py), in a lab of their own (folder, names,
+subnet) so the namespace test lab (fxt, 10.213.78) can be up beside it."""
+
+from __future__ import annotations
+
+import ftplib
+import hashlib
+import json
+import os
+import re
+import ssl
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import results
+from lab import systemd_hosts
+
+ROOT = Path(__file__).resolve().parents[2]
+CFG = systemd_hosts.Config(
+    lab_dir=Path(os.environ.get("TEST_SYSTEMD_LAB_DIR", ROOT / ".lab-systemd-test")).resolve(),
+    prefix="fxc", subnet="10.213.82")
+RELEASES = ("bullseye", "bookworm", "trixie")
+# What the deploy reads and writes for UFW: compared byte for byte.
+UFW_FILES = ("/etc/ufw/user.rules", "/etc/ufw/user6.rules", "/etc/ufw/ufw.conf", "/etc/default/ufw")
+FRAGMENT = "/etc/proftpd/conf.d/froxlor-fleet-passive-ports.conf"
+
+
+def cli(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    """lab/systemd_hosts.py with this lab's folder, prefix and subnet."""
+    env = dict(os.environ, LAB_DIR=str(CFG.lab_dir), LAB_PREFIX=CFG.prefix, LAB_SUBNET=CFG.subnet)
+    return subprocess.run([sys.executable, str(ROOT / "lab/systemd_hosts.py"), *args],
+                          capture_output=True, text=True, env=env, timeout=timeout)
+
+
+class SystemdLab:
+    def __init__(self) -> None:
+        self.info = json.loads((CFG.lab_dir / "lab.json").read_text())
+        self.hosts = {h.name: h for h in systemd_hosts.load_hosts(CFG)}
+        self.control_ip = self.info["control_ip"]
+
+    def host(self, release: str, ftpd: str = "proftpd") -> systemd_hosts.Host:
+        return next(h for h in self.hosts.values() if h.release == release and h.ftpd == ftpd)
+
+    def sh(self, name: str, script: str, check: bool = True) -> subprocess.CompletedProcess:
+        """A shell command inside the host, as if typed at its console."""
+        return systemd_hosts.exec_in(CFG, name, "sh", "-c", script, check=check)
+
+    def read(self, name: str, path: str) -> bytes:
+        """A file of the host, read through its overlay from the control side."""
+        return (systemd_hosts.host_dir(CFG, name) / "root" / path.lstrip("/")).read_bytes()
+
+    def ufw_files(self, name: str) -> dict[str, str]:
+        return {p: hashlib.sha256(self.read(name, p)).hexdigest() for p in UFW_FILES}
+
+    def pyinfra(self, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+        res = subprocess.run(
+            [sys.executable, "-m", "pyinfra", *args],
+            cwd=CFG.lab_dir, capture_output=True, text=True, timeout=timeout,
+            env=dict(os.environ, PYTHONPATH=str(ROOT), COLUMNS="200"))
+        res.out = res.stdout + res.stderr  # type: ignore[attr-defined]
+        return res
+
+    def deploy(self, *extra: str) -> subprocess.CompletedProcess:
+        return self.pyinfra("inventory.py", str(ROOT / "deploy.py"), *extra)
+
+    def write_group_data(self, name: str, text: str) -> None:
+        (CFG.lab_dir / "group_data" / f"{name}.py").write_text(text)
+
+    def group_data(self, name: str) -> str:
+        return (CFG.lab_dir / "group_data" / f"{name}.py").read_text()
+
+    def show_added(self, name: str) -> list[str]:
+        return self.sh(name, "ufw show added").stdout.splitlines()[1:]
+
+    def reboot(self, name: str) -> None:
+        systemd_hosts.reboot(CFG, self.hosts[name])
+
+    def ufw_view(self, name: str) -> dict[str, str]:
+        """Everything ufw keeps or shows: its files, status and the live chains."""
+        view = {p: self.read(name, p).decode() for p in UFW_FILES}
+        view["status"] = self.sh(name, "ufw status verbose").stdout
+        for tool in ("iptables-save", "ip6tables-save"):
+            chains = self.sh(name, tool).stdout
+            view[tool] = "\n".join(re.sub(r"\[\d+:\d+\]", "", line) for line in chains.splitlines()
+                                   if not line.startswith("#"))
+        return view
+
+
+def assert_no_change(res: subprocess.CompletedProcess) -> None:
+    """pyinfra's results table: every operation ran on its hosts and changed none."""
+    rows = results(res.out)  # type: ignore[attr-defined]
+    assert rows, res.out  # type: ignore[attr-defined]
+    for op, (hosts, success, error, no_change) in rows.items():
+        assert (success, error, no_change) == ("-", "-", hosts), (op, res.out)  # type: ignore[attr-defined]
+
+
+def ftp_transfer(ip: str, timeout: float, name: str = "hello.txt") -> tuple[int, bytes]:
+    """Anonymous passive RETR over explicit FTPS (AUTH TLS, then PROT P: froxlor's servers
+    require TLS). Returns (the data port the client really connected to, the data)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # the lab's self-signed certificates
+    ftp = ftplib.FTP_TLS(ip, timeout=timeout, context=context)
+    try:
+        ftp.login()
+        ftp.prot_p()
+        ftp.set_pasv(True)
+        ftp.voidcmd("TYPE I")
+        conn = ftp.transfercmd(f"RETR {name}")
+        try:
+            port = conn.getpeername()[1]
+            chunks = []
+            while chunk := conn.recv(65536):
+                chunks.append(chunk)
+            if isinstance(conn, ssl.SSLSocket):
+                conn.unwrap()
+        finally:
+            conn.close()
+        ftp.voidresp()
+        return port, b"".join(chunks)
+    finally:
+        try:
+            ftp.close()
+        except OSError:
+            pass

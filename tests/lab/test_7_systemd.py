@@ -1,0 +1,358 @@
+"""End-to-end on the hosts froxlor runs on: Debian 11, 12 and 13 with systemd as PID 1
+(systemd-nspawn containers, lab/systemd_hosts.py), real ssh.service, ufw.service and
+proftpd.service, reached over SSH by pyinfra like any server.
+
+Per release, in order (each builds on the state the one before left): the first rollout
+matches the roles, a second run changes nothing byte for byte, a passive FTPS transfer
+goes through the firewall inside ``ftp_passive_ports``, ``--dry --diff`` shows a hand
+deletion and touches nothing, a new range is applied with ``systemctl reload proftpd``
+(same main PID), the first enable equals what the ``ufw`` CLI leaves, and after a
+reboot ufw.service brings the same rules back and FTP still works. On one release ufw
+is purged and the deploy installs it with the real ``apt-get install`` from the lab's
+package repository. The bookworm host with froxlor's pure-ftpd boots and converges.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+import time
+
+import pytest
+
+from conftest import machine_snapshot
+from lab import rootfs, systemd_hosts
+from labtools import EXPECTED, PASSIVE
+from systemd_lab import (
+    CFG,
+    FRAGMENT,
+    RELEASES,
+    SystemdLab,
+    assert_no_change,
+    cli,
+    ftp_transfer,
+)
+
+APT_RELEASE = "trixie"  # the host whose ufw is purged and installed again by the deploy
+NEW_RANGE = (50200, 50300)  # disjoint from PASSIVE: an offered port proves which is live
+
+# DEPLOY DEFECT (reported; the fix belongs in froxlor_fleet/remote/fragment_apply.sh):
+# with froxlor's conf.d/99-froxlor-ratelimit.conf (mod_ban; `BanEngine on` + `BanTable`
+# alone are enough), the SIGHUP of `systemctl reload proftpd` makes ProFTPd 1.3.7a,
+# 1.3.8 and 1.3.8c die ("received SIGHUP -- master server reparsing configuration
+# file", "ProFTPD terminating (signal 11)"); the unit ends "failed" and FTP is down.
+# Depending on timing the deploy reports success, or fails the host with "ProFTPd did
+# not reload the new fragment, previous fragment restored" (ProFTPd stays down either
+# way). froxlor itself applies ProFTPd changes with `service proftpd restart`.
+# test_06b shows it; every other test runs with that one file moved out of conf.d
+# (RATELIMIT_OFF), so they still prove the firewall, the fragment and the reload path.
+RELOAD_KILLS = pytest.mark.xfail(strict=True, reason=(
+    "ProFTPd dies (signal 11) on the SIGHUP of `systemctl reload proftpd` when froxlor's "
+    "mod_ban ratelimit file is in conf.d"))
+RATELIMIT = "/etc/proftpd/conf.d/99-froxlor-ratelimit.conf"
+RATELIMIT_OFF = "/root/99-froxlor-ratelimit.conf.off"  # outside conf.d: not included
+PUREFTPD_PID = "/run/pure-ftpd/pure-ftpd.pid"
+
+
+@pytest.fixture(scope="module")
+def slab():
+    if not sys.platform.startswith("linux") or os.geteuid() != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail("lab tests must run in CI, and CI must run as root on Linux")
+        pytest.skip("systemd lab tests need root on Linux")
+    before = machine_snapshot()
+    cli("down")
+    try:
+        started = time.monotonic()
+        up = cli("up", "--release", ",".join(RELEASES), "--pureftpd")
+        assert up.returncode == 0, up.stdout + up.stderr
+        print(f"\nsystemd lab up in {time.monotonic() - started:.1f} s: {up.stdout.strip()}")
+        the_lab = SystemdLab()
+        the_lab.machine_before = before  # type: ignore[attr-defined]
+        for host in the_lab.hosts.values():
+            if host.ftpd == "proftpd":
+                ratelimit(the_lab, host.name, on=False)
+        yield the_lab
+    finally:
+        down = cli("down")
+        assert down.returncode == 0, down.stderr
+
+
+def passive_data(low: int, high: int) -> str:
+    return f'froxlor_roles = ["ftp"]\nftp_passive_ports = ({low}, {high})\n'
+
+
+def proftpd_running(slab, name: str) -> bool:
+    """ProFTPd active under systemd and listening on 21."""
+    active = slab.sh(name, "systemctl is-active proftpd", check=False).stdout.strip() == "active"
+    return active and ":21 " in slab.sh(name, "ss -Hltn 'sport = :21'").stdout
+
+
+def ratelimit(slab, name: str, on: bool) -> None:
+    """froxlor's mod_ban file in conf.d (on) or moved aside (see RELOAD_KILLS); ProFTPd
+    restarted on the result."""
+    src, dst = (RATELIMIT_OFF, RATELIMIT) if on else (RATELIMIT, RATELIMIT_OFF)
+    slab.sh(name, f"if [ -e {src} ]; then mv {src} {dst}; fi; systemctl restart proftpd")
+
+
+def revive_proftpd(slab, name: str) -> None:
+    """Start ProFTPd again if a reload killed it (RELOAD_KILLS), so the tests after the
+    one that shows the defect still prove what they are about."""
+    if not proftpd_running(slab, name):
+        slab.sh(name, "systemctl restart proftpd")
+
+
+@pytest.mark.parametrize("release", RELEASES)
+def test_01_boots_with_systemd_and_the_real_services(slab, release) -> None:
+    name = slab.host(release).name
+    assert slab.sh(name, "cat /proc/1/comm").stdout.strip() == "systemd"
+    assert slab.sh(name, "systemctl is-system-running").stdout.strip() == "running"
+    assert slab.sh(name, "systemctl is-active ssh ufw proftpd").stdout.split() == ["active"] * 3
+    assert slab.sh(name, "ip route show default; ip -6 route show default").stdout == ""
+    assert slab.read(name, "/etc/resolv.conf") == b"nameserver 127.0.0.1\n"
+    assert "Status: inactive" in slab.sh(name, "ufw status").stdout  # a fresh install
+    versions = slab.sh(name, "python3 --version; dpkg-query -W ufw systemd; proftpd --version").stdout
+    print(f"\n{release}: {' | '.join(versions.split(chr(10)))}")
+
+
+@pytest.mark.parametrize("release", RELEASES)
+def test_02_first_rollout_matches_roles(slab, release) -> None:
+    name = slab.host(release).name
+    res = slab.deploy("-y", "--limit", name)
+    assert res.returncode == 0, res.out
+    assert sorted(slab.show_added(name)) == sorted(EXPECTED["web"])
+    status = slab.sh(name, "ufw status verbose").stdout
+    assert "Status: active" in status
+    assert "Default: deny (incoming), allow (outgoing)" in status
+    assert "Logging: on (low)" in status
+    fragment = slab.read(name, FRAGMENT).decode()
+    assert fragment.startswith("# Managed by froxlor-fleet")
+    assert f"PassivePorts {PASSIVE[0]} {PASSIVE[1]}\n" in fragment
+    # what `ufw enable` would leave: ENABLED=yes, so ufw.service starts it at boot
+    assert b"ENABLED=yes" in slab.read(name, "/etc/ufw/ufw.conf")
+
+
+@pytest.mark.parametrize("release", RELEASES)
+def test_03_second_run_changes_nothing_byte_for_byte(slab, release) -> None:
+    name = slab.host(release).name
+    before = slab.ufw_files(name), slab.read(name, FRAGMENT)
+    res = slab.deploy("-y", "--limit", name)
+    assert res.returncode == 0, res.out
+    assert_no_change(res)
+    assert (slab.ufw_files(name), slab.read(name, FRAGMENT)) == before
+
+
+@pytest.mark.parametrize("release", RELEASES)
+def test_04_passive_ftps_through_the_firewall(slab, release) -> None:
+    host = slab.host(release)
+    assert proftpd_running(slab, host.name)  # the rollout reloaded it
+    for ip in (host.ip, host.ip6):
+        port, data = ftp_transfer(ip, timeout=10)
+        assert PASSIVE[0] <= port <= PASSIVE[1], (ip, port)
+        assert data.startswith(f"hello from {host.name}".encode())
+
+
+@pytest.mark.parametrize("release", RELEASES)
+def test_05_dry_diff_shows_a_hand_deleted_rule_and_touches_nothing(slab, release) -> None:
+    name = slab.host(release).name
+    slab.sh(name, "ufw delete allow 80,443/tcp >/dev/null")
+    before = slab.ufw_files(name)
+    chains = slab.sh(name, "iptables-save -t filter | grep -c 'dport' || true").stdout
+    res = slab.deploy("--dry", "--diff", "--limit", name)
+    assert res.returncode == 0, res.out
+    assert re.search(rf"\[{name}\] +Will change UFW", res.out), res.out
+    assert "+ allow 80,443/tcp  (web)" in res.out
+    assert slab.ufw_files(name) == before  # --dry touched nothing
+    assert slab.sh(name, "iptables-save -t filter | grep -c 'dport' || true").stdout == chains
+    assert "ufw allow 80,443/tcp comment 'froxlor-fleet:web'" not in slab.show_added(name)
+    res = slab.deploy("-y", "--limit", name)  # the next run repairs it
+    assert res.returncode == 0, res.out
+    assert sorted(slab.show_added(name)) == sorted(EXPECTED["web"])
+    assert_no_change(slab.deploy("-y", "--limit", name))
+
+
+def proftpd_unit(slab, name: str) -> dict[str, str]:
+    out = slab.sh(name, "systemctl show proftpd -p MainPID -p ExecMainStartTimestamp "
+                        "-p ActiveState").stdout
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+@pytest.mark.parametrize("release", RELEASES)
+def test_06_new_range_goes_through_systemctl_reload(slab, release) -> None:
+    """fragment_apply.sh sees /run/systemd/system and runs `systemctl reload proftpd`:
+    systemd logs the reload, the main process stays, and the new range is offered."""
+    new_range_through_reload(slab, slab.host(release))
+
+
+@pytest.mark.parametrize("release", [pytest.param(r, marks=RELOAD_KILLS) for r in RELEASES])
+def test_06b_reload_with_froxlors_ratelimit_file(slab, release) -> None:
+    """The same with froxlor's whole conf.d, mod_ban's file included (RELOAD_KILLS)."""
+    host = slab.host(release)
+    ratelimit(slab, host.name, on=True)
+    try:
+        new_range_through_reload(slab, host)
+    finally:
+        ratelimit(slab, host.name, on=False)
+        converge(slab, host.name)
+
+
+def new_range_through_reload(slab, host: systemd_hosts.Host) -> None:
+    assert proftpd_running(slab, host.name)
+    unit_before = proftpd_unit(slab, host.name)
+    since = slab.sh(host.name, "date +%s").stdout.strip()
+    ftp_data = slab.group_data("ftp_servers")
+    try:
+        slab.write_group_data("ftp_servers", passive_data(*NEW_RANGE))
+        res = slab.deploy("-y", "--limit", host.name)
+        assert res.returncode == 0, res.out
+        journal = slab.sh(host.name, f"journalctl -q -u proftpd --since @{since} --no-pager").stdout
+        assert re.search(r"Reload(ing|ed) (proftpd\.service|ProFTPD)", journal), journal
+        assert proftpd_running(slab, host.name), slab.sh(
+            host.name, "tail -3 /var/log/proftpd/proftpd.log").stdout
+        unit_after = proftpd_unit(slab, host.name)
+        assert unit_after["ActiveState"] == "active"
+        assert unit_after["MainPID"] == unit_before["MainPID"] != "0"  # reloaded, not restarted
+        assert unit_after["ExecMainStartTimestamp"] == unit_before["ExecMainStartTimestamp"]
+        time.sleep(0.5)  # ProFTPd re-reads its configuration after SIGHUP
+        port, _ = ftp_transfer(host.ip, timeout=10)
+        assert NEW_RANGE[0] <= port <= NEW_RANGE[1]
+    finally:
+        slab.write_group_data("ftp_servers", ftp_data)
+        converge(slab, host.name)
+    time.sleep(0.5)
+    port, _ = ftp_transfer(host.ip, timeout=10)
+    assert PASSIVE[0] <= port <= PASSIVE[1]
+
+
+def converge(slab, name: str) -> None:
+    """Back to the lab data (ProFTPd revived if that run's reload killed it)."""
+    res = slab.deploy("-y", "--limit", name)
+    assert res.returncode == 0, res.out
+    revive_proftpd(slab, name)
+
+
+def reset_ufw(slab, host: systemd_hosts.Host) -> None:
+    """UFW as a fresh install leaves it: the package's files from the pristine tree, and
+    no ufw chains in the kernel (`ufw disable` leaves its empty chains behind)."""
+    slab.sh(host.name, "ufw --force disable >/dev/null; "
+                       "for t in iptables ip6tables; do $t -F; $t -X; done")
+    pristine = rootfs.tree_dir(host.release, host.ftpd) / "root"
+    merged = systemd_hosts.host_dir(CFG, host.name) / "root"
+    for path in ("etc/ufw/user.rules", "etc/ufw/user6.rules", "etc/ufw/ufw.conf", "etc/default/ufw"):
+        shutil.copy2(pristine / path, merged / path)
+
+
+CLI_ROLLOUT = " && ".join([
+    "ufw allow proto tcp from any to any port 21 comment froxlor-fleet:ftp",
+    f"ufw allow proto tcp from any to any port {PASSIVE[0]}:{PASSIVE[1]} comment froxlor-fleet:ftp",
+    "ufw allow proto tcp from any to any port 22 comment froxlor-fleet:ssh",
+    "ufw allow proto tcp from any to any port 80,443 comment froxlor-fleet:web",
+    "ufw logging low",
+    "ufw --force enable",
+]) + " >/dev/null"
+
+
+@pytest.mark.parametrize("release", RELEASES)
+def test_07_first_enable_equals_the_ufw_cli(slab, release) -> None:
+    """From a fresh ufw, the deploy (ufw's frontend, enabled the way ufw.service starts
+    it) leaves what the same rules typed with the `ufw` CLI and `ufw enable` leave:
+    rule files, /etc/default/ufw, ufw.conf, `ufw status verbose`, the live v4 and v6
+    chains."""
+    host = slab.host(release)
+    reset_ufw(slab, host)
+    res = slab.deploy("-y", "--limit", host.name)
+    assert res.returncode == 0, res.out
+    ours = slab.ufw_view(host.name)
+    reset_ufw(slab, host)
+    slab.sh(host.name, CLI_ROLLOUT)
+    theirs = slab.ufw_view(host.name)
+    assert ours.keys() == theirs.keys()
+    for key in ours:
+        assert ours[key] == theirs[key], key
+    assert "-A ufw-user-input -p tcp -m tcp --dport 21 -j ACCEPT" in ours["iptables-save"]
+    assert "-A ufw6-user-input -p tcp -m tcp --dport 21 -j ACCEPT" in ours["ip6tables-save"]
+    assert "--dports 80,443" in ours["iptables-save"] and "--dports 80,443" in ours["ip6tables-save"]
+    assert_no_change(slab.deploy("-y", "--limit", host.name))  # the CLI's state is ours
+
+
+@pytest.mark.parametrize("release", RELEASES)
+def test_08_reboot_keeps_the_firewall_and_ftp(slab, release) -> None:
+    """After `systemctl reboot` inside the host, ufw.service (ufw-init at boot) loads the
+    same rules into the kernel, proftpd uses the fragment, and nothing needs changing."""
+    host = slab.host(release)
+    before = slab.ufw_view(host.name)
+    boot_id = slab.sh(host.name, "cat /proc/sys/kernel/random/boot_id").stdout
+    slab.reboot(host.name)
+    assert slab.sh(host.name, "cat /proc/sys/kernel/random/boot_id").stdout != boot_id
+    assert slab.sh(host.name, "systemctl is-active ufw proftpd ssh").stdout.split() == ["active"] * 3
+    after = slab.ufw_view(host.name)
+    for key in before:
+        assert after[key] == before[key], key
+    port, data = ftp_transfer(host.ip, timeout=10)
+    assert PASSIVE[0] <= port <= PASSIVE[1]
+    assert data.startswith(f"hello from {host.name}".encode())
+    assert_no_change(slab.deploy("-y", "--limit", host.name))
+
+
+def test_09_missing_ufw_is_installed_by_apt_from_the_lab_repository(slab) -> None:
+    """ufw purged: the deploy's `apt-get install -y -q ufw` downloads it from the lab's
+    repository (the host's only apt source), then configures it in the same run."""
+    host = slab.host(APT_RELEASE)
+    slab.sh(host.name, "ufw --force disable >/dev/null; "
+                       "DEBIAN_FRONTEND=noninteractive apt-get purge -y -q ufw >/dev/null 2>&1; "
+                       "for t in iptables ip6tables; do $t -F; $t -X; done")
+    assert slab.sh(host.name, "command -v ufw", check=False).returncode != 0
+    assert slab.sh(host.name, "ls /var/cache/apt/archives/ | grep -c '^ufw_' || true").stdout.strip() == "0"
+    log_before = (CFG.lab_dir / "repo-server.log").read_text()
+    res = slab.deploy("-y", "--limit", host.name)
+    assert res.returncode == 0, res.out
+    fetched = (CFG.lab_dir / "repo-server.log").read_text()[len(log_before):]
+    assert re.search(r'"GET /[^ ]+/ufw_[^ ]+_all\.deb HTTP/1\.1" 200', fetched), fetched
+    assert "Install: ufw" in slab.sh(host.name, "cat /var/log/apt/history.log").stdout
+    assert sorted(slab.show_added(host.name)) == sorted(EXPECTED["web"])
+    assert "Status: active" in slab.sh(host.name, "ufw status").stdout
+    assert slab.sh(host.name, "systemctl is-enabled ufw").stdout.strip() == "enabled"
+    port, _ = ftp_transfer(host.ip, timeout=10)
+    assert PASSIVE[0] <= port <= PASSIVE[1]
+    assert_no_change(slab.deploy("-y", "--limit", host.name))
+
+
+def test_10_pureftpd_host_as_froxlor_sets_it_up(slab) -> None:
+    """froxlor's pure-ftpd on bookworm (one file per option, TLS, no PassivePortRange):
+    the deploy finds it (ftp_daemon auto), writes the range pure-ftpd reads, restarts
+    it under systemd, opens the same range in UFW; passive FTPS works inside it."""
+    host = slab.host("bookworm", "pureftpd")
+    unit = "pure-ftpd-mysql"
+    assert slab.sh(host.name, f"systemctl is-active {unit}").stdout.strip() == "active"
+    conf = slab.sh(host.name, "ls /etc/pure-ftpd/conf").stdout.split()
+    assert {"TLS", "Bind", "MinUID", "NoAnonymous", "MySQLConfigFile"} <= set(conf)
+    assert "PassivePortRange" not in conf and "ForcePassiveIP" not in conf
+    assert slab.read(host.name, "/etc/pure-ftpd/conf/TLS") == b"1\n"
+    assert slab.sh(host.name, "command -v proftpd", check=False).returncode != 0
+    _, data = ftp_transfer(host.ip, timeout=10)  # UFW still off: any port gets through
+    assert data.startswith(f"hello from {host.name}".encode())
+    pid = slab.sh(host.name, f"cat {PUREFTPD_PID}").stdout  # SysV unit: no main PID in systemd
+    res = slab.deploy("-y", "--limit", host.name)
+    assert res.returncode == 0, res.out
+    assert sorted(slab.show_added(host.name)) == sorted(EXPECTED["web"])
+    assert slab.read(host.name, "/etc/pure-ftpd/conf/PassivePortRange").split() == [
+        str(PASSIVE[0]).encode(), str(PASSIVE[1]).encode()]
+    assert slab.sh(host.name, f"systemctl is-active {unit}").stdout.strip() == "active"
+    assert slab.sh(host.name, f"cat {PUREFTPD_PID}").stdout != pid  # restarted: it has no reload
+    for ip in (host.ip, host.ip6):
+        port, data = ftp_transfer(ip, timeout=10)
+        assert PASSIVE[0] <= port <= PASSIVE[1], (ip, port)
+    assert_no_change(slab.deploy("-y", "--limit", host.name))
+
+
+def test_11_whole_fleet_in_one_run_changes_nothing(slab) -> None:
+    """Every systemd host in one pyinfra run, in parallel: nothing left to change."""
+    res = slab.deploy("-y")
+    assert res.returncode == 0, res.out
+    assert_no_change(res)
+
+
+def test_12_machine_firewall_untouched(slab) -> None:
+    assert machine_snapshot() == slab.machine_before
