@@ -277,6 +277,48 @@ def test_07_first_enable_equals_the_ufw_cli(slab, release) -> None:
     assert_no_change(slab.deploy("-y", "--limit", host.name))  # the CLI's state is ours
 
 
+CLI_START = " && ".join([  # an active firewall with drift: as test_1_e2e's test_10
+    "ufw allow 8080/tcp comment 'froxlor-fleet:extra old'",  # ours, no role wants it: deleted
+    "ufw allow 2222/tcp",  # hand-made: kept
+    "ufw allow 22/tcp",  # hand-made twin of the ssh rule: re-tagged in place
+    "ufw default reject incoming",
+    "ufw logging medium",
+    "ufw --force enable",
+]) + " >/dev/null"
+CLI_CHANGES = " && ".join([
+    "ufw allow proto tcp from any to any port 21 comment froxlor-fleet:ftp",
+    f"ufw allow proto tcp from any to any port {PASSIVE[0]}:{PASSIVE[1]} comment froxlor-fleet:ftp",
+    "ufw allow proto tcp from any to any port 22 comment froxlor-fleet:ssh",
+    "ufw allow proto tcp from any to any port 80,443 comment froxlor-fleet:web",
+    "ufw delete allow 8080/tcp",
+    "ufw default deny incoming",
+    "ufw logging low",
+]) + " >/dev/null"
+
+
+@pytest.mark.parametrize("release", RELEASES)
+def test_07b_changes_on_an_active_firewall_equal_the_ufw_cli(slab, release) -> None:
+    """Adds, a re-tagged hand rule, a delete (ufw 0.36 on bullseye deletes straight from
+    the live chain), a policy and a logging change on an active firewall: the deploy's
+    one step leaves what the same `ufw` commands leave."""
+    host = slab.host(release)
+    reset_ufw(slab, host)
+    slab.sh(host.name, CLI_START)
+    res = slab.deploy("-y", "--limit", host.name)
+    assert res.returncode == 0, res.out
+    ours = slab.ufw_view(host.name)
+    reset_ufw(slab, host)
+    slab.sh(host.name, CLI_START)
+    slab.sh(host.name, CLI_CHANGES)
+    theirs = slab.ufw_view(host.name)
+    for key in ours:
+        assert ours[key] == theirs[key], key
+    assert "2222/tcp" in ours["status"] and "8080" not in ours["status"]
+    assert "Default: deny (incoming)" in ours["status"]
+    slab.sh(host.name, "ufw delete allow 2222/tcp >/dev/null")  # back to the lab's state
+    assert_no_change(slab.deploy("-y", "--limit", host.name))
+
+
 @pytest.mark.parametrize("release", RELEASES)
 def test_08_reboot_keeps_the_firewall_and_ftp(slab, release) -> None:
     """After `systemctl reboot` inside the host, ufw.service (ufw-init at boot) loads the
