@@ -3,6 +3,7 @@
 
     python3 lab/systemd_hosts.py up --release bullseye,bookworm,trixie [--per-release 1] [--pureftpd]
     python3 lab/systemd_hosts.py status      # hosts, system state, whether ssh / ftp answer
+    python3 lab/systemd_hosts.py check       # UFW state and a port check from the control side
     python3 lab/systemd_hosts.py exec NAME -- CMD...   # a command inside a host (its console)
     python3 lab/systemd_hosts.py down        # stop every container (by PID), remove all it made
 
@@ -595,6 +596,26 @@ def status(cfg: Config) -> None:
         print(f"{h.name:22} {h.ip:15} {h.release:9} {h.ftpd:9} {state:9} {ports}")
 
 
+def check(cfg: Config) -> None:
+    """Per-host UFW state and a TCP port check from the control side (as lab/lab.py's)."""
+    preflight(cfg)
+    hosts = load_hosts(cfg)
+    if not hosts:
+        nslab.die("lab is not up")
+    ports = [port for _, port in nslab.CHECK_PORTS]
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        results = {(h.name, port): pool.submit(nslab.probe, h.ip, port) for h in hosts for port in ports}
+        mark = {"open": "open", "closed": "adm", "blocked": "-"}
+        print(f"{'host':22} {'ufw':8} " + " ".join(f"{p:>5}" for p in ports))
+        for h in hosts:
+            out = exec_in(cfg, h.name, "ufw", "status", check=False).stdout
+            active = "active" if "Status: active" in out else "inactive"
+            cells = [mark[results[(h.name, p)].result()] for p in ports]
+            print(f"{h.name:22} {active:8} " + " ".join(f"{c:>5}" for c in cells))
+    print("open: a service answered; adm: the firewall admits it (nothing listens); "
+          "-: blocked (no answer)")
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="systemd_hosts.py", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -606,6 +627,7 @@ def main(argv: list[str]) -> None:
                       help="one more bookworm host running froxlor's pure-ftpd, not proftpd")
     sub.add_parser("down", help="stop and remove everything the lab made")
     sub.add_parser("status", help="list hosts")
+    sub.add_parser("check", help="UFW state and a port check from the control side")
     p_exec = sub.add_parser("exec", help="run a command inside a host")
     p_exec.add_argument("name")
     p_exec.add_argument("command", nargs=argparse.REMAINDER)
@@ -621,6 +643,8 @@ def main(argv: list[str]) -> None:
         down(cfg)
     elif args.cmd == "status":
         status(cfg)
+    elif args.cmd == "check":
+        check(cfg)
     elif args.cmd == "exec":
         command = args.command[1:] if args.command[:1] == ["--"] else args.command
         preflight(cfg)
