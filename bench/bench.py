@@ -69,7 +69,7 @@ def reset_to_pristine(names: list[str]) -> None:
     def reset(name: str) -> None:
         labmod.reset_ufw(name)
         labmod.exec_in(name, "sh", "-c", "rm -f /etc/proftpd/conf.d/froxlor-fleet-passive-ports.conf; "
-                       "kill -HUP $(cat /run/proftpd.pid)")
+                       "/etc/init.d/proftpd restart >/dev/null")
 
     each_host(names, reset)
 

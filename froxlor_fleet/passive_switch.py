@@ -1,15 +1,15 @@
 """A passive-range change customers never notice: UFW and the FTP daemon agree at every step.
 
 When a host's ``ftp_passive_ports`` change from OLD (what ProFTPd uses now) to NEW
-(pure-ftpd alike: its files instead of the fragment, a restart instead of a reload):
+(pure-ftpd alike: its files instead of the fragment):
 
 1. *FTP server ready for the ftp role*: the NEW fragment passes ``proftpd -t`` (tried in
-   place and put back, no reload): a fragment ProFTPd refuses stops the host before
+   place and put back, no restart): a fragment ProFTPd refuses stops the host before
    its firewall changes.
 2. *UFW*: NEW is opened; OLD stays open (``Switch.keep``), ProFTPd still offers it.
-3. *fragment*: ProFTPd switches to NEW (write, ``proftpd -t``, reload, still running?);
+3. *fragment*: ProFTPd switches to NEW (write, ``proftpd -t``, restart, running again?);
    then, in the same remote step, UFW closes OLD (``Switch.if_switched``). If the
-   switch fails, the fragment is put back, ProFTPd reloaded on OLD and UFW closes NEW
+   switch fails, the fragment is put back, ProFTPd restarted on OLD and UFW closes NEW
    (``Switch.if_not``): both sides end on OLD.
 
 Any failure before 3 leaves ProFTPd on OLD with OLD still open in UFW.

@@ -1,9 +1,9 @@
-"""The ProFTPd passive-port fragment: render, try with ``proftpd -t``, switch, reload.
+"""The ProFTPd passive-port fragment: render, try with ``proftpd -t``, switch, restart.
 
 froxlor rewrites ``proftpd.conf`` itself and includes ``conf.d/``, so the fragment
 lives in its own file there. A new fragment is tried with ``proftpd -t`` before the
 firewall changes (``ftpserver.ready_for_ftp``); then one remote step writes it, tests the
-whole config, reloads, and puts the previous fragment back on any failure
+whole config, restarts ProFTPd, and puts the previous fragment back on any failure
 (``passive_ports_fragment``). A range change keeps UFW and ProFTPd on one range
 throughout (``passive_switch``).
 """
@@ -36,7 +36,7 @@ MISSING_PROFTPD = ("the ftp role needs ProFTPd, but 'proftpd' is not installed o
                    "(froxlor uses proftpd-basic); install it first, this deploy does not")
 TEMPLATE = "proftpd-passive-ports.conf.j2"
 
-# remote/fragment_apply.sh: check (try, put back) | apply (write, `proftpd -t`, reload
+# remote/fragment_apply.sh: check (try, put back) | apply (write, `proftpd -t`, restart
 # or restore, then the UFW half of a range change).
 APPLY_SCRIPT = program("fragment_apply.sh")
 
@@ -64,7 +64,7 @@ def digest(content: str | None) -> str | None:
 
 def loaded(current: HostState, content: str | None) -> bool:
     """Is ``content`` what ProFTPd runs with? A stopped ProFTPd reads the file when it
-    starts; a running one has loaded it if this deploy's marker says so (a reload
+    starts; a running one has loaded it if this deploy's marker says so (a restart
     that failed, or a run cut short, leaves the marker behind the file)."""
     if content is None or "proftpd" not in current.ftp.running:
         return True
@@ -84,9 +84,9 @@ def passive_ports_fragment(content: str | None, path: str = FRAGMENT_PATH,
       once ProFTPd uses the new range UFW closes the old one; if the switch fails, UFW
       closes the new one. ``None``: UFW is not touched here.
 
-    The config is checked with ``proftpd -t`` before ProFTPd is reloaded (systemd or
+    The config is checked with ``proftpd -t`` before ProFTPd is restarted (systemd or
     plain init) and ProFTPd must still run afterwards; on failure the previous fragment
-    is put back and reloaded, and the host fails with ProFTPd's message. An absent
+    is put back and ProFTPd restarted on it, and the host fails with ProFTPd's message. An absent
     ProFTPd is an error when ``content`` is set: this deploy does not install an FTP
     server unasked.
 
@@ -126,9 +126,9 @@ def passive_ports_fragment(content: str | None, path: str = FRAGMENT_PATH,
 
 def _report(path: str, current: HostState, content: str | None, same_file: bool,
             switch: Switch | None) -> None:
-    """The --diff lines: the fragment's diff, a reload of an unchanged one, the switch."""
+    """The --diff lines: the fragment's diff, a restart for an unchanged one, the switch."""
     if same_file:
-        host.log(f"Will reload ProFTPd: {path} is not known to be loaded", logger.info)
+        host.log(f"Will restart ProFTPd: {path} is not known to be loaded", logger.info)
         return
     verb = "create" if current.fragment is None else ("remove" if content is None else "modify")
     host.log(f"Will {verb} {path}", logger.info)

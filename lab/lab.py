@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script or imported
-import froxlor_proftpd  # noqa: E402
+import froxlor_proftpd
 
 ROOT = Path(__file__).resolve().parent.parent
 LAB_DIR = Path(os.environ.get("LAB_DIR", ROOT / ".lab"))
@@ -307,11 +307,12 @@ def start_host(i: int, name: str, hd: Path) -> None:
         run("ip", "-n", netns, "-6", "addr", "add", f"{host_ip6(i)}/64", "dev", "eth0", "nodad")
         run("ip", "-n", netns, "link", "set", "eth0", "up")
     if not holder_pid(name):
-        proc = subprocess.Popen(
-            ["ip", "netns", "exec", netns, "unshare", "-m", "-u", "-p", "-f", "--mount-proc",
-             "sh", "-c", HOST_SETUP, "lab-host", str(hd), name, REAPER],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(hd / "holder.log", "w"),
-            start_new_session=True)
+        with open(hd / "holder.log", "w") as log:  # the holder keeps its own copy of the fd
+            proc = subprocess.Popen(
+                ["ip", "netns", "exec", netns, "unshare", "-m", "-u", "-p", "-f", "--mount-proc",
+                 "sh", "-c", HOST_SETUP, "lab-host", str(hd), name, REAPER],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
+                start_new_session=True)
         # unshare --fork's child (after sh execs it: the reaper) is PID 1 of the host.
         for _ in range(200):
             kids = run("pgrep", "-P", str(proc.pid), check=False).stdout.split()
@@ -401,7 +402,8 @@ def up(n: int) -> None:
         die("N must be between 1 and 200")
     ensure_packages()
     LAB_DIR.mkdir(parents=True, exist_ok=True)
-    current = len(json.loads((LAB_DIR / "lab.json").read_text())["hosts"]) if (LAB_DIR / "lab.json").exists() else 0
+    info = LAB_DIR / "lab.json"
+    current = len(json.loads(info.read_text())["hosts"]) if info.exists() else 0
     if current > n:
         down()
         LAB_DIR.mkdir(parents=True, exist_ok=True)
@@ -421,7 +423,9 @@ def up(n: int) -> None:
 
 def known_names() -> list[str]:
     hosts = LAB_DIR / "hosts"
-    return sorted((p.name for p in hosts.iterdir()), key=lambda s: int(s.split("h")[-1])) if hosts.exists() else []
+    if not hosts.exists():
+        return []
+    return sorted((p.name for p in hosts.iterdir()), key=lambda s: int(s.split("h")[-1]))
 
 
 def down(quiet: bool = False) -> None:
@@ -464,7 +468,8 @@ def status() -> None:
                     ports.append(f"{port}:open")
             except OSError:
                 ports.append(f"{port}:closed")
-        print(f"{h['name']:10} {h['ip']:15} {h['kind']:5} {'running' if up_ else 'STOPPED'} {' '.join(ports)}")
+        state = "running" if up_ else "STOPPED"
+        print(f"{h['name']:10} {h['ip']:15} {h['kind']:5} {state} {' '.join(ports)}")
 
 
 CHECK_PORTS = [("ssh", 22), ("ftp", 21), ("http", 80), ("https", 443), ("smtp", 25),

@@ -3,14 +3,14 @@
 #
 #   check PATH CONTENT
 #       Would ProFTPd accept CONTENT at PATH? The candidate is put in place only for
-#       `proftpd -t`, then the previous file is put back; ProFTPd is not reloaded, so
+#       `proftpd -t`, then the previous file is put back; ProFTPd is not restarted, so
 #       nothing changes. Runs before any firewall change (exit 1: ProFTPd's message).
 #   apply PATH CONTENT MARKER [RUNNER UFW_PROGRAM UFW_IF_SWITCHED UFW_IF_NOT]
 #       Make PATH exactly CONTENT ("" = remove it), test the whole configuration with
-#       `proftpd -t`, reload ProFTPd (systemd, or SIGHUP under plain init) and check it
-#       still runs; then write CONTENT's sha256 to MARKER (what ProFTPd has loaded).
-#       On any failure the previous fragment is put back and ProFTPd reloaded on it, the
-#       marker is removed if that reload fails too (the next run must reload), exit 1.
+#       `proftpd -t`, restart a running ProFTPd (systemd, or its init script) and check
+#       it runs; then write CONTENT's sha256 to MARKER (what ProFTPd has loaded). On
+#       any failure the previous fragment is put back and ProFTPd restarted on it (the
+#       marker is removed if that fails too: the next run restarts it), exit 1.
 #       With the UFW arguments (a passive-range change, see passive_switch.py): after
 #       the switch, `sh -c RUNNER UFW_PROGRAM UFW_IF_SWITCHED` closes the old range; if
 #       the switch failed, UFW_IF_NOT closes the new one: both sides end on one range.
@@ -53,21 +53,29 @@ marker=$4
 runner=${5:-}; ufw_program=${6:-}; ufw_if_switched=${7:-}; ufw_if_not=${8:-}
 
 pid_running() { [ -s /run/proftpd.pid ] && kill -0 "$(cat /run/proftpd.pid)" 2>/dev/null; }
-# Reload a running ProFTPd and check it still runs; a stopped one reads the file when it
-# starts. Prints what it did; exit 1 when the reload failed or ProFTPd died of it.
-reload() {
+# Restart a running ProFTPd (a stopped one reads the file when it starts) and check it
+# runs again. Not a SIGHUP reload: with froxlor's ratelimit file (mod_ban) a SIGHUP
+# kills ProFTPd 1.3.7a-1.3.8c (signal 11), seen on Debian 11-13; froxlor's own
+# templates restart it too. Prints what it did; exit 1 when ProFTPd does not come back.
+restart() {
   if [ -d /run/systemd/system ]; then
     if ! systemctl is-active --quiet proftpd; then
       echo "proftpd is not running; the fragment applies when it starts"; return 0
     fi
-    systemctl reload proftpd || return 1
+    systemctl restart proftpd || return 1
     systemctl is-active --quiet proftpd || return 1
-    echo "proftpd reloaded"
+    echo "proftpd restarted"
   elif pid_running; then
-    kill -HUP "$(cat /run/proftpd.pid)" || return 1
-    sleep 0.2  # ProFTPd re-reads its configuration on SIGHUP; a bad one ends it
+    if [ -x /etc/init.d/proftpd ]; then
+      /etc/init.d/proftpd restart >/dev/null || return 1
+    else
+      kill -TERM "$(cat /run/proftpd.pid)" || return 1
+      i=0; while pid_running && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+      proftpd || return 1
+    fi
+    sleep 0.2  # it forks and writes its pidfile
     pid_running || return 1
-    echo "proftpd reloaded (SIGHUP)"
+    echo "proftpd restarted"
   else
     echo "proftpd is not running; the fragment applies when it starts"
   fi
@@ -91,13 +99,14 @@ if ! config_ok; then
   proftpd_says
   fail "proftpd -t rejected the configuration, previous fragment restored"
 fi
-if ! said=$(reload 2>&1); then
+if ! said=$(restart 2>&1); then
   printf '%s\n' "$said" >&2
   restore
-  if ! reload >/dev/null 2>&1; then
-    rm -f "$marker"  # what ProFTPd runs with is unknown now: the next run reloads
+  if ! restart >/dev/null 2>&1; then
+    rm -f "$marker"  # what ProFTPd runs with is unknown now: the next run restarts it
+    echo "ProFTPd did not come back on the previous fragment either" >&2
   fi
-  fail "ProFTPd did not reload the new fragment, previous fragment restored"
+  fail "ProFTPd did not restart with the new fragment, previous fragment restored"
 fi
 rm -f "$prev"
 printf '%s\n' "$said"

@@ -31,7 +31,7 @@ def test_01_ftp_passive_stalls_with_only_21_open(lab) -> None:
     """The failure froxlor's page warns about: UFW on, 21 open, no passive range."""
     web = lab.by_kind("web")[1]
     reset_ufw(lab, web)  # a fresh server: no passive range anywhere yet
-    lab.sh(web, f"rm -f {FRAGMENT}; kill -HUP $(cat /run/proftpd.pid); sleep 0.5")
+    lab.sh(web, f"rm -f {FRAGMENT}; /etc/init.d/proftpd restart >/dev/null")
     lab.sh(web, "ufw allow 22/tcp && ufw allow 21/tcp && ufw --force enable")
     with pytest.raises(TimeoutError):  # the data connection never completes
         ftp_transfer(lab.ip(web), timeout=3)
@@ -271,19 +271,19 @@ def test_12_fragment_proftpd_refuses_stops_that_host_before_its_firewall(lab) ->
 
 
 FAKE_SYSTEMCTL = """#!/bin/sh
-# lab stand-in for systemd's systemctl: records calls, reloads proftpd like systemd would
+# lab stand-in for systemd's systemctl: records calls, restarts proftpd like systemd would
 echo "$*" >> /run/systemctl.calls
 case "$*" in
   "is-active --quiet proftpd") kill -0 "$(cat /run/proftpd.pid)" ;;
-  "reload proftpd") kill -HUP "$(cat /run/proftpd.pid)" ;;
+  "restart proftpd") /etc/init.d/proftpd restart >/dev/null ;;
   *) exit 1 ;;
 esac
 """
 
 
-def test_13_reload_through_systemd_when_it_runs(lab) -> None:
-    """On a systemd host (/run/systemd/system exists) the fragment is reloaded with
-    `systemctl reload proftpd`; the lab fakes systemctl in that host's mount namespace."""
+def test_13_restart_through_systemd_when_it_runs(lab) -> None:
+    """On a systemd host (/run/systemd/system exists) ProFTPd is restarted with
+    `systemctl restart proftpd`; the lab fakes systemctl in that host's mount namespace."""
     from conftest import TEST_LAB
 
     web = lab.by_kind("web")[0]
@@ -297,8 +297,7 @@ def test_13_reload_through_systemd_when_it_runs(lab) -> None:
         res = lab.deploy("-y", "--limit", web)
         assert res.returncode == 0, res.out
         assert lab.sh(web, "cat /run/systemctl.calls").stdout.splitlines() == [
-            "is-active --quiet proftpd", "reload proftpd", "is-active --quiet proftpd"]
-        time.sleep(0.5)  # proftpd re-reads its config on SIGHUP
+            "is-active --quiet proftpd", "restart proftpd", "is-active --quiet proftpd"]
         port, _ = ftp_transfer(lab.ip(web), timeout=10)
         assert 50010 <= port <= 50090
     finally:
@@ -347,20 +346,20 @@ def test_14_range_change_never_stalls_a_transfer(lab) -> None:
 
 
 FAILING_RELOAD = """#!/bin/sh
-# lab stand-in for systemctl on a host where `systemctl reload proftpd` fails
+# lab stand-in for systemctl on a host where `systemctl restart proftpd` fails
 echo "$*" >> /run/systemctl.calls
 case "$*" in
   "is-active --quiet proftpd") kill -0 "$(cat /run/proftpd.pid)" ;;
-  "reload proftpd") echo "Job for proftpd.service failed." >&2; exit 1 ;;
+  "restart proftpd") echo "Job for proftpd.service failed." >&2; exit 1 ;;
   *) exit 1 ;;
 esac
 """
 
 
-def test_15_failed_reload_leaves_ufw_and_proftpd_on_the_old_range(lab) -> None:
-    """`proftpd -t` passes but the reload fails: the fragment is put back, UFW closes the
+def test_15_failed_restart_leaves_ufw_and_proftpd_on_the_old_range(lab) -> None:
+    """`proftpd -t` passes but the restart fails: the fragment is put back, UFW closes the
     new range again (both sides on the old one, FTPS keeps working), the host fails
-    with one line; once the reload works the next run finishes the change."""
+    with one line; once the restart works the next run finishes the change."""
     from conftest import TEST_LAB
 
     web = lab.by_kind("web")[0]
@@ -375,7 +374,7 @@ def test_15_failed_reload_leaves_ufw_and_proftpd_on_the_old_range(lab) -> None:
         lab.write_group_data("ftp_servers", ftp_data.replace("(50000, 50100)", "(50200, 50300)"))
         res = lab.deploy("-y", "--limit", web)
         assert res.returncode != 0
-        assert f"[{web}] ProFTPd did not reload the new fragment, previous fragment restored" in res.out
+        assert f"[{web}] ProFTPd did not restart with the new fragment, previous fragment restored" in res.out
         assert "UFW is back on the previous passive range" in res.out
         assert "Traceback" not in res.out
         assert lab.sh(web, f"cat {FRAGMENT}").stdout == before
@@ -384,7 +383,7 @@ def test_15_failed_reload_leaves_ufw_and_proftpd_on_the_old_range(lab) -> None:
         assert PASSIVE[0] <= port <= PASSIVE[1]
     finally:
         lab.sh(web, "umount /usr/bin/systemctl; rm -rf /run/systemd /run/systemctl.calls")
-    try:  # the reload works again: the next run makes the change
+    try:  # the restart works again: the next run makes the change
         res = lab.deploy("-y", "--limit", web)
         assert res.returncode == 0, res.out
         port, _ = ftp_transfer(lab.ip(web), timeout=10)
@@ -394,16 +393,16 @@ def test_15_failed_reload_leaves_ufw_and_proftpd_on_the_old_range(lab) -> None:
     assert lab.deploy("-y", "--limit", web).returncode == 0
 
 
-def test_16_a_fragment_proftpd_never_loaded_is_reloaded(lab) -> None:
+def test_16_a_fragment_proftpd_never_loaded_is_applied(lab) -> None:
     """The fragment on disk is right but ProFTPd never loaded it (a run cut short, a
-    reload that failed): the marker says so, --dry --diff announces a reload, the
-    next run reloads (the file itself stays byte for byte), and then it is a no-op."""
+    restart that failed): the marker says so, --dry --diff announces a restart, the
+    next run restarts it (the file itself stays byte for byte), and then a no-op."""
     web = lab.by_kind("web")[0]
     assert_no_change(lab.deploy("-y"))
     fragment = lab.sh(web, f"cat {FRAGMENT}").stdout
     lab.sh(web, "rm /var/lib/froxlor-fleet/proftpd-fragment.loaded")
     dry = lab.deploy("--dry", "--diff")
-    assert f"[{web}] Will reload ProFTPd: {FRAGMENT} is not known to be loaded" in dry.out
+    assert f"[{web}] Will restart ProFTPd: {FRAGMENT} is not known to be loaded" in dry.out
     res = lab.deploy("-y")
     assert res.returncode == 0, res.out
     _hosts, success, error, _no_change = results(res.out)[FTP_OP]
