@@ -21,6 +21,7 @@ TEST_LAB = Path(os.environ.get("TEST_LAB_DIR", ROOT / ".lab-test"))
 # A lab of its own (names, subnet, folder) so a demo lab can stay up beside it.
 os.environ.update(LAB_DIR=str(TEST_LAB), LAB_PREFIX="fxt", LAB_SUBNET="10.213.78")
 sys.path.insert(0, str(ROOT))
+from driver import LabDriver  # noqa: E402
 from lab import lab as labmod  # noqa: E402
 
 N_HOSTS = 5
@@ -44,7 +45,9 @@ def machine_snapshot() -> dict[str, str]:
     return snap
 
 
-class Lab:
+class Lab(LabDriver):
+    lab_dir = TEST_LAB
+
     def __init__(self) -> None:
         self.info = json.loads((TEST_LAB / "lab.json").read_text())
         self.hosts = {h["name"]: h for h in self.info["hosts"]}
@@ -60,23 +63,6 @@ class Lab:
         """A shell command inside a lab host, as if typed at its console."""
         return labmod.exec_in(name, "sh", "-c", script, check=check)
 
-    def pyinfra(self, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-        res = subprocess.run(
-            [sys.executable, "-m", "pyinfra", *args],
-            cwd=TEST_LAB, capture_output=True, text=True, timeout=timeout,
-            env=dict(os.environ, PYTHONPATH=str(ROOT), COLUMNS="200"))
-        res.out = res.stdout + res.stderr  # type: ignore[attr-defined]
-        return res
-
-    def deploy(self, *extra: str) -> subprocess.CompletedProcess:
-        return self.pyinfra("inventory.py", str(ROOT / "deploy.py"), *extra)
-
-    def write_group_data(self, name: str, text: str) -> None:
-        (TEST_LAB / "group_data" / f"{name}.py").write_text(text)
-
-    def group_data(self, name: str) -> str:
-        return (TEST_LAB / "group_data" / f"{name}.py").read_text()
-
     def state_files(self) -> dict[str, str]:
         """Hashes of every host's UFW state files and ProFTPd conf.d."""
         snap = {}
@@ -88,9 +74,6 @@ class Lab:
                     snap[str(path.relative_to(TEST_LAB))] = hashlib.sha256(path.read_bytes()).hexdigest()
         return snap
 
-    def show_added(self, name: str) -> list[str]:
-        out = self.sh(name, "ufw show added").stdout.splitlines()
-        return out[1:]
 
 
 def results(output: str) -> dict[str, tuple[str, ...]]:

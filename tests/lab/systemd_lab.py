@@ -4,17 +4,16 @@ subnet) so the namespace test lab (fxt, 10.213.78) can be up beside it."""
 
 from __future__ import annotations
 
-import ftplib
 import hashlib
 import json
 import os
 import re
-import ssl
 import subprocess
 import sys
 from pathlib import Path
 
 from conftest import results
+from driver import LabDriver
 from lab import systemd_hosts
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,7 +33,9 @@ def cli(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, env=env, timeout=timeout)
 
 
-class SystemdLab:
+class SystemdLab(LabDriver):
+    lab_dir = CFG.lab_dir
+
     def __init__(self) -> None:
         self.info = json.loads((CFG.lab_dir / "lab.json").read_text())
         self.hosts = {h.name: h for h in systemd_hosts.load_hosts(CFG)}
@@ -53,26 +54,6 @@ class SystemdLab:
 
     def ufw_files(self, name: str) -> dict[str, str]:
         return {p: hashlib.sha256(self.read(name, p)).hexdigest() for p in UFW_FILES}
-
-    def pyinfra(self, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-        res = subprocess.run(
-            [sys.executable, "-m", "pyinfra", *args],
-            cwd=CFG.lab_dir, capture_output=True, text=True, timeout=timeout,
-            env=dict(os.environ, PYTHONPATH=str(ROOT), COLUMNS="200"))
-        res.out = res.stdout + res.stderr  # type: ignore[attr-defined]
-        return res
-
-    def deploy(self, *extra: str) -> subprocess.CompletedProcess:
-        return self.pyinfra("inventory.py", str(ROOT / "deploy.py"), *extra)
-
-    def write_group_data(self, name: str, text: str) -> None:
-        (CFG.lab_dir / "group_data" / f"{name}.py").write_text(text)
-
-    def group_data(self, name: str) -> str:
-        return (CFG.lab_dir / "group_data" / f"{name}.py").read_text()
-
-    def show_added(self, name: str) -> list[str]:
-        return self.sh(name, "ufw show added").stdout.splitlines()[1:]
 
     def reboot(self, name: str) -> None:
         systemd_hosts.reboot(CFG, self.hosts[name])
@@ -94,34 +75,3 @@ def assert_no_change(res: subprocess.CompletedProcess) -> None:
     assert rows, res.out  # type: ignore[attr-defined]
     for op, (hosts, success, error, no_change) in rows.items():
         assert (success, error, no_change) == ("-", "-", hosts), (op, res.out)  # type: ignore[attr-defined]
-
-
-def ftp_transfer(ip: str, timeout: float, name: str = "hello.txt") -> tuple[int, bytes]:
-    """Anonymous passive RETR over explicit FTPS (AUTH TLS, then PROT P: froxlor's servers
-    require TLS). Returns (the data port the client really connected to, the data)."""
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE  # the lab's self-signed certificates
-    ftp = ftplib.FTP_TLS(ip, timeout=timeout, context=context)
-    try:
-        ftp.login()
-        ftp.prot_p()
-        ftp.set_pasv(True)
-        ftp.voidcmd("TYPE I")
-        conn = ftp.transfercmd(f"RETR {name}")
-        try:
-            port = conn.getpeername()[1]
-            chunks = []
-            while chunk := conn.recv(65536):
-                chunks.append(chunk)
-            if isinstance(conn, ssl.SSLSocket):
-                conn.unwrap()
-        finally:
-            conn.close()
-        ftp.voidresp()
-        return port, b"".join(chunks)
-    finally:
-        try:
-            ftp.close()
-        except OSError:
-            pass

@@ -25,7 +25,7 @@ import pytest
 
 from conftest import machine_snapshot
 from lab import rootfs, systemd_hosts
-from labtools import EXPECTED, PASSIVE
+from labtools import EXPECTED, PASSIVE, ftp_transfer
 from systemd_lab import (
     CFG,
     FRAGMENT,
@@ -33,7 +33,6 @@ from systemd_lab import (
     SystemdLab,
     assert_no_change,
     cli,
-    ftp_transfer,
 )
 
 APT_RELEASE = "trixie"  # the host whose ufw is purged and installed again by the deploy
