@@ -275,7 +275,10 @@ FAKE_SYSTEMCTL = """#!/bin/sh
 echo "$*" >> /run/systemctl.calls
 case "$*" in
   "is-active --quiet proftpd") kill -0 "$(cat /run/proftpd.pid)" ;;
-  "restart proftpd") /etc/init.d/proftpd restart >/dev/null ;;
+  "restart proftpd")  # as systemd does it: stop the main process, start a new one
+    pid=$(cat /run/proftpd.pid); kill "$pid"
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+    /usr/sbin/proftpd ;;
   *) exit 1 ;;
 esac
 """
@@ -307,21 +310,25 @@ def test_13_restart_through_systemd_when_it_runs(lab) -> None:
 
 
 def test_14_range_change_never_stalls_a_transfer(lab) -> None:
-    """While the passive range moves to a disjoint one, customers keep transferring:
-    FTPS transfers in a loop during the whole deploy all succeed (the old range stays
-    open until ProFTPd has switched), and afterwards only the new range is open."""
+    """While the passive range moves to a disjoint one, customers keep transferring
+    (FTPS, in a loop, during the whole deploy): no transfer ever stalls (a stall: the
+    data connection to a port ProFTPd offers but UFW drops times out), because the old
+    range stays open until ProFTPd has switched. The only failures allowed are the
+    refused/reset connections of the one ProFTPd restart (froxlor restarts it too), all
+    within a moment; afterwards only the new range is open."""
     web = lab.by_kind("web")[0]
     ftp_data = lab.group_data("ftp_servers")
-    outcomes: list[tuple[str, int]] = []
+    outcomes: list[tuple[float, str, int]] = []
     done = threading.Event()
 
     def customer() -> None:
         while not done.is_set():
             try:
                 port, data = ftp_transfer(lab.ip(web), timeout=4)
-                outcomes.append(("ok" if data.startswith(b"hello from") else "bad data", port))
-            except Exception as e:  # a stalled data connection times out
-                outcomes.append((f"{type(e).__name__}: {e}", 0))
+                outcomes.append((time.monotonic(), "ok" if data.startswith(b"hello from")
+                                 else "bad data", port))
+            except Exception as e:
+                outcomes.append((time.monotonic(), f"{type(e).__name__}: {e}", 0))
 
     thread = threading.Thread(target=customer, daemon=True)
     try:
@@ -333,9 +340,12 @@ def test_14_range_change_never_stalls_a_transfer(lab) -> None:
         done.set()
         thread.join(10)
         assert res.returncode == 0, res.out
-        failed = [o for o in outcomes if o[0] != "ok"]
-        assert not failed, (failed, len(outcomes))
-        ports = [port for _, port in outcomes]
+        stalls = [o for o in outcomes if "Timeout" in o[1] or "timed out" in o[1]]
+        assert not stalls, (stalls, len(outcomes))
+        failed = [o for o in outcomes if o[1] != "ok"]
+        assert all("Connection" in o[1] for o in failed), failed  # refused/reset: the restart
+        assert not failed or failed[-1][0] - failed[0][0] < 2.0, failed  # one moment
+        ports = [port for _, outcome, port in outcomes if outcome == "ok"]
         assert any(50000 <= p <= 50100 for p in ports) and 50200 <= ports[-1] <= 50300, ports
         ranges = [r for r in lab.show_added(web) if "/tcp" in r and ":" in r.split()[2]]
         assert ranges == ["ufw allow 50200:50300/tcp comment 'froxlor-fleet:ftp'"]
