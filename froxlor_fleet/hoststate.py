@@ -143,11 +143,15 @@ def parse_state(lines: list[str]) -> HostState:
 def host_state(host: Host, fragment_path: str = FRAGMENT_PATH) -> HostState:
     """``FleetHostState`` read at most once per host and run phase.
 
-    Both of the deploy's operations need it; reading it once keeps a no-op run at one
-    remote command per host. Safe because neither operation changes what the other
-    reads (UFW state vs. the ProFTPd fragment)."""
-    stage = host.state.current_stage
-    cached: tuple[tuple[StateStage, str], HostState] | None = getattr(host, "_froxlor_fleet_state", None)
+    The deploy (to plan a passive-range switch) and each of its operations need it;
+    reading it once keeps a no-op run at one remote command per host. Safe because no
+    operation changes what a later one reads (UFW state vs. the FTP daemon's files).
+    The phases: with change detection, its stage and the execution (a prompt may wait in
+    between); with ``-y`` there is one (the deploy reads while preparing, its
+    operations run at execution)."""
+    stage: StateStage | None = host.state.current_stage if host.state.should_check_for_changes() else None
+    cached: tuple[tuple[StateStage | None, str], HostState] | None = getattr(
+        host, "_froxlor_fleet_state", None)
     if cached and cached[0] == (stage, fragment_path):
         return cached[1]
     value = host.get_fact(FleetHostState, fragment_path=fragment_path)
