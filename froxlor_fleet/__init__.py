@@ -1,7 +1,8 @@
 """froxlor-fleet: role-driven UFW and ProFTPd passive ports for froxlor servers (pyinfra)."""
 
 from .catalog import DEFAULTS, ROLE_ALIASES, ROLE_SERVICES, VALID_ROLES
-from .validation import FleetDataError, HostPlan, RuleSpec
+from .plan import HostPlan, RuleSpec
+from .validation import FleetDataError
 
 __all__ = ["DEFAULTS", "ROLE_ALIASES", "ROLE_SERVICES", "VALID_ROLES", "FleetDataError",
            "HostPlan", "RuleSpec"]

@@ -19,6 +19,7 @@ from pyinfra.connectors.ssh import SSHConnector
 from . import confirm
 from .catalog import DEFAULTS, LOG_LEVELS, POLICIES
 from .hoststate import HostState, UfwState, host_state
+from .plan import RuleSpec
 from .remote import program
 from .steps import guarded_step, refuse, reporting_stage, show_changes
 from .ufwrules import (
@@ -31,7 +32,6 @@ from .ufwrules import (
     session_admitted,
     want,
 )
-from .validation import RuleSpec
 
 NOOP_MESSAGE = "UFW rules, policies and state already match the roles"
 
@@ -174,7 +174,7 @@ def rules_and_policies(
     .. code:: python
 
         from froxlor_fleet import firewall
-        from froxlor_fleet.validation import RuleSpec
+        from froxlor_fleet.plan import RuleSpec
 
         firewall.rules_and_policies(
             name="Open web and SSH",

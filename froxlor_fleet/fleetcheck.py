@@ -17,7 +17,8 @@ import os
 from pyinfra import logger
 
 from . import loading
-from .validation import FleetDataError, HostPlan
+from .plan import HostPlan
+from .validation import FleetDataError
 
 
 def check_fleet(inventory_file: str) -> dict[str, HostPlan]:

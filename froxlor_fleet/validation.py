@@ -36,15 +36,10 @@ from .catalog import (
     UNION_KEYS,
     VALID_ROLES,
 )
-
-# The desired-state model moved to plan.py (issue 14); re-exported so that
-# ``from .validation import RuleSpec`` keeps working until every module imports plan.
 from .plan import MAX_PORT_WEIGHT, HostPlan, RuleSpec, port_span, port_weight, ufw_port_sort
 
-__all__ = ["FleetDataError", "HostPlan", "RuleSpec", "MAX_PORT_WEIGHT", "port_span",
-           "port_weight", "ufw_port_sort", "address", "sources", "comment_text",
-           "port_number", "port_item", "ipv6_text", "resolve", "check_inventory",
-           "inventory_layers"]
+__all__ = ["FleetDataError", "address", "sources", "comment_text", "port_number", "port_item",
+           "ipv6_text", "resolve", "check_inventory", "inventory_layers"]
 
 MAX_COMMENT = 120  # ours, not ufw's (it has no limit): keeps `ufw status` readable
 EXTRA_RULE_KEYS = {"port", *EXTRA_RULE_DEFAULTS}

@@ -22,8 +22,8 @@ from pyinfra.api.state import StateStage
 from froxlor_fleet import firewall, proftpd
 from froxlor_fleet.catalog import FRAGMENT_PATH
 from froxlor_fleet.hoststate import parse_state
+from froxlor_fleet.plan import RuleSpec
 from froxlor_fleet.ufwrules import plan_rules
-from froxlor_fleet.validation import RuleSpec
 from helpers import build_fact, fake_host
 
 try:  # pyinfra >= 3.10: plain text unless the CLI installs click.style
