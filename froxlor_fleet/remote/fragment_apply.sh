@@ -100,7 +100,7 @@ if ! config_ok; then
   fail "proftpd -t rejected the configuration, previous fragment restored"
 fi
 if ! said=$(restart 2>&1); then
-  printf '%s\n' "$said" >&2
+  if [ -n "$said" ]; then printf '%s\n' "$said" >&2; fi
   restore
   if ! restart >/dev/null 2>&1; then
     rm -f "$marker"  # what ProFTPd runs with is unknown now: the next run restarts it
