@@ -27,7 +27,11 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH_LAB = ROOT / ".lab-bench"
 os.environ.update(LAB_DIR=str(BENCH_LAB), LAB_PREFIX="fxb", LAB_SUBNET="10.213.79")
 sys.path.insert(0, str(ROOT))
-from lab import lab as labmod  # noqa: E402
+from lab.access import COMMAND_LOG  # noqa: E402
+from lab.common import preflight  # noqa: E402
+from lab.config import host_names  # noqa: E402
+from lab.fleet import down, up  # noqa: E402
+from lab.netns_hosts import exec_in, reset_ufw  # noqa: E402
 
 PYINFRA = [sys.executable, "-m", "pyinfra"]
 SETTLE = 1.0  # seconds of quiet before every timed run, the same for every phase
@@ -55,28 +59,28 @@ def each_host(names: list[str], func) -> list:
 
 
 def clear_command_logs(names: list[str]) -> None:
-    each_host(names, lambda n: labmod.exec_in(n, "sh", "-c", f": > {labmod.COMMAND_LOG}"))
+    each_host(names, lambda n: exec_in(n, "sh", "-c", f": > {COMMAND_LOG}"))
 
 
 def commands_per_host(names: list[str]) -> tuple[int, int]:
-    counts = each_host(names, lambda n: len(labmod.exec_in(
-        n, "sh", "-c", f"cat {labmod.COMMAND_LOG} 2>/dev/null || true").stdout.splitlines()))
+    counts = each_host(names, lambda n: len(exec_in(
+        n, "sh", "-c", f"cat {COMMAND_LOG} 2>/dev/null || true").stdout.splitlines()))
     return min(counts), max(counts)
 
 
 def reset_to_pristine(names: list[str]) -> None:
     """Every host back to a fresh ufw install and no fragment (outside the timing)."""
     def reset(name: str) -> None:
-        labmod.reset_ufw(name)
-        labmod.exec_in(name, "sh", "-c", "rm -f /etc/proftpd/conf.d/froxlor-fleet-passive-ports.conf; "
-                       "/etc/init.d/proftpd restart >/dev/null")
+        reset_ufw(name)
+        exec_in(name, "sh", "-c", "rm -f /etc/proftpd/conf.d/froxlor-fleet-passive-ports.conf; "
+                "/etc/init.d/proftpd restart >/dev/null")
 
     each_host(names, reset)
 
 
 def measure(n: int, repeat: int) -> dict[str, dict]:
-    labmod.up(n)
-    names = labmod.host_names(n)
+    up(n)
+    names = host_names(n)
     phases: dict[str, dict] = {}
 
     def run_phase(name: str, args: list[str], before=None) -> None:
@@ -131,7 +135,7 @@ def main() -> None:
     parser.add_argument("--scale", type=int, default=0, help="also measure at this N (e.g. 100)")
     parser.add_argument("--keep", action="store_true", help="leave the bench lab up")
     args = parser.parse_args()
-    labmod.preflight()
+    preflight()
     results = {}
     try:
         for n in [args.hosts] + ([args.scale] if args.scale else []):
@@ -140,7 +144,7 @@ def main() -> None:
             assert not results[n]["no-op run"]["changes"], "the no-op run changed something"
     finally:
         if not args.keep:
-            labmod.down(quiet=True)
+            down(quiet=True)
     if args.scale:
         small, big = results[args.hosts], results[args.scale]
         growth = big["no-op run"]["median"] / small["no-op run"]["median"]

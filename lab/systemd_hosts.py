@@ -19,9 +19,10 @@ package repository this lab serves on the control address (the tree's own .debs)
 ``apt-get install ufw`` works for real on a host where ufw was purged.
 
 It writes ``inventory.py``, ``group_data/*.py`` and ``lab.json`` into its LAB_DIR in the
-shape lab/lab.py writes (every proftpd host is a web + ftp host, like lab/lab.py's
-``web`` kind), so the same deploy and tests run against it. ``LAB_DIR``, ``LAB_PREFIX``
-and ``LAB_SUBNET`` work as in lab/lab.py; the defaults differ so both labs can be up.
+shape the namespace lab writes (lab/inventory.py: every proftpd host is a web + ftp host,
+like the namespace lab's ``web`` kind), so the same deploy and tests run against it.
+``LAB_DIR``, ``LAB_PREFIX`` and ``LAB_SUBNET`` work as in lab/lab.py; the defaults differ
+so both labs can be up.
 
 Each container runs under a small supervisor shell (``systemctl reboot`` inside ends
 nspawn with status 133; the supervisor boots it again, as systemd-nspawn@.service does)
@@ -47,17 +48,21 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make `lab` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from lab import lab as nslab
-from lab import rootfs
+if __package__ in (None, ""):  # run as a script: the repository root instead of lab/
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+from lab import froxlor_proftpd, rootfs
+from lab.access import ensure_key
+from lab.check import CHECK_PORTS, probe
+from lab.common import die, ensure_bridge, pid_alive, run
+from lab.common import preflight as machine_preflight
+from lab.services import wait_ssh
 
 ROOT = Path(__file__).resolve().parent.parent
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 # apt-utils: apt-ftparchive for the repository; openssl: the FTP servers' certificates
 CONTROL_PACKAGES = ["debootstrap", "apt-utils", "openssl"]
 BOOT_TIMEOUT = 90.0
-PASSIVE = (50000, 50100)  # the ftp_servers group data, as lab/lab.py writes it
+PASSIVE = (50000, 50100)  # the ftp_servers group data, as lab/inventory.py writes it
 
 
 @dataclass(frozen=True)
@@ -122,7 +127,7 @@ def plan_hosts(cfg: Config, releases: list[str], per_release: int, pureftpd: boo
 # ---------------------------------------------------------------- control-side packages
 
 def installed_version(pkg: str) -> str:
-    res = nslab.run("dpkg-query", "-W", "-f=${Status} ${Version}", pkg, check=False)
+    res = run("dpkg-query", "-W", "-f=${Status} ${Version}", pkg, check=False)
     status, _, version = res.stdout.strip().rpartition(" ")
     return version if res.returncode == 0 and status == "install ok installed" else ""
 
@@ -145,10 +150,10 @@ def ensure_packages() -> None:
         policy.write_text("#!/bin/sh\nexit 101\n")
         policy.chmod(0o755)
     try:
-        if nslab.run("apt-get", "install", "-y", "-qq", "--no-upgrade", *wanted,
-                     check=False, env=env).returncode != 0:
-            nslab.run("apt-get", "update", "-qq", env=env)
-            nslab.run("apt-get", "install", "-y", "-qq", "--no-upgrade", *wanted, env=env)
+        if run("apt-get", "install", "-y", "-qq", "--no-upgrade", *wanted,
+               check=False, env=env).returncode != 0:
+            run("apt-get", "update", "-qq", env=env)
+            run("apt-get", "install", "-y", "-qq", "--no-upgrade", *wanted, env=env)
     finally:
         if made_policy:
             policy.unlink()
@@ -178,7 +183,7 @@ def start_repo(cfg: Config, trees: list[Path]) -> None:
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
     repo_pidfile(cfg).write_text(str(proc.pid))
     deadline = time.monotonic() + 10
-    while nslab.probe(cfg.control_ip, rootfs.REPO_PORT, 0.5) != "open":
+    while probe(cfg.control_ip, rootfs.REPO_PORT, 0.5) != "open":
         if proc.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"package repository did not start: "
                                f"{(cfg.lab_dir / 'repo-server.log').read_text()[-500:]}")
@@ -191,23 +196,14 @@ def host_dir(cfg: Config, name: str) -> Path:
     return cfg.lab_dir / "hosts" / name
 
 
-def pid_alive(pidfile: Path) -> int | None:
-    try:
-        pid = int(pidfile.read_text())
-        os.kill(pid, 0)
-        return pid
-    except (OSError, ValueError):
-        return None
-
-
 def mount_overlay(tree: Path, hd: Path) -> Path:
     merged = hd / "root"
     for sub in ("upper", "work", "root"):
         (hd / sub).mkdir(parents=True, exist_ok=True)
     if not os.path.ismount(merged):
-        nslab.run("mount", "-t", "overlay", "overlay", "-o",
-                  f"lowerdir={tree / 'root'},upperdir={hd / 'upper'},workdir={hd / 'work'}",
-                  str(merged))
+        run("mount", "-t", "overlay", "overlay", "-o",
+            f"lowerdir={tree / 'root'},upperdir={hd / 'upper'},workdir={hd / 'work'}",
+            str(merged))
     return merged
 
 
@@ -238,7 +234,7 @@ def configure_host(cfg: Config, host: Host, root: Path, pubkey: str) -> None:
     write_file(root / "etc/lab-net.conf", f"IPV4={host.ip}/24\nIPV6={host.ip6}/64\n")
     key = hd / "ssh_host_ed25519_key"  # kept on the control side too, for known_hosts
     if not key.exists():
-        nslab.run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", host.name, "-f", str(key))
+        run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", host.name, "-f", str(key))
     write_file(root / "etc/ssh/ssh_host_ed25519_key", key.read_text(), 0o600)
     write_file(root / "etc/ssh/ssh_host_ed25519_key.pub", (hd / "ssh_host_ed25519_key.pub").read_text())
     write_file(root / "etc/ssh/sshd_config.d/froxlor-fleet-lab-hostkey.conf",
@@ -259,8 +255,8 @@ def configure_host(cfg: Config, host: Host, root: Path, pubkey: str) -> None:
 def configure_proftpd(cfg: Config, root: Path, host: Host) -> None:
     """ProFTPd as froxlor configures it (TLS required; the namespace lab's function, with
     a lab-only anonymous login) and a file to fetch."""
-    nslab.froxlor_proftpd.write_config(root / "etc/proftpd", host.name,
-                                       [cfg.control_ip, cfg.control_ip6])
+    froxlor_proftpd.write_config(root / "etc/proftpd", host.name,
+                                 [cfg.control_ip, cfg.control_ip6])
     write_file(root / "srv/ftp/hello.txt", f"hello from {host.name}\n" * 200)
 
 
@@ -286,9 +282,9 @@ def configure_pureftpd(root: Path, host: Host) -> None:
                "UPLOADUID=\nUPLOADGID=\n")
     pem = root / "etc/ssl/private/pure-ftpd.pem"
     pem.parent.mkdir(parents=True, exist_ok=True)
-    nslab.run("openssl", "req", "-x509", "-nodes", "-days", "30", "-newkey", "ec",
-              "-pkeyopt", "ec_paramgen_curve:prime256v1", "-keyout", str(pem), "-out",
-              str(pem), "-subj", f"/CN={host.name}")
+    run("openssl", "req", "-x509", "-nodes", "-days", "30", "-newkey", "ec",
+        "-pkeyopt", "ec_paramgen_curve:prime256v1", "-keyout", str(pem), "-out",
+        str(pem), "-subj", f"/CN={host.name}")
     pem.chmod(0o600)
     ftp_home = root / "srv/ftp"
     write_file(ftp_home / "hello.txt", f"hello from {host.name}\n" * 200)
@@ -371,7 +367,7 @@ def nsenter(cfg: Config, name: str, *cmd: str) -> list[str]:
 
 def exec_in(cfg: Config, name: str, *cmd: str, check: bool = True,
             timeout: float | None = 120) -> subprocess.CompletedProcess:
-    return nslab.run(*nsenter(cfg, name, *cmd), check=check, timeout=timeout)
+    return run(*nsenter(cfg, name, *cmd), check=check, timeout=timeout)
 
 
 def wait_booted(cfg: Config, name: str, timeout: float = BOOT_TIMEOUT) -> str:
@@ -407,7 +403,7 @@ def reboot(cfg: Config, host: Host, timeout: float = BOOT_TIMEOUT) -> None:
     else:
         raise RuntimeError(f"{host.name} did not come back from reboot")
     wait_booted(cfg, host.name, max(1.0, deadline - time.monotonic()))
-    nslab.wait_ssh([host.ip, host.ip6], timeout=max(1.0, deadline - time.monotonic()))
+    wait_ssh([host.ip, host.ip6], timeout=max(1.0, deadline - time.monotonic()))
 
 
 # ---------------------------------------------------------------- the lab
@@ -422,7 +418,7 @@ def load_hosts(cfg: Config) -> list[Host]:
 
 
 def write_inventory(cfg: Config, hosts: list[Host]) -> None:
-    """inventory.py, group_data/ and lab.json in lab/lab.py's shape."""
+    """inventory.py, group_data/ and lab.json in the namespace lab's shape (lab/inventory.py)."""
     key = cfg.lab_dir / "id_ed25519"
     known = cfg.lab_dir / "known_hosts"
     lines = []
@@ -462,11 +458,11 @@ def write_inventory(cfg: Config, hosts: list[Host]) -> None:
 
 
 def preflight(cfg: Config) -> None:
-    nslab.preflight()
+    machine_preflight()
     if cfg.lab_dir.is_relative_to("/run"):
-        nslab.die(f"LAB_DIR {cfg.lab_dir} must not be under /run")
+        die(f"LAB_DIR {cfg.lab_dir} must not be under /run")
     if not re.fullmatch(r"[a-z][a-z0-9]{1,5}", cfg.prefix):
-        nslab.die(f"LAB_PREFIX {cfg.prefix!r}: 2-6 lower-case letters/digits (link names are short)")
+        die(f"LAB_PREFIX {cfg.prefix!r}: 2-6 lower-case letters/digits (link names are short)")
 
 
 def check_inotify(n: int) -> None:
@@ -486,8 +482,8 @@ def up(cfg: Config, releases: list[str], per_release: int, pureftpd: bool) -> No
     cfg.lab_dir.mkdir(parents=True, exist_ok=True)
     try:
         trees = {(h.release, h.ftpd): rootfs.build(h.release, h.ftpd) for h in hosts}
-        pubkey = nslab.ensure_key(cfg.lab_dir).with_suffix(".pub").read_text()
-        nslab.ensure_bridge(cfg.bridge, cfg.control_ip, cfg.control_ip6)
+        pubkey = ensure_key(cfg.lab_dir).with_suffix(".pub").read_text()
+        ensure_bridge(cfg.bridge, cfg.control_ip, cfg.control_ip6)
         start_repo(cfg, list(trees.values()))
         started = time.monotonic()
         for h in hosts:
@@ -499,13 +495,13 @@ def up(cfg: Config, releases: list[str], per_release: int, pureftpd: bool) -> No
         with ThreadPoolExecutor(max_workers=8) as pool:
             states = list(pool.map(lambda h: wait_booted(cfg, h.name), hosts))
         booted = time.monotonic() - started
-        nslab.wait_ssh([h.ip for h in hosts] + [h.ip6 for h in hosts], timeout=BOOT_TIMEOUT)
+        wait_ssh([h.ip for h in hosts] + [h.ip6 for h in hosts], timeout=BOOT_TIMEOUT)
         with ThreadPoolExecutor(max_workers=4) as pool:  # apt lists, as a real host has them
             list(pool.map(lambda h: exec_in(cfg, h.name, "apt-get", "update", "-qq"), hosts))
         write_inventory(cfg, hosts)
     except Exception as e:  # clean up what we made, then report one line
         down(cfg, quiet=True)
-        nslab.die(f"up failed, lab removed: {e}")
+        die(f"up failed, lab removed: {e}")
     for h, state in zip(hosts, states, strict=True):
         if state != "running":
             failed = exec_in(cfg, h.name, "systemctl", "--failed", "--no-legend", check=False).stdout
@@ -564,16 +560,16 @@ def down(cfg: Config, quiet: bool = False) -> None:
     for name in names:
         root = host_dir(cfg, name) / "root"
         if os.path.ismount(root):
-            nslab.run("umount", str(root), check=False)
+            run("umount", str(root), check=False)
             if os.path.ismount(root):
-                nslab.run("umount", "-l", str(root))
+                run("umount", "-l", str(root))
     if pid := pid_alive(repo_pidfile(cfg)):
         os.kill(pid, signal.SIGTERM)
-    links = nslab.run("ip", "-o", "link", "show", check=False).stdout.splitlines()
+    links = run("ip", "-o", "link", "show", check=False).stdout.splitlines()
     for line in links:
         dev = line.split(":")[1].strip().split("@")[0]
         if dev == cfg.bridge or dev.startswith(f"vb-{cfg.prefix}-"):
-            nslab.run("ip", "link", "del", dev, check=False)
+            run("ip", "link", "del", dev, check=False)
     if cfg.lab_dir.exists():
         shutil.rmtree(cfg.lab_dir)
     if not quiet:
@@ -592,19 +588,19 @@ def status(cfg: Config) -> None:
                             timeout=10).stdout.strip()
         except (RuntimeError, subprocess.TimeoutExpired):
             state = "STOPPED"
-        ports = " ".join(f"{p}:{nslab.probe(h.ip, p, 1.0)}" for p in (22, 21))
+        ports = " ".join(f"{p}:{probe(h.ip, p, 1.0)}" for p in (22, 21))
         print(f"{h.name:22} {h.ip:15} {h.release:9} {h.ftpd:9} {state:9} {ports}")
 
 
 def check(cfg: Config) -> None:
-    """Per-host UFW state and a TCP port check from the control side (as lab/lab.py's)."""
+    """Per-host UFW state and a TCP port check from the control side (as lab/check.py's)."""
     preflight(cfg)
     hosts = load_hosts(cfg)
     if not hosts:
-        nslab.die("lab is not up")
-    ports = [port for _, port in nslab.CHECK_PORTS]
+        die("lab is not up")
+    ports = [port for _, port in CHECK_PORTS]
     with ThreadPoolExecutor(max_workers=32) as pool:
-        results = {(h.name, port): pool.submit(nslab.probe, h.ip, port) for h in hosts for port in ports}
+        results = {(h.name, port): pool.submit(probe, h.ip, port) for h in hosts for port in ports}
         mark = {"open": "open", "closed": "adm", "blocked": "-"}
         print(f"{'host':22} {'ufw':8} " + " ".join(f"{p:>5}" for p in ports))
         for h in hosts:
@@ -637,7 +633,7 @@ def main(argv: list[str]) -> None:
         releases = [r for r in args.release.split(",") if r]
         bad = [r for r in releases if r not in rootfs.RELEASES]
         if bad or not releases or not 1 <= args.per_release <= 10:
-            nslab.die(f"releases must be among {', '.join(rootfs.RELEASES)}; per-release 1-10")
+            die(f"releases must be among {', '.join(rootfs.RELEASES)}; per-release 1-10")
         up(cfg, releases, args.per_release, args.pureftpd)
     elif args.cmd == "down":
         down(cfg)

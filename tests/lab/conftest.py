@@ -22,7 +22,7 @@ TEST_LAB = Path(os.environ.get("TEST_LAB_DIR", ROOT / ".lab-test"))
 os.environ.update(LAB_DIR=str(TEST_LAB), LAB_PREFIX="fxt", LAB_SUBNET="10.213.78")
 sys.path.insert(0, str(ROOT))
 from driver import LabDriver  # noqa: E402
-from lab import lab as labmod  # noqa: E402
+from lab.netns_hosts import exec_in  # noqa: E402
 
 N_HOSTS = 5
 
@@ -61,7 +61,7 @@ class Lab(LabDriver):
 
     def sh(self, name: str, script: str, check: bool = True) -> subprocess.CompletedProcess:
         """A shell command inside a lab host, as if typed at its console."""
-        return labmod.exec_in(name, "sh", "-c", script, check=check)
+        return exec_in(name, "sh", "-c", script, check=check)
 
     def state_files(self) -> dict[str, str]:
         """Hashes of every host's UFW state files and ProFTPd conf.d."""

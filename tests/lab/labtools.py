@@ -7,7 +7,8 @@ import re
 import ssl
 
 from conftest import TEST_LAB, results
-from lab import lab as labmod
+from lab import netns_hosts
+from lab.check import probe
 
 CHECK_OP = "froxlor firewall | FTP server ready for the ftp role"
 UFW_OP = "froxlor firewall | UFW rules, policies and state"
@@ -67,7 +68,7 @@ def ftp_transfer(ip: str, timeout: float, name: str = "hello.txt") -> tuple[int,
 
 def connect(ip: str, port: int, timeout: float = 2.0) -> str:
     """A TCP connect from the control side: connected, refused (RST) or timeout."""
-    outcome = labmod.probe(ip, port, timeout)
+    outcome = probe(ip, port, timeout)
     return {"open": "connected", "closed": "refused", "blocked": "timeout"}[outcome]
 
 
@@ -81,7 +82,7 @@ def assert_no_change(res) -> None:
 
 def reset_ufw(lab, name: str) -> None:
     """Put a lab host's UFW back to a fresh install (files from the packages)."""
-    labmod.reset_ufw(name)
+    netns_hosts.reset_ufw(name)
 
 
 def ufw_view(lab, name: str) -> dict[str, str]:

@@ -86,10 +86,10 @@ def listeners(lab):
     """Something listening on every froxlor port on every host (sshd/proftpd are real)."""
     import subprocess
 
-    from lab import lab as labmod
+    from lab.netns_hosts import nsenter
 
     ports = ["80", "443", "25", "465", "587", "143", "993", "110", "995", "53", "3306"]
-    procs = [subprocess.Popen(labmod.nsenter(name, "python3", "-c", LISTENER, *ports))
+    procs = [subprocess.Popen(nsenter(name, "python3", "-c", LISTENER, *ports))
              for name in lab.hosts]
     for name in lab.hosts:
         for _ in range(100):

@@ -9,7 +9,8 @@ import sys
 import time
 
 from conftest import ROOT, TEST_LAB
-from lab import lab as labmod
+from lab.netns_hosts import nsenter
+from lab.services import start_services, wait_ssh
 from labtools import EXPECTED, assert_no_change, connect, reset_ufw
 
 MISSING_FTP = ("the ftp role needs an FTP server, but neither ProFTPd nor pure-ftpd is installed "
@@ -50,8 +51,8 @@ def wait_for_process(lab, name: str, pattern: str, timeout: float = 30) -> bool:
 def deploy_while_locked(lab, name: str, meanwhile) -> str:
     """A deploy limited to ``name`` that starts while another holder has the host lock:
     ``meanwhile()`` runs while it waits; then the lock is freed. Returns its output."""
-    holder = subprocess.Popen(labmod.nsenter(name, "flock", "/run/froxlor-fleet.lock",
-                                             "sleep", "60"))
+    holder = subprocess.Popen(nsenter(name, "flock", "/run/froxlor-fleet.lock",
+                                      "sleep", "60"))
     try:
         assert wait_for_process(lab, name, "sleep 60")
         proc = background_deploy("--limit", name)
@@ -76,8 +77,8 @@ def test_unreachable_host_others_converge_then_it_recovers(lab) -> None:
         assert f"[{dns}] Could not connect" in res.out
         assert "Status: active" in lab.sh(mail, "ufw status").stdout  # the others went on
     finally:
-        labmod.start_services(dns, TEST_LAB / "hosts" / dns)
-        labmod.wait_ssh([lab.ip(dns)])
+        start_services(dns, TEST_LAB / "hosts" / dns)
+        wait_ssh([lab.ip(dns)])
     others = [n for n in lab.hosts if n != dns]
     before = host_files(lab, others)
     lab.sh(dns, "ufw delete allow 53/udp >/dev/null")  # it drifted while away

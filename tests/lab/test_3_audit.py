@@ -15,7 +15,8 @@ from importlib import resources
 import jsonschema
 
 from conftest import ROOT, TEST_LAB
-from lab import lab as labmod
+from lab.access import COMMAND_LOG
+from lab.services import start_services, wait_ssh
 from labtools import FRAGMENT
 
 SCHEMA = json.loads(resources.files("froxlor_fleet.audit").joinpath("audit.schema.json")
@@ -204,8 +205,8 @@ def test_unreachable_host_is_reported_while_others_are_audited(lab) -> None:
     try:
         code, report = audit_json()
     finally:
-        labmod.start_services(dns, TEST_LAB / "hosts" / dns)
-        labmod.wait_ssh([lab.ip(dns)])
+        start_services(dns, TEST_LAB / "hosts" / dns)
+        wait_ssh([lab.ip(dns)])
     assert code == 2, report
     assert report["summary"]["unreachable"] == 1 and report["summary"]["ok"] == len(lab.hosts) - 1
     by_host = {h["host"]: h for h in report["hosts"]}
@@ -216,20 +217,20 @@ def test_unreachable_host_is_reported_while_others_are_audited(lab) -> None:
 
 def test_audit_reads_each_host_with_one_command(lab) -> None:
     for name in lab.hosts:
-        lab.sh(name, f": > {labmod.COMMAND_LOG}")
+        lab.sh(name, f": > {COMMAND_LOG}")
     assert audit()[0] == 0
     for name in lab.hosts:
-        assert len(lab.sh(name, f"cat {labmod.COMMAND_LOG}").stdout.splitlines()) == 1, name
+        assert len(lab.sh(name, f"cat {COMMAND_LOG}").stdout.splitlines()) == 1, name
 
 
 def test_limit_takes_groups_and_globs_and_reads_only_those(lab) -> None:
     web = lab.by_kind("web")
     for name in lab.hosts:
-        lab.sh(name, f": > {labmod.COMMAND_LOG}")
+        lab.sh(name, f": > {COMMAND_LOG}")
     code, doc = audit_json("--limit", "web_servers")
     assert code == 0 and sorted(h["host"] for h in doc["hosts"]) == sorted(web)
     for name in lab.hosts:
-        lines = lab.sh(name, f"cat {labmod.COMMAND_LOG}").stdout.splitlines()
+        lines = lab.sh(name, f"cat {COMMAND_LOG}").stdout.splitlines()
         assert len(lines) == (1 if name in web else 0), name
     prefix = web[0][:-1]
     code, doc = audit_json("--limit", f"{prefix}*")

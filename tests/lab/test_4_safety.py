@@ -6,11 +6,10 @@ refuses. Each test failed before the change it proves (issue 9)."""
 from __future__ import annotations
 
 from conftest import ROOT, TEST_LAB, results
-from lab import lab as labmod
+from lab.access import COMMAND_LOG, HIDE_SESSION
+from lab.config import SUDO_USER as SUDO
 from labtools import EXPECTED, FRAGMENT, FTP_OP, UFW_OP, assert_no_change, connect, reset_ufw
 from test_2_faults import converge, deploy_while_locked, host_files
-
-SUDO = labmod.SUDO_USER
 
 
 class Data:
@@ -51,14 +50,14 @@ def v6_inventory(lab, name: str) -> str:
 
 
 def commands_log(lab, name: str) -> str:
-    return lab.sh(name, f"cat {labmod.COMMAND_LOG}").stdout
+    return lab.sh(name, f"cat {COMMAND_LOG}").stdout
 
 
 def test_sudo_login_converges_when_sources_admit_us(lab) -> None:
     converge(lab)
     dns = lab.by_kind("dns")[0]
     reset_ufw(lab, dns)
-    lab.sh(dns, f": > {labmod.COMMAND_LOG}")
+    lab.sh(dns, f": > {COMMAND_LOG}")
     with Data(lab) as data:
         data.sudo()
         data.add("dns_servers", f'ssh_allowed_sources = ["{lab.control_ip}/32"]\n')
@@ -210,7 +209,7 @@ def test_hand_made_limit_on_ssh_is_kept(lab) -> None:
 def test_unknown_session_fails_closed(lab) -> None:
     converge(lab)
     dns = lab.by_kind("dns")[0]
-    lab.sh(dns, f"touch {labmod.HIDE_SESSION}")
+    lab.sh(dns, f"touch {HIDE_SESSION}")
     try:
         # changes away from SSH on an active firewall are still fine
         lab.sh(dns, "ufw delete allow 53/udp >/dev/null")
@@ -226,7 +225,7 @@ def test_unknown_session_fails_closed(lab) -> None:
             assert lab.deploy("-y", "--limit", dns).returncode == 0
         assert "Status: active" in lab.sh(dns, "ufw status").stdout
     finally:
-        lab.sh(dns, f"rm -f {labmod.HIDE_SESSION}")
+        lab.sh(dns, f"rm -f {HIDE_SESSION}")
     converge(lab)
 
 

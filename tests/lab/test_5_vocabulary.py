@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from lab import lab as labmod
+from lab.netns_hosts import exec_in
 from labtools import EXPECTED, assert_no_change, connect
 from test_2_faults import converge
 from test_4_safety import Data
@@ -46,7 +46,7 @@ except OSError:
 def probe_from(lab, name: str, ip: str, port: int, proto: str = "tcp") -> str:
     """A new connection from inside lab host ``name``, another source than the control
     side: connected, refused (admitted, nothing listens) or timeout (dropped)."""
-    res = labmod.exec_in(name, "python3", "-c", PROBE, ip, str(port), proto, check=False)
+    res = exec_in(name, "python3", "-c", PROBE, ip, str(port), proto, check=False)
     return res.stdout.strip() or f"error: {res.stderr.strip()}"
 
 

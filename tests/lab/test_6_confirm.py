@@ -9,7 +9,7 @@ import signal
 import time
 
 from conftest import TEST_LAB, results
-from lab import lab as labmod
+from lab.access import COMMAND_LOG
 from labtools import EXPECTED, UFW_OP, assert_no_change, connect, reset_ufw
 from test_2_faults import background_deploy, converge, host_files, wait_for_process
 from test_4_safety import Data
@@ -142,8 +142,8 @@ def test_normal_rollout_confirms_and_leaves_nothing_behind(lab) -> None:
         # the no-op rerun still costs one remote command per host
         before = {n: host_files(lab, [n]) for n in lab.hosts}
         for name in lab.hosts:
-            lab.sh(name, f": > {labmod.COMMAND_LOG}")
+            lab.sh(name, f": > {COMMAND_LOG}")
         assert_no_change(lab.deploy("-y"))
         for name in lab.hosts:
-            assert len(lab.sh(name, f"cat {labmod.COMMAND_LOG}").stdout.splitlines()) == 1, name
+            assert len(lab.sh(name, f"cat {COMMAND_LOG}").stdout.splitlines()) == 1, name
             assert host_files(lab, [name]) == before[name]
