@@ -348,6 +348,46 @@ def test_10_pureftpd_host_as_froxlor_sets_it_up(slab) -> None:
     assert_no_change(slab.deploy("-y", "--limit", host.name))
 
 
+def test_10b_pureftpd_that_wont_come_back_keeps_the_previous_range(slab) -> None:
+    """A range change on the pure-ftpd host whose restart fails (a systemd drop-in makes
+    its start fail): the previous PassivePortRange is put back, UFW closes the new range
+    again, the host fails with one line; once pure-ftpd can start, the next run switches
+    both sides, and FTPS works in the new range."""
+    host = slab.host("bookworm", "pureftpd")
+    unit = "pure-ftpd-mysql"
+    conf = "/etc/pure-ftpd/conf/PassivePortRange"
+    before, ufw_before = slab.read(host.name, conf), slab.show_added(host.name)
+    group = "pureftpd_servers"  # the lab's group of pure-ftpd hosts
+    data = slab.group_data(group)
+    dropin = f"/run/systemd/system/{unit}.service.d"
+    slab.write_group_data(group, passive_data(*NEW_RANGE))
+    try:
+        try:
+            slab.sh(host.name, f"mkdir -p {dropin} && printf '[Service]\\nExecStartPre=/bin/false\\n' "
+                               f"> {dropin}/lab-fail.conf && systemctl daemon-reload")
+            res = slab.deploy("-y", "--limit", host.name)
+            assert res.returncode != 0, res.out
+            assert (f"[{host.name}] pure-ftpd did not come back with the new passive range "
+                    f"({unit}), previous files restored") in res.out
+            assert "UFW is back on the previous passive range" in res.out
+            assert "Traceback" not in res.out
+            assert slab.read(host.name, conf) == before
+            assert slab.show_added(host.name) == ufw_before
+        finally:
+            slab.sh(host.name, f"rm -rf {dropin}; systemctl daemon-reload; systemctl restart {unit}")
+        res = slab.deploy("-y", "--limit", host.name)
+        assert res.returncode == 0, res.out
+        port, _ = ftp_transfer(host.ip, timeout=10)
+        assert NEW_RANGE[0] <= port <= NEW_RANGE[1]
+        assert [r for r in slab.show_added(host.name) if ":" in r.split()[2]] == [
+            f"ufw allow {NEW_RANGE[0]}:{NEW_RANGE[1]}/tcp comment 'froxlor-fleet:ftp'"]
+    finally:
+        slab.write_group_data(group, data)
+    assert slab.deploy("-y", "--limit", host.name).returncode == 0
+    port, _ = ftp_transfer(host.ip, timeout=10)
+    assert PASSIVE[0] <= port <= PASSIVE[1]
+
+
 def test_11_whole_fleet_in_one_run_changes_nothing(slab) -> None:
     """Every systemd host in one pyinfra run, in parallel: nothing left to change."""
     res = slab.deploy("-y")
