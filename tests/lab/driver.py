@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -38,3 +39,13 @@ class LabDriver:
 
     def show_added(self, name: str) -> list[str]:
         return self.sh(name, "ufw show added").stdout.splitlines()[1:]
+
+    def live_chains(self, name: str) -> dict[str, str]:
+        """``iptables-save``/``ip6tables-save`` of the host without counters and comments:
+        what the kernel filters with, comparable between hosts and runs."""
+        view = {}
+        for tool in ("iptables-save", "ip6tables-save"):
+            chains = self.sh(name, tool).stdout
+            view[tool] = "\n".join(re.sub(r"\[\d+:\d+\]", "", line) for line in chains.splitlines()
+                                   if not line.startswith("#"))
+        return view

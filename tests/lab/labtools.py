@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ftplib
-import re
 import ssl
 
 from conftest import TEST_LAB, results
@@ -91,8 +90,4 @@ def ufw_view(lab, name: str) -> dict[str, str]:
     view = {f: (hd / "etc-ufw" / f).read_text() for f in ("user.rules", "user6.rules", "ufw.conf")}
     view["default-ufw"] = (hd / "default-ufw").read_text()
     view["status"] = lab.sh(name, "ufw status verbose").stdout
-    for tool in ("iptables-save", "ip6tables-save"):
-        chains = lab.sh(name, tool).stdout
-        view[tool] = "\n".join(re.sub(r"\[\d+:\d+\]", "", line) for line in chains.splitlines()
-                               if not line.startswith("#"))
-    return view
+    return view | lab.live_chains(name)

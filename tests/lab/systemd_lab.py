@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -62,11 +61,7 @@ class SystemdLab(LabDriver):
         """Everything ufw keeps or shows: its files, status and the live chains."""
         view = {p: self.read(name, p).decode() for p in UFW_FILES}
         view["status"] = self.sh(name, "ufw status verbose").stdout
-        for tool in ("iptables-save", "ip6tables-save"):
-            chains = self.sh(name, tool).stdout
-            view[tool] = "\n".join(re.sub(r"\[\d+:\d+\]", "", line) for line in chains.splitlines()
-                                   if not line.startswith("#"))
-        return view
+        return view | self.live_chains(name)
 
 
 def assert_no_change(res: subprocess.CompletedProcess) -> None:
