@@ -17,13 +17,20 @@ Any failure before 3 leaves ProFTPd on OLD with OLD still open in UFW.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from .firewall import session_of, ufw_request
+from pyinfra.api import QuoteString
+
+from .firewall import RUN_WITH_UFW_PYTHON, remote_script, session_of, ufw_request
 from .hoststate import HostState
 from .plan import HostPlan, RuleSpec
+from .remote import program
+
+# remote/switch_step.sh: runs the daemon's step, then moves UFW by its outcome.
+SWITCH_STEP = program("switch_step.sh")
 
 
 @dataclass(frozen=True)
@@ -76,3 +83,15 @@ def plan_switch(plan: HostPlan, current: HostState, config_changes: bool,
     if_not = [r for r in plan.rules if r != new_rule] + list(keep)
     return Switch(old=old, new=new, keep=keep,
                   if_switched=request(plan.rules), if_not=request(if_not))
+
+
+def step_argv(switch: Switch | None, script: str, *args: Any) -> list[Any]:
+    """The FTP daemon's host-side ``script`` with ``args`` as one remote step: alone, or,
+    for a range change, inside ``remote/switch_step.sh``, which then closes the old
+    range in UFW, or the new one if the daemon's step failed."""
+    if switch is None:
+        return ["sh", "-c", QuoteString(script), "froxlor-fleet", *args]
+    return ["sh", "-c", QuoteString(SWITCH_STEP), "froxlor-fleet",
+            QuoteString(RUN_WITH_UFW_PYTHON), QuoteString(remote_script()),
+            QuoteString(json.dumps(switch.if_switched)), QuoteString(json.dumps(switch.if_not)),
+            QuoteString(script), *args]

@@ -11,7 +11,6 @@ throughout (``passive_switch``).
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Generator
 from importlib import resources
 from typing import Any
@@ -23,9 +22,8 @@ from pyinfra.api.util import format_text
 from pyinfra.operations.util.files import generate_color_diff
 
 from .catalog import FRAGMENT_PATH, LOADED_MARKER
-from .firewall import RUN_WITH_UFW_PYTHON, remote_script
 from .hoststate import HostState, host_state
-from .passive_switch import Switch, range_rule
+from .passive_switch import Switch, range_rule, step_argv
 from .plan import HostPlan
 from .remote import program
 from .steps import guarded_step, refuse, show_changes
@@ -116,12 +114,8 @@ def passive_ports_fragment(content: str | None, path: str = FRAGMENT_PATH,
     if content is None and "proftpd" not in current.ftp.installed:
         yield guarded_step("rm", "-f", QuoteString(path))
         return
-    ufw_args = [] if switch is None else [
-        QuoteString(RUN_WITH_UFW_PYTHON), QuoteString(remote_script()),
-        QuoteString(json.dumps(switch.if_switched)), QuoteString(json.dumps(switch.if_not))]
-    yield guarded_step("sh", "-c", QuoteString(APPLY_SCRIPT), "froxlor-fleet", "apply",
-                       QuoteString(path), QuoteString(content or ""), QuoteString(LOADED_MARKER),
-                       *ufw_args)
+    yield guarded_step(*step_argv(switch, APPLY_SCRIPT, "apply", QuoteString(path),
+                                  QuoteString(content or ""), QuoteString(LOADED_MARKER)))
 
 
 def _report(path: str, current: HostState, content: str | None, same_file: bool,

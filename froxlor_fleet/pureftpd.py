@@ -10,7 +10,6 @@ for ProFTPd (``passive_switch``).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Generator
 from typing import Any
 
@@ -18,9 +17,8 @@ from pyinfra import host, logger
 from pyinfra.api import QuoteString, operation
 from pyinfra.operations.util.files import generate_color_diff
 
-from .firewall import RUN_WITH_UFW_PYTHON, remote_script
 from .hoststate import host_state
-from .passive_switch import Switch
+from .passive_switch import Switch, step_argv
 from .remote import program
 from .steps import guarded_step, show_changes
 
@@ -68,9 +66,5 @@ def passive_port_range(passive_ports: tuple[int, int], force_passive_ip: str | N
                 for line in generate_color_diff(old, new):
                     logger.info("  %s", line)
         logger.info("")
-    ufw_args = [] if switch is None else [
-        QuoteString(RUN_WITH_UFW_PYTHON), QuoteString(remote_script()),
-        QuoteString(json.dumps(switch.if_switched)), QuoteString(json.dumps(switch.if_not))]
-    yield guarded_step("sh", "-c", QuoteString(APPLY_SCRIPT), "froxlor-fleet",
-                       QuoteString(str(want["PassivePortRange"])), QuoteString(force_passive_ip or ""),
-                       *ufw_args)
+    yield guarded_step(*step_argv(switch, APPLY_SCRIPT, QuoteString(str(want["PassivePortRange"])),
+                                  QuoteString(force_passive_ip or "")))

@@ -21,14 +21,20 @@ exit 0
 RECORDING_RUNNER = 'printf "%s\\n" "$1" >> "$UFW_LOG"; [ "$1" != fail ]'
 
 
-def run(tmp: Path, *args: str) -> subprocess.CompletedProcess:
+def run(tmp: Path, *args: str, switch: tuple[str, str] | None = None) -> subprocess.CompletedProcess:
+    """fragment_apply.sh with ``args``; with ``switch`` (the two UFW requests) inside
+    remote/switch_step.sh, as a range change runs it."""
     bin_dir = tmp / "bin"
     bin_dir.mkdir(exist_ok=True)
     (bin_dir / "proftpd").write_text(FAKE_PROFTPD)
     (bin_dir / "proftpd").chmod(0o755)
     env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", FRAG=str(tmp / "conf.d/frag.conf"),
                UFW_LOG=str(tmp / "ufw.log"))
-    return subprocess.run(["sh", "-c", program("fragment_apply.sh"), "froxlor-fleet", *args],
+    step = [program("fragment_apply.sh"), *args]
+    if switch is not None:
+        step = [program("switch_step.sh"), "froxlor-fleet", RECORDING_RUNNER, "program", *switch, *step]
+        return subprocess.run(["sh", "-c", *step], capture_output=True, text=True, env=env)
+    return subprocess.run(["sh", "-c", step[0], "froxlor-fleet", *step[1:]],
                           capture_output=True, text=True, env=env)
 
 
@@ -63,7 +69,7 @@ def test_apply_switches_then_closes_the_old_range(tmp_path: Path) -> None:
     frag = setup(tmp_path, "PassivePorts 50000 50100\n")
     marker = tmp_path / "state/loaded"
     res = run(tmp_path, "apply", str(frag), "PassivePorts 50000 50200\n", str(marker),
-              RECORDING_RUNNER, "program", "close-old", "close-new")
+              switch=("close-old", "close-new"))
     assert res.returncode == 0, res.stderr
     assert frag.read_text() == "PassivePorts 50000 50200\n"
     assert marker.read_text().strip() == hashlib.sha256(b"PassivePorts 50000 50200\n").hexdigest()
@@ -75,8 +81,7 @@ def test_a_refused_switch_restores_the_fragment_and_closes_the_new_range(tmp_pat
     frag = setup(tmp_path, "PassivePorts 50000 50100\n")
     marker = tmp_path / "loaded"
     marker.write_text("before\n")
-    res = run(tmp_path, "apply", str(frag), "BAD\n", str(marker),
-              RECORDING_RUNNER, "program", "close-old", "close-new")
+    res = run(tmp_path, "apply", str(frag), "BAD\n", str(marker), switch=("close-old", "close-new"))
     assert res.returncode == 1
     assert "proftpd -t rejected the configuration, previous fragment restored" in res.stderr
     assert "UFW is back on the previous passive range" in res.stderr
@@ -88,7 +93,7 @@ def test_a_refused_switch_restores_the_fragment_and_closes_the_new_range(tmp_pat
 def test_ufw_failing_after_the_switch_fails_the_host(tmp_path: Path) -> None:
     frag = setup(tmp_path, "PassivePorts 50000 50100\n")
     res = run(tmp_path, "apply", str(frag), "PassivePorts 50000 50200\n", str(tmp_path / "m"),
-              RECORDING_RUNNER, "program", "fail", "close-new")
+              switch=("fail", "close-new"))
     assert res.returncode == 1
     assert "UFW could not close the previous one" in res.stderr
 

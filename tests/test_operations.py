@@ -18,7 +18,7 @@ import pytest
 from pyinfra.api import FunctionCommand, QuoteString, StringCommand
 from pyinfra.api.state import StateStage
 
-from froxlor_fleet import confirm, firewall, ftpserver, proftpd, pureftpd, steps
+from froxlor_fleet import confirm, firewall, ftpserver, passive_switch, proftpd, pureftpd, steps
 from froxlor_fleet.passive_switch import Switch
 from froxlor_fleet.plan import RuleSpec
 from helpers import TESTS, build_fact, fake_host, load_case
@@ -36,6 +36,7 @@ PLACEHOLDERS = {
     confirm.confirm_script(): "<confirm.sh>",
     proftpd.APPLY_SCRIPT: "<apply-script>",
     pureftpd.APPLY_SCRIPT: "<pureftpd-apply>",
+    passive_switch.SWITCH_STEP: "<switch-step>",
 }
 
 

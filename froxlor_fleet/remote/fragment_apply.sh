@@ -5,15 +5,13 @@
 #       Would ProFTPd accept CONTENT at PATH? The candidate is put in place only for
 #       `proftpd -t`, then the previous file is put back; ProFTPd is not restarted, so
 #       nothing changes. Runs before any firewall change (exit 1: ProFTPd's message).
-#   apply PATH CONTENT MARKER [RUNNER UFW_PROGRAM UFW_IF_SWITCHED UFW_IF_NOT]
+#   apply PATH CONTENT MARKER
 #       Make PATH exactly CONTENT ("" = remove it), test the whole configuration with
 #       `proftpd -t`, restart a running ProFTPd (systemd, or its init script) and check
 #       it runs; then write CONTENT's sha256 to MARKER (what ProFTPd has loaded). On
 #       any failure the previous fragment is put back and ProFTPd restarted on it (the
 #       marker is removed if that fails too: the next run restarts it), exit 1.
-#       With the UFW arguments (a passive-range change, see passive_switch.py): after
-#       the switch, `sh -c RUNNER UFW_PROGRAM UFW_IF_SWITCHED` closes the old range; if
-#       the switch failed, UFW_IF_NOT closes the new one: both sides end on one range.
+#       In a passive-range change, switch_step.sh runs this and then moves UFW.
 set -u
 mode=$1; path=$2; content=$3
 
@@ -50,7 +48,6 @@ if [ "$mode" = check ]; then
 fi
 
 marker=$4
-runner=${5:-}; ufw_program=${6:-}; ufw_if_switched=${7:-}; ufw_if_not=${8:-}
 
 pid_running() { [ -s /run/proftpd.pid ] && kill -0 "$(cat /run/proftpd.pid)" 2>/dev/null; }
 # Restart a running ProFTPd (a stopped one reads the file when it starts) and check it
@@ -80,16 +77,8 @@ restart() {
     echo "proftpd is not running; the fragment applies when it starts"
   fi
 }
-ufw_step() {  # $1: the request; nothing to do without the UFW arguments
-  [ -n "$runner" ] || return 0
-  sh -c "$runner" "$ufw_program" "$1" >&2
-}
-fail() {  # $1: what went wrong; ProFTPd and UFW go back to the previous range
+fail() {  # $1: what went wrong (the previous fragment is back)
   echo "$1" >&2
-  if [ -n "$runner" ]; then
-    if ufw_step "$ufw_if_not"; then echo "UFW is back on the previous passive range" >&2
-    else echo "could not put UFW back on the previous passive range (see above)" >&2; fi
-  fi
   exit 1
 }
 
@@ -115,11 +104,4 @@ if [ -n "$content" ]; then
   printf '%s' "$content" | sha256sum | cut -d' ' -f1 > "$marker"
 else
   rm -f "$marker"
-fi
-if [ -n "$runner" ]; then
-  if ! ufw_step "$ufw_if_switched"; then
-    echo "ProFTPd uses the new passive range, but UFW could not close the previous one" >&2
-    exit 1
-  fi
-  echo "UFW closed the previous passive range"
 fi

@@ -1,17 +1,15 @@
 #!/bin/sh
 # ON THE MANAGED HOST, as a guarded step (under the host lock): pure-ftpd's passive range.
 #
-#   RANGE FORCE_IP [RUNNER UFW_PROGRAM UFW_IF_SWITCHED UFW_IF_NOT]
+#   RANGE FORCE_IP
 #
 # Debian's pure-ftpd wrapper reads one option per file: /etc/pure-ftpd/conf/
 # PassivePortRange ("LOW HIGH") and ForcePassiveIP (removed when FORCE_IP is ""). A
 # running pure-ftpd is restarted (it has no reload) and must come back; if it does not,
-# the previous files are put back and it is restarted on them, exit 1. The UFW arguments
-# work as in fragment_apply.sh: close the old range after the switch, the new one if
-# the switch failed.
+# the previous files are put back and it is restarted on them, exit 1. In a
+# passive-range change, switch_step.sh runs this and then moves UFW.
 set -u
 range=$1; ip=$2
-runner=${3:-}; ufw_program=${4:-}; ufw_if_switched=${5:-}; ufw_if_not=${6:-}
 conf=/etc/pure-ftpd/conf
 
 prev=$(mktemp -d)
@@ -43,13 +41,8 @@ restart() {
   sleep 0.5  # it forks and writes its pidfile
   running
 }
-ufw_step() { [ -n "$runner" ] || return 0; sh -c "$runner" "$ufw_program" "$1" >&2; }
 fail() {
   echo "$1" >&2
-  if [ -n "$runner" ]; then
-    if ufw_step "$ufw_if_not"; then echo "UFW is back on the previous passive range" >&2
-    else echo "could not put UFW back on the previous passive range (see above)" >&2; fi
-  fi
   rm -rf "$prev"
   exit 1
 }
@@ -76,10 +69,3 @@ else
   echo "pure-ftpd is not running; the range applies when it starts"
 fi
 rm -rf "$prev"
-if [ -n "$runner" ]; then
-  if ! ufw_step "$ufw_if_switched"; then
-    echo "pure-ftpd uses the new passive range, but UFW could not close the previous one" >&2
-    exit 1
-  fi
-  echo "UFW closed the previous passive range"
-fi
