@@ -8,7 +8,7 @@ from __future__ import annotations
 from conftest import ROOT, TEST_LAB, results
 from lab.access import COMMAND_LOG, HIDE_SESSION
 from lab.config import SUDO_USER as SUDO
-from labtools import EXPECTED, FRAGMENT, FTP_OP, UFW_OP, assert_no_change, connect, reset_ufw
+from labtools import EXPECTED, FRAGMENT, FTP_OP, UFW_OP, assert_no_change, connect, ftp_transfer, reset_ufw
 from test_2_faults import converge, deploy_while_locked, host_files
 
 
@@ -259,3 +259,27 @@ def test_value_ufw_refuses_stops_the_step_before_any_change(lab) -> None:
     assert res.returncode != 0
     assert "ufw refuses rule" in res.out and "Traceback" not in res.out, res.out
     assert host_files(lab, [dns]) == before
+
+
+def test_sudo_login_over_ipv6_moves_the_passive_range(lab) -> None:
+    """What real fleets do, all at once on an ftp host: a non-root login with sudo, over
+    an IPv6 session, changing the passive range (the candidate tried with proftpd -t,
+    UFW keeping the old range until ProFTPd restarted, then closing it): every command
+    arrives through sudo, FTPS works in the new range, a second run changes nothing."""
+    converge(lab)
+    web = lab.by_kind("web")[0]
+    lab.sh(web, f": > {COMMAND_LOG}")
+    inventory = v6_inventory(lab, web)
+    with Data(lab) as data:
+        data.sudo()
+        data.set("ftp_servers", lab.group_data("ftp_servers").replace("(50000, 50100)", "(50200, 50300)"))
+        res = lab.pyinfra(inventory, str(ROOT / "deploy.py"), "-y")
+        assert res.returncode == 0, res.out
+        ranges = [r for r in lab.show_added(web) if ":" in r.split()[2]]
+        assert ranges == ["ufw allow 50200:50300/tcp comment 'froxlor-fleet:ftp'"]
+        port, _ = ftp_transfer(lab.ip(web), timeout=10)
+        assert 50200 <= port <= 50300
+        assert_no_change(lab.pyinfra(inventory, str(ROOT / "deploy.py"), "-y"))
+    assert all(line.startswith("sudo ") for line in commands_log(lab, web).splitlines()), \
+        commands_log(lab, web)
+    converge(lab)
