@@ -33,6 +33,40 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.lab)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the test item, so a fixture can tell a failed test."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"report_{report.when}", report)
+
+
+@pytest.fixture(autouse=True)
+def lab_back_to_baseline(request):
+    """One failed lab test must not fail the ones after it. A test that edits group data
+    and fails before its own clean-up would leave every later test on its edit (CI saw
+    one flaky assertion turn into 29 failures): after each test, group data is put back
+    as it was, and after a failed test the fleet is converged to it again."""
+    labs = [request.getfixturevalue(name) for name in request.fixturenames
+            if name in ("lab", "slab")]
+    before = [(d, group_data_files(d)) for d in labs]
+    yield
+    failed = getattr(request.node, "report_call", None) is None or request.node.report_call.failed
+    for driver, files in before:
+        changed = group_data_files(driver) != files
+        for path in (driver.lab_dir / "group_data").glob("*.py"):
+            if path.name not in files:
+                path.unlink()
+        for name, text in files.items():
+            (driver.lab_dir / "group_data" / name).write_text(text)
+        if failed or changed:
+            driver.deploy("-y")
+
+
+def group_data_files(driver) -> dict[str, str]:
+    return {p.name: p.read_text() for p in sorted((driver.lab_dir / "group_data").glob("*.py"))}
+
+
 def machine_snapshot() -> dict[str, str]:
     """The control machine's own firewall and /etc/ufw: the lab must never touch them."""
     snap = {}

@@ -65,6 +65,15 @@ def ftp_transfer(ip: str, timeout: float, name: str = "hello.txt") -> tuple[int,
             pass
 
 
+def cut_by_a_restart(error: Exception) -> bool:
+    """What a client meets while ProFTPd restarts: the connection refused, or a session
+    it already had closed under it (reset, EOF, TLS EOF, a 421). Not a timeout: a
+    transfer that times out has stalled on a port the firewall drops."""
+    if isinstance(error, TimeoutError):
+        return False
+    return isinstance(error, (ConnectionError, EOFError, ssl.SSLError, ftplib.error_temp))
+
+
 def connect(ip: str, port: int, timeout: float = 2.0) -> str:
     """A TCP connect from the control side: connected, refused (RST) or timeout."""
     outcome = probe(ip, port, timeout)

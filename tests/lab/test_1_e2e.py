@@ -21,6 +21,7 @@ from labtools import (
     PASSIVE,
     assert_no_change,
     connect,
+    cut_by_a_restart,
     ftp_transfer,
     reset_ufw,
     ufw_view,
@@ -328,7 +329,8 @@ def test_14_range_change_never_stalls_a_transfer(lab) -> None:
                 outcomes.append((time.monotonic(), "ok" if data.startswith(b"hello from")
                                  else "bad data", port))
             except Exception as e:
-                outcomes.append((time.monotonic(), f"{type(e).__name__}: {e}", 0))
+                kind = "cut" if cut_by_a_restart(e) else "other"
+                outcomes.append((time.monotonic(), f"{kind} {type(e).__name__}: {e}", 0))
 
     thread = threading.Thread(target=customer, daemon=True)
     try:
@@ -340,10 +342,10 @@ def test_14_range_change_never_stalls_a_transfer(lab) -> None:
         done.set()
         thread.join(10)
         assert res.returncode == 0, res.out
-        stalls = [o for o in outcomes if "Timeout" in o[1] or "timed out" in o[1]]
-        assert not stalls, (stalls, len(outcomes))
         failed = [o for o in outcomes if o[1] != "ok"]
-        assert all("Connection" in o[1] for o in failed), failed  # refused/reset: the restart
+        # A stall (a timeout) or bad data is a failure; a session cut by the restart
+        # (refused, reset, EOF in login or transfer) is what froxlor's restart does too.
+        assert all(o[1].startswith("cut ") for o in failed), (failed, len(outcomes))
         assert not failed or failed[-1][0] - failed[0][0] < 2.0, failed  # one moment
         ports = [port for _, outcome, port in outcomes if outcome == "ok"]
         assert any(50000 <= p <= 50100 for p in ports) and 50200 <= ports[-1] <= 50300, ports
