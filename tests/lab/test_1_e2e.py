@@ -315,8 +315,8 @@ def test_14_range_change_never_stalls_a_transfer(lab) -> None:
     (FTPS, in a loop, during the whole deploy): no transfer ever stalls (a stall: the
     data connection to a port ProFTPd offers but UFW drops times out), because the old
     range stays open until ProFTPd has switched. The only failures allowed are the
-    refused/reset connections of the one ProFTPd restart (froxlor restarts it too), all
-    within a moment; afterwards only the new range is open."""
+    refused/reset connections of the one ProFTPd restart (froxlor restarts it too), in one
+    unbroken run of attempts; afterwards only the new range is open."""
     web = lab.by_kind("web")[0]
     ftp_data = lab.group_data("ftp_servers")
     outcomes: list[tuple[float, str, int]] = []
@@ -346,7 +346,11 @@ def test_14_range_change_never_stalls_a_transfer(lab) -> None:
         # A stall (a timeout) or bad data is a failure; a session cut by the restart
         # (refused, reset, EOF in login or transfer) is what froxlor's restart does too.
         assert all(o[1].startswith("cut ") for o in failed), (failed, len(outcomes))
-        assert not failed or failed[-1][0] - failed[0][0] < 2.0, failed  # one moment
+        # One outage, not several: the failures are one unbroken run of the customer's
+        # (sequential) attempts, the single restart; no clock involved.
+        failed_at = [i for i, o in enumerate(outcomes) if o[1] != "ok"]
+        if failed_at:
+            assert failed_at == list(range(failed_at[0], failed_at[-1] + 1)), outcomes
         ports = [port for _, outcome, port in outcomes if outcome == "ok"]
         assert any(50000 <= p <= 50100 for p in ports) and 50200 <= ports[-1] <= 50300, ports
         ranges = [r for r in lab.show_added(web) if "/tcp" in r and ":" in r.split()[2]]
