@@ -54,17 +54,26 @@ def lab_back_to_baseline(request):
     failed = getattr(request.node, "report_call", None) is None or request.node.report_call.failed
     for driver, files in before:
         changed = group_data_files(driver) != files
-        for path in (driver.lab_dir / "group_data").glob("*.py"):
-            if path.name not in files:
+        if changed:
+            for path in (driver.lab_dir / "group_data").glob("*.py"):
                 path.unlink()
-        for name, text in files.items():
-            (driver.lab_dir / "group_data" / name).write_text(text)
+            for name, text in files.items():
+                (driver.lab_dir / "group_data" / name).write_text(text)
         if failed or changed:
             driver.deploy("-y")
 
 
 def group_data_files(driver) -> dict[str, str]:
     return {p.name: p.read_text() for p in sorted((driver.lab_dir / "group_data").glob("*.py"))}
+
+
+def require_root_lab(what: str) -> None:
+    """Lab tests need root on Linux: skip without it locally, fail in CI (a lab test
+    that did not run proves nothing)."""
+    if not sys.platform.startswith("linux") or os.geteuid() != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail("lab tests must run in CI, and CI must run as root on Linux")
+        pytest.skip(f"{what} need root on Linux")
 
 
 def machine_snapshot() -> dict[str, str]:
@@ -123,10 +132,7 @@ def results(output: str) -> dict[str, tuple[str, ...]]:
 
 @pytest.fixture(scope="session")
 def lab():
-    if not sys.platform.startswith("linux") or os.geteuid() != 0:
-        if os.environ.get("CI") == "true":
-            pytest.fail("lab tests must run in CI, and CI must run as root on Linux")
-        pytest.skip("lab tests need root on Linux (network namespaces)")
+    require_root_lab("lab tests (network namespaces)")
     before = machine_snapshot()
     subprocess.run([sys.executable, str(ROOT / "lab/lab.py"), "down"], capture_output=True)
     up = subprocess.run([sys.executable, str(ROOT / "lab/lab.py"), "up", str(N_HOSTS)],

@@ -15,15 +15,13 @@ froxlor's pure-ftpd boots and converges.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import sys
 import time
 
 import pytest
 
-from conftest import machine_snapshot
+from conftest import machine_snapshot, require_root_lab
 from lab import rootfs, systemd_hosts
 from labtools import EXPECTED, PASSIVE, ftp_transfer
 from systemd_lab import (
@@ -47,10 +45,7 @@ PUREFTPD_PID = "/run/pure-ftpd/pure-ftpd.pid"
 
 @pytest.fixture(scope="module")
 def slab():
-    if not sys.platform.startswith("linux") or os.geteuid() != 0:
-        if os.environ.get("CI") == "true":
-            pytest.fail("lab tests must run in CI, and CI must run as root on Linux")
-        pytest.skip("systemd lab tests need root on Linux")
+    require_root_lab("systemd lab tests")
     before = machine_snapshot()
     cli("down")
     try:
