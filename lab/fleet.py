@@ -10,9 +10,20 @@ import signal
 
 from lab.access import ensure_key
 from lab.common import die, ensure_bridge, preflight, run
-from lab.config import BRIDGE, CONTROL_IP, CONTROL_IP6, LAB_DIR, PREFIX, SUBNET, host_ip, host_ip6, host_names
+from lab.config import (
+    BRIDGE,
+    CONTROL_IP,
+    CONTROL_IP6,
+    LAB_DIR,
+    PREFIX,
+    SUBNET,
+    SUDO_USER,
+    host_ip,
+    host_ip6,
+    host_names,
+)
 from lab.inventory import write_inventory
-from lab.netns_hosts import known_names, start_host, write_host_files
+from lab.netns_hosts import known_names, start_host, sudo_login_out_of_reach, write_host_files
 from lab.pristine import ensure_packages, pristine_tree
 from lab.services import start_services, wait_ssh
 
@@ -38,6 +49,9 @@ def up(n: int) -> None:
             hd = write_host_files(i, name, tree)
             start_host(i, name, hd)
             start_services(name, hd)
+            if unreachable := sudo_login_out_of_reach(name):
+                raise RuntimeError(f"{name}: the sudo user {SUDO_USER} cannot reach "
+                                   f"{', '.join(unreachable)}: its login would fail")
         wait_ssh([host_ip(i) for i in range(1, n + 1)] + [host_ip6(i) for i in range(1, n + 1)])
         write_inventory(n)
     except Exception as e:  # clean up what we made, then report one line

@@ -9,9 +9,16 @@ import time
 from pathlib import Path
 
 from lab import froxlor_proftpd
-from lab.access import write_accounts
+from lab.access import (
+    AUTHORIZED_KEYS_PATH,
+    LOGGING_SHELL_PATH,
+    LOGIN_DIR,
+    LOGIN_SHELL_PATH,
+    write_accounts,
+    write_login_files,
+)
 from lab.common import pid_alive, run
-from lab.config import BRIDGE, CONTROL_IP, CONTROL_IP6, LAB_DIR, PREFIX, host_ip, host_ip6
+from lab.config import BRIDGE, CONTROL_IP, CONTROL_IP6, LAB_DIR, PREFIX, SUDO_USER, host_ip, host_ip6
 
 # PID 1 of each host: reaps orphans (daemonised proftpd) and otherwise sleeps.
 REAPER = ("import os, time\nwhile True:\n    try:\n        os.wait()\n"
@@ -33,6 +40,10 @@ for pair in etc-ufw:/etc/ufw default-ufw:/etc/default/ufw etc-proftpd:/etc/proft
 done
 mount -t tmpfs -o mode=0755 lab-run /run
 mkdir -p /run/sshd /run/lock
+# What logins open as the logged-in user, where every lab user reaches it (lab/access.py)
+install -d -m 0755 "$4"
+install -m 0755 "$hd/login/login-shell.sh" "$hd/login/logging-shell.sh" "$4/"
+install -m 0644 "$hd/login/authorized_keys" "$4/"
 : > /run/lab-ssh-commands.log; chmod 666 /run/lab-ssh-commands.log  # root and the sudo user log
 [ -e /usr/bin/systemctl ] && mount --bind /dev/null /usr/bin/systemctl
 hostname "$name"
@@ -62,15 +73,15 @@ def write_host_files(i: int, name: str, tree: Path) -> Path:
     (hd / "var-lib-froxlor-fleet").mkdir()  # commit-confirmed snapshots, per host
     write_accounts(hd)
     run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(hd / "ssh_host_ed25519_key"))
-    shutil.copy(LAB_DIR / "id_ed25519.pub", hd / "authorized_keys")
+    write_login_files(hd, (LAB_DIR / "id_ed25519.pub").read_text())
     (hd / "sshd_config").write_text(
         f"ListenAddress {host_ip(i)}\nListenAddress {host_ip6(i)}\nPort 22\n"
         f"HostKey {hd}/ssh_host_ed25519_key\n"
-        f"AuthorizedKeysFile {hd}/authorized_keys\nPidFile /run/sshd.pid\n"
+        f"AuthorizedKeysFile {AUTHORIZED_KEYS_PATH}\nPidFile /run/sshd.pid\n"
         "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
         "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nMaxStartups 200\n"
         "MaxSessions 50\nSubsystem sftp /usr/lib/openssh/sftp-server\nLogLevel ERROR\n"
-        f"ForceCommand {LAB_DIR / 'logging-shell.sh'}\n")
+        f"ForceCommand {LOGGING_SHELL_PATH}\n")
     return hd
 
 
@@ -108,7 +119,7 @@ def start_host(i: int, name: str, hd: Path) -> None:
         with open(hd / "holder.log", "w") as log:  # the holder keeps its own copy of the fd
             proc = subprocess.Popen(
                 ["ip", "netns", "exec", netns, "unshare", "-m", "-u", "-p", "-f", "--mount-proc",
-                 "sh", "-c", HOST_SETUP, "lab-host", str(hd), name, REAPER],
+                 "sh", "-c", HOST_SETUP, "lab-host", str(hd), name, REAPER, LOGIN_DIR],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
                 start_new_session=True)
         # unshare --fork's child (after sh execs it: the reaper) is PID 1 of the host.
@@ -122,6 +133,14 @@ def start_host(i: int, name: str, hd: Path) -> None:
             time.sleep(0.05)
         else:
             raise RuntimeError(f"{name}: host did not come up: {(hd / 'holder.log').read_text()}")
+
+
+def sudo_login_out_of_reach(name: str) -> list[str]:
+    """What the sudo user's login on ``name`` opens as that user but cannot reach."""
+    wanted = {LOGIN_SHELL_PATH: "-x", LOGGING_SHELL_PATH: "-x", AUTHORIZED_KEYS_PATH: "-r"}
+    return [path for path, flag in wanted.items() if exec_in(
+        name, "setpriv", f"--reuid={SUDO_USER}", f"--regid={SUDO_USER}", "--clear-groups",
+        "test", flag, path, check=False).returncode != 0]
 
 
 def known_names() -> list[str]:

@@ -241,6 +241,8 @@ def configure_host(cfg: Config, host: Host, root: Path, pubkey: str) -> None:
                "HostKey /etc/ssh/ssh_host_ed25519_key\n")
     (root / "root/.ssh").mkdir(mode=0o700, exist_ok=True)
     write_file(root / "root/.ssh/authorized_keys", pubkey, 0o600)
+    # The sudo user's shell (/bin/bash) and keys are the container's own: its login, seen
+    # from inside, opens nothing under LAB_DIR, wherever that lies (cf. lab/access.py).
     uid, gid = user_ids(root, rootfs.SUDO_USER)
     home = root / "home" / rootfs.SUDO_USER
     (home / ".ssh").mkdir(mode=0o700, exist_ok=True)

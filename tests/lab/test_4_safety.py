@@ -5,6 +5,8 @@ refuses. Each test failed before the change it proves (issue 9)."""
 
 from __future__ import annotations
 
+import subprocess
+
 from conftest import ROOT, TEST_LAB, results
 from lab.access import COMMAND_LOG, HIDE_SESSION
 from lab.config import SUDO_USER as SUDO
@@ -51,6 +53,39 @@ def v6_inventory(lab, name: str) -> str:
 
 def commands_log(lab, name: str) -> str:
     return lab.sh(name, f"cat {COMMAND_LOG}").stdout
+
+
+def sudo_login_paths(lab, name: str) -> dict[str, str]:
+    """What the sudo user's login on ``name`` opens as that user (sshd reads authorized
+    keys as the user; its login shell runs the forced command): path -> test(1) flag."""
+    passwd = lab.sh(name, f"getent passwd {SUDO}").stdout.strip().split(":")
+    sshd = {k.lower(): v for k, _, v in (line.partition(" ") for line in
+            (TEST_LAB / "hosts" / name / "sshd_config").read_text().splitlines())}
+    return {passwd[6]: "-x", sshd["forcecommand"]: "-x", sshd["authorizedkeysfile"]: "-r"}
+
+
+def test_sudo_login_needs_nothing_under_a_private_lab_folder(lab) -> None:
+    """A clone in root's home (/root is 0700 on Debian): the lab's folder is out of the
+    sudo user's reach, so its login (shell, forced command, authorized keys) must not
+    need anything in there (issue 21: the sudo tests failed "Authentication failed")."""
+    dns = lab.by_kind("dns")[0]
+    uid = lab.sh(dns, f"id -u {SUDO}").stdout.strip()
+    mode = TEST_LAB.stat().st_mode & 0o7777
+    TEST_LAB.chmod(0o700)  # as under a 0700 /root, wherever this clone sits
+    try:
+        paths = sudo_login_paths(lab, dns)
+        out_of_reach = [path for path, flag in paths.items() if lab.sh(
+            dns, f"setpriv --reuid={uid} --regid={uid} --clear-groups test {flag} {path}",
+            check=False).returncode != 0]
+        login = subprocess.run(
+            ["ssh", "-F", "/dev/null", "-i", str(TEST_LAB / "id_ed25519"),
+             "-o", f"UserKnownHostsFile={TEST_LAB / 'known_hosts'}", "-o", "StrictHostKeyChecking=yes",
+             "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", f"{SUDO}@{lab.ip(dns)}", "sudo -n id -un"],
+            capture_output=True, text=True, timeout=30)
+    finally:
+        TEST_LAB.chmod(mode)
+    assert out_of_reach == [], f"{SUDO} (uid {uid}) cannot reach {out_of_reach} of {paths}"
+    assert (login.returncode, login.stdout.strip()) == (0, "root"), login.stderr
 
 
 def test_sudo_login_converges_when_sources_admit_us(lab) -> None:
