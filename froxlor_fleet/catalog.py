@@ -93,12 +93,14 @@ EXTRA_RULE_DEFAULTS: dict[str, object] = {"proto": "tcp", "sources": None, "comm
 # takes each for tcp and udp alike. deny/reject are added before the allows.
 RULE_ACTIONS = ("allow", "deny", "reject", "limit")
 
-# Key prefixes this deploy owns: a key with one of them that is not in ``DEFAULTS`` is a
-# typo (``froxlor_role``) and an error, never silently "not set". ``ssh_allowed_`` and
-# ``ssh_rate``, not ``ssh_``: pyinfra's own connection keys (``ssh_user``...) start so;
-# ``web_http``, not ``web_``: other deploys' keys may well start with ``web_``.
-DATA_NAMESPACES = ("froxlor_", "firewall_", "ftp_", "ssh_allowed_", "ssh_rate", "mysql_",
-                   "web_http")
+# Which data keys are ours: exactly the keys of ``DEFAULTS``. An inventory is shared with
+# other deploys (``mysql_root_password``, ``ftp_users``, ``firewall_backend``): any other
+# key is theirs, ignored and never printed, unless it is a near miss of one of ours
+# (``ssh_allowd_sources``), which would silently mean "not set" — then it is an error
+# naming the key meant (``validation.near_miss``). A near miss is two edits (insert,
+# delete, substitute, swap two neighbours; case ignored) from our key, or one from a key
+# shorter than this, where two edits reach other words (``ssh_port``: ``ssh_host``).
+NEAR_MISS_SHORT_KEY = 10
 
 # Keys whose values are combined across host data, groups and all.py instead of
 # replaced (pyinfra's own precedence replaces lists: last group wins).

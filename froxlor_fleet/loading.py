@@ -114,7 +114,9 @@ def load_inventory(options: InventoryOptions) -> Inventory:
         # pyinfra would take a missing file for a host name and look it up in DNS.
         raise InventoryError(f"no inventory file {options.inventory!r} "
                              f"(in {options.cwd})")
-    with _loading_context(options.cwd):
+    # quiet: under --debug pyinfra logs every group's data as it loads it, secrets of
+    # other deploys included; pyinfra's own load already did, this one adds nothing.
+    with _loading_context(options.cwd), _quiet_pyinfra():
         inventory: Inventory = make_inventory(
             options.inventory, override_data=overrides or None, cwd=options.cwd,
             group_data_directories=list(options.group_data) or None)

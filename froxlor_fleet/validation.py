@@ -13,7 +13,7 @@ them against the real ufw parser and ``proftpd -t``.
 
 from __future__ import annotations
 
-import difflib
+import functools
 import ipaddress
 import re
 from collections.abc import Callable, Mapping
@@ -23,11 +23,11 @@ from typing import Any
 from pyinfra.api.exceptions import PyinfraError
 
 from .catalog import (
-    DATA_NAMESPACES,
     DEFAULTS,
     EXTRA_RULE_DEFAULTS,
     FTP_DAEMONS,
     LOG_LEVELS,
+    NEAR_MISS_SHORT_KEY,
     POLICIES,
     PROTOCOLS,
     ROLE_ALIASES,
@@ -220,6 +220,11 @@ def address(value: Any) -> str:
     except ValueError:
         raise ValueError(BAD_ADDRESS) from None
     prefix = _prefix_length(mask, version) if slash else ip.max_prefixlen
+    if prefix == 0:
+        # ufw stores a /0 source in the slot of a rule without one, but for this family
+        # only: the plan (no source: both families) and ufw would never agree.
+        raise ValueError(f"is anywhere (IPv{version} only), which ufw stores as a rule "
+                         "without a source: leave the sources empty for anywhere")
     if isinstance(ip, ipaddress.IPv6Address):
         if ip.ipv4_mapped is not None:
             # ufw would store it (as ::ffff:a.b.c.d), but netfilter sees such a client
@@ -292,22 +297,58 @@ class _Errors:
         self.lines: list[str] = []
 
     def add(self, key: str, value: Any, reason: str, where: str = "") -> None:
+        self.add_key(f"{key} = {_shown(value)}", reason, where)
+
+    def add_key(self, key: str, reason: str, where: str = "") -> None:
+        """A line without the value: for keys that may not be ours (secrets)."""
         origin = f" ({where})" if where and where not in ("default", "host data") else ""
-        self.lines.append(f"host {self.host}{origin}: {key} = {_shown(value)}: {reason}")
+        self.lines.append(f"host {self.host}{origin}: {key}: {reason}")
+
+
+def _edits(a: str, b: str) -> int:
+    """Optimal string alignment distance: inserts, deletes, substitutions and swaps of
+    two neighbouring characters, each one edit."""
+    rows = [list(range(len(b) + 1))]
+    for i, ca in enumerate(a, 1):
+        row = [i]
+        for j, cb in enumerate(b, 1):
+            row.append(min(rows[-1][j] + 1, row[j - 1] + 1, rows[-1][j - 1] + (ca != cb)))
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                row[j] = min(row[j], rows[-2][j - 2] + 1)
+        rows.append(row)
+    return rows[-1][-1]
+
+
+@functools.cache
+def _pyinfra_keys() -> frozenset[str]:
+    """pyinfra's own connector data keys (ssh_user, ssh_key...): never a near miss."""
+    from pyinfra.api.connectors import get_all_connectors
+
+    return frozenset(key for connector in get_all_connectors().values()
+                     for key in (getattr(connector, "data_meta", None) or {}))
+
+
+def near_miss(key: str) -> str | None:
+    """The key of ours that ``key`` is probably a typo of, or ``None`` if it is not ours
+    at all (``catalog.NEAR_MISS_SHORT_KEY``). Our own keys are not near misses."""
+    if key in DEFAULTS or key.startswith("_") or key in _pyinfra_keys():
+        return None
+    folded = key.lower()
+    best = min(DEFAULTS, key=lambda ours: _edits(folded, ours))
+    allowed = 1 if len(best) < NEAR_MISS_SHORT_KEY else 2
+    return best if _edits(folded, best) <= allowed else None
 
 
 def _unknown_keys(layers: list[Layer], err: _Errors) -> None:
-    """A misspelt key in our namespaces would silently mean "not set" (``froxlor_role``:
-    no roles, every port closes): name the key it probably should be."""
+    """A misspelt key of ours would silently mean "not set" (``ssh_allowd_sources``: SSH
+    open to the world): name the key it probably should be. Any other key belongs to
+    someone else (another deploy, pyinfra): ignored, and its value never shown."""
     for where, data in layers:
-        for key, value in data.items():
-            if not isinstance(key, str) or not key.startswith(DATA_NAMESPACES) or key in DEFAULTS:
-                continue
-            close = difflib.get_close_matches(key, list(DEFAULTS), n=1)
-            hint = (f"did you mean '{close[0]}'?" if close
-                    else f"valid keys: {', '.join(sorted(DEFAULTS))}")
-            err.add(key, value, f"unknown key, {hint} (a helper variable of your own: "
-                    "start its name with '_')", where)
+        for key in data:
+            meant = near_miss(key) if isinstance(key, str) else None
+            if meant:
+                err.add_key(key, f"unknown key, did you mean '{meant}'? (not a key of this "
+                            "deploy, and too close to one to be another's)", where)
 
 
 def _roles(layers: list[Layer], err: _Errors) -> list[str]:
