@@ -18,6 +18,7 @@ from .remote import program
 from .ufwrules import UfwRule, parse_tuple_line
 
 SECTION = ":::froxlor-fleet:"
+NO_FINAL_NEWLINE = "no-final-newline"  # the fragment file does not end in a newline
 POLICY_NAMES = {"DROP": "deny", "ACCEPT": "allow", "REJECT": "reject"}
 
 
@@ -135,8 +136,12 @@ def parse_state(lines: list[str]) -> HostState:
     state.fragment_loaded = next((s.strip() for s in sec.get("loaded", []) if s.strip()), None)
     frag = sec.get("fragment")
     if frag:
-        state.fragment_sha256 = frag[0].strip()
-        state.fragment = "".join(line + "\n" for line in frag[1:])
+        # "<sha256>" or "<sha256> no-final-newline": the state read ends the text it
+        # shows with a newline the file lacks (the next marker starts its own line).
+        words = frag[0].split() or [""]
+        state.fragment_sha256 = words[0]
+        text = "".join(line + "\n" for line in frag[1:])
+        state.fragment = text[:-1] if NO_FINAL_NEWLINE in words[1:] and text.endswith("\n") else text
     return state
 
 

@@ -1,6 +1,18 @@
 """The fact against output captured from real ufw 0.36.2 (tests/fixtures/capture.py)."""
 
-from froxlor_fleet.hoststate import FleetHostState, parse_state
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from froxlor_fleet import proftpd
+from froxlor_fleet.catalog import FRAGMENT_PATH
+from froxlor_fleet.hoststate import SECTION, FleetHostState, parse_state
+from froxlor_fleet.proftpd_config import conflicts
 from froxlor_fleet.ufwrules import parse_tuple_line
 from helpers import UFW_FIXTURES, fact_lines, with_fragment
 
@@ -57,7 +69,6 @@ def test_fragment_is_read_exactly() -> None:
     text = "# header\nPassivePorts 50000 50100\n"
     state = parse_state(with_fragment(fact_lines("pristine"), text))
     assert state.fragment == text
-    import hashlib
     assert state.fragment_sha256 == hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -70,3 +81,207 @@ def test_fact_command_quotes_the_fragment_path() -> None:
 
 def test_default_is_an_empty_state() -> None:
     assert FleetHostState.default().ufw.rules == []
+
+
+# --- files without a final newline (issue 22) -------------------------------------------
+# The state read prints files between marker lines; a hand-edited file whose last byte is
+# not a newline must not glue the next marker onto its last line (a lost section: the
+# ftp dump -> "neither ProFTPd nor pure-ftpd is installed", /etc/default/ufw -> a real
+# ACCEPT read as deny). The fragment's sha stays that of the exact bytes on the host.
+
+IN_CI = os.environ.get("CI") == "true"
+PROFTPD_TREE = Path(__file__).parent / "fixtures" / "proftpd" / "froxlor-bookworm"
+WANTED = proftpd.render_fragment((50000, 50100))
+STATE_SH = Path(proftpd.__file__).parent / "remote" / "state.sh"
+
+
+def sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def output_lines(stdout: str) -> list[str]:
+    """Output split the way pyinfra does (each line without its newline)."""
+    return [line.rstrip("\n") for line in stdout.splitlines(keepends=True)]
+
+
+def test_parser_reads_a_fragment_without_final_newline_exactly() -> None:
+    text = WANTED.rstrip("\n")
+    lines = with_fragment(fact_lines("pristine"), None)
+    lines += [f"{sha(text)} no-final-newline", *text.split("\n")]
+    state = parse_state(lines)
+    assert state.fragment == text and state.fragment_sha256 == sha(text)
+    # Not byte-identical to the wanted fragment: the deploy rewrites it.
+    assert proftpd.digest(WANTED) != state.fragment_sha256
+
+
+def test_parser_keeps_a_fragment_with_final_newline_and_trailing_blank_lines() -> None:
+    for text in (WANTED, WANTED + "\n\n", "", "\n"):
+        lines = with_fragment(fact_lines("pristine"), None)
+        lines += [sha(text), *text.splitlines()]
+        state = parse_state(lines)
+        assert (state.fragment, state.fragment_sha256) == (text, sha(text))
+
+
+def test_parser_reads_sections_after_newline_less_ufw_files() -> None:
+    # What the state read prints for a ufw.conf / /etc/default/ufw without a final
+    # newline: the file's lines, then each marker on a line of its own.
+    lines = [f"{SECTION}conf", "ENABLED=yes", "LOGLEVEL=medium",
+             f"{SECTION}default", "IPV6=no", 'DEFAULT_INPUT_POLICY="ACCEPT"',
+             f"{SECTION}rules4", f"{SECTION}rules6", f"{SECTION}running", "yes"]
+    ufw = parse_state(lines).ufw
+    assert (ufw.active, ufw.logging, ufw.incoming, ufw.ipv6) == (True, "medium", "allow", False)
+
+
+BUSYBOX_APPLETS = ("sh", "cat", "tail", "wc", "sha256sum", "cut", "tr", "sed")
+
+
+def _fake_tools(tmp_path: Path, busybox: bool = False) -> Path:
+    """A PATH directory whose iptables/ip answer nothing: the state read never asks
+    this machine's firewall or interfaces. ``busybox``: state.sh's tools are busybox's."""
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    for name in BUSYBOX_APPLETS if busybox else ():
+        (tools / name).symlink_to(str(shutil.which("busybox")))
+    for name in ("iptables", "ip"):
+        (tools / name).write_text("#!/bin/sh\nexit 1\n")
+        (tools / name).chmod(0o755)
+    return tools
+
+
+def _proftpd_root(tmp_path: Path, fragment: str | None, conf_tail: str = "") -> Path:
+    """froxlor's ProFTPd tree with a fake binary and the fragment at FRAGMENT_PATH."""
+    root = tmp_path / "root"
+    shutil.copytree(PROFTPD_TREE, root)
+    binary = root / "usr" / "sbin" / "proftpd"
+    binary.parent.mkdir(parents=True)
+    binary.write_text("#!/bin/sh\n")
+    binary.chmod(0o755)
+    if fragment is not None:
+        (root / FRAGMENT_PATH.lstrip("/")).write_bytes(fragment.encode())
+    conf = root / "etc" / "proftpd" / "proftpd.conf"
+    conf.write_text(conf.read_text().rstrip("\n") + conf_tail)
+    return root
+
+
+@pytest.mark.parametrize("shell", ["sh", "dash", "busybox"])
+@pytest.mark.parametrize("fragment", [WANTED.rstrip("\n"), WANTED, "", "PassivePorts 50000 50100"],
+                         ids=["wanted-without-final-newline", "wanted", "empty", "one-line"])
+def test_state_and_dump_frame_files_without_final_newline(tmp_path: Path, shell: str,
+                                                           fragment: str) -> None:
+    """state.sh and the dump as the fact joins them, on a fragment and a loaded marker
+    (its own path here) that may lack a final newline: the ftp section is not lost,
+    the fragment is read byte-exact. No root: the paths are arguments / a temp root."""
+    if shutil.which(shell) is None:
+        if IN_CI and shell != "busybox":
+            pytest.fail(f"{shell} is not installed")
+        pytest.skip(f"{shell} is not installed")
+    root = _proftpd_root(tmp_path, fragment)
+    frag = root / FRAGMENT_PATH.lstrip("/")
+    marker = tmp_path / "loaded"
+    marker.write_text(sha(fragment))  # no final newline: hand-made
+    dump = FleetHostState().command().get_raw_value().split(f"; echo '{SECTION}ftp'; ", 1)[1]
+    argv = ["busybox", "sh"] if shell == "busybox" else [shell]
+    command = (f"{' '.join(argv)} {STATE_SH} {frag} {marker}; echo '{SECTION}ftp'; {dump}")
+    env = {**os.environ, "FROXLOR_FLEET_ROOT": str(root),
+           "PATH": f"{_fake_tools(tmp_path, shell == 'busybox')}:{os.environ['PATH']}"}
+    out = subprocess.run(argv + ["-c", command], capture_output=True, check=True, env=env).stdout
+    state = parse_state(output_lines(out.decode()))
+    assert "proftpd" in state.ftp.installed, out.decode()
+    assert state.fragment == fragment and state.fragment_sha256 == sha(fragment)
+    assert state.fragment_loaded == sha(fragment)
+    assert (state.fragment_sha256 == proftpd.digest(WANTED)) == (fragment == WANTED)
+    from_fragment = [s.value for s in state.ftp.proftpd.occurrences if s.file == FRAGMENT_PATH]
+    assert from_fragment == ([] if fragment == "" else ["50000 50100"]), out.decode()
+
+
+# --- the real state read against newline-less /etc files, in a private mount namespace --
+
+NAMESPACE_SCRIPT = r"""
+set -eu
+src=$1 outer=$2 fact=$3
+# Refuse to mount anything unless this is a mount namespace of its own.
+[ "$(readlink /proc/self/ns/mnt)" != "$outer" ] || exit 99
+mount --make-rprivate /
+mount -t tmpfs froxlor-fleet-test /etc/ufw
+cp "$src/ufw.conf" "$src/user.rules" "$src/user6.rules" /etc/ufw/
+mount --bind "$src/default-ufw" /etc/default/ufw
+mount -t tmpfs froxlor-fleet-test /etc/proftpd
+cp -R "$src/proftpd/." /etc/proftpd/
+mount -t tmpfs froxlor-fleet-test /usr/local/sbin
+cp "$src/proftpd-binary" /usr/local/sbin/proftpd
+if [ -d /var/lib/froxlor-fleet ]; then
+  mount -t tmpfs froxlor-fleet-test /var/lib/froxlor-fleet
+else
+  mount -t tmpfs froxlor-fleet-test /var/lib
+  mkdir /var/lib/froxlor-fleet
+fi
+cp "$src/loaded" /var/lib/froxlor-fleet/proftpd-fragment.loaded
+exec sh -c "$fact"
+"""
+
+
+def need_root_namespace() -> None:
+    """The real state read against /etc needs root and mount namespaces: skip without
+    them locally, fail in CI (a proof that did not run proves nothing)."""
+    missing = [what for what, ok in (
+        ("root on Linux", sys.platform.startswith("linux") and os.geteuid() == 0),
+        ("unshare", shutil.which("unshare")),
+        ("ufw (/etc/ufw, /etc/default/ufw)",
+         os.path.isdir("/etc/ufw") and os.path.isfile("/etc/default/ufw")),
+        ("/etc/proftpd", os.path.isdir("/etc/proftpd")),
+        ("/usr/local/sbin", os.path.isdir("/usr/local/sbin")),
+    ) if not ok]
+    if missing:
+        if IN_CI:
+            pytest.fail(f"CI must run the namespace state-read test: missing {', '.join(missing)}")
+        pytest.skip(f"needs {', '.join(missing)}")
+
+
+def _run_fact_in_namespace(tmp_path: Path, files: dict[str, str]) -> str:
+    src = tmp_path / "src"
+    shutil.copytree(PROFTPD_TREE / "etc" / "proftpd", src / "proftpd")
+    for name, text in files.items():
+        (src / name).write_bytes(text.encode())
+    (src / "proftpd-binary").write_text("#!/bin/sh\n")
+    (src / "proftpd-binary").chmod(0o755)
+    fact = FleetHostState().command().get_raw_value()
+    env = {**os.environ, "PATH": f"{_fake_tools(tmp_path)}:{os.environ['PATH']}"}
+    env.pop("FROXLOR_FLEET_ROOT", None)
+    run = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                          NAMESPACE_SCRIPT, "ns", str(src), os.readlink("/proc/self/ns/mnt"), fact],
+                         capture_output=True, env=env)
+    assert run.returncode == 0, run.stderr.decode()
+    return run.stdout.decode()
+
+
+@pytest.mark.parametrize("eol", ["", "\n"], ids=["no-final-newline", "final-newline"])
+def test_real_state_read_on_newline_less_etc_files(tmp_path: Path, eol: str) -> None:
+    need_root_namespace()
+    before = {p: Path(p).read_bytes() for p in ("/etc/ufw/ufw.conf", "/etc/default/ufw")}
+    fragment = WANTED.rstrip("\n") + eol
+    conf = (PROFTPD_TREE / "etc" / "proftpd" / "proftpd.conf").read_text().rstrip("\n") + eol
+    tuple4 = ("### tuple ### allow tcp 22 0.0.0.0/0 any 0.0.0.0/0 in"
+              " comment=66726f786c6f722d666c6565743a737368")
+    files = {
+        "ufw.conf": "ENABLED=yes\nLOGLEVEL=medium" + eol,
+        "default-ufw": 'IPV6=no\nDEFAULT_INPUT_POLICY="ACCEPT"\nDEFAULT_OUTPUT_POLICY="DROP"' + eol,
+        "user.rules": f"*filter\n{tuple4}" + eol,
+        "user6.rules": "",
+        "loaded": sha(fragment) + eol,
+        "proftpd/proftpd.conf": conf,
+        "proftpd/conf.d/" + Path(FRAGMENT_PATH).name: fragment,
+    }
+    out = _run_fact_in_namespace(tmp_path, files)
+    state = FleetHostState().process(output_lines(out))
+    assert before == {p: Path(p).read_bytes() for p in before}  # this machine's /etc untouched
+    ufw = state.ufw
+    assert (ufw.conf_enabled, ufw.logging) == (True, "medium"), out
+    assert (ufw.incoming, ufw.outgoing, ufw.ipv6) == ("allow", "deny", False), out
+    assert [r.dport for r in ufw.rules] == ["22"], out
+    assert state.ftp.installed.get("proftpd") == "/usr/local/sbin/proftpd", out
+    assert state.fragment == fragment and state.fragment_sha256 == sha(fragment)
+    assert state.fragment_loaded == sha(fragment)
+    # The deploy's decision (proftpd.py/deploys.py/ftpserver.py compare digests): only
+    # the byte-identical fragment is left alone.
+    assert (proftpd.digest(WANTED) == state.fragment_sha256) == (eol == "\n")
+    assert not conflicts(state.ftp, FRAGMENT_PATH, (50000, 50100)), out

@@ -483,6 +483,36 @@ def test_dump_command_runs_inside_a_joined_fact_command(tmp_path):
     assert conflict.startswith("/etc/proftpd/conf.d/10 a.conf:1 sets PassivePorts 40000 40100")
 
 
+def test_dump_frames_files_without_final_newline(tmp_path):
+    """Every file the dump reads (ProFTPd's, each Include's, pure-ftpd's) without its
+    final newline: the same records, each on its own line, and what follows the dump in
+    the fact command (another section's marker) still starts a line (issue 22)."""
+    files = {"/etc/proftpd/conf.d/10 a.conf": "<IfModule mod_tls.c>\nPassivePorts 40000 40100\n</IfModule>\n",
+             "/etc/pure-ftpd/conf/PassivePortRange": "50000 50100\n",
+             "/etc/pure-ftpd/conf/ForcePassiveIP": "192.0.2.1\n"}
+    bins = ("proftpd", "pure-ftpd")
+    with_eol = host(tmp_path / "eol", files, bins=bins)
+    without = host(tmp_path / "noeol", files, bins=bins)
+    stripped = 0
+    for path in without.rglob("*"):
+        if path.is_file() and not path.is_symlink() and path.read_bytes().endswith(b"\n"):
+            path.write_bytes(path.read_bytes().rstrip(b"\n"))
+            stripped += 1
+    assert stripped >= 8
+    command = "; ".join([pc.dump_command(), "echo ':::froxlor-fleet:after'"])
+    for shell in ("sh", *(["dash"] if shutil.which("dash") else [])):
+        outs = [subprocess.run([shell, "-c", command], capture_output=True, text=True, check=True,
+                               env={**os.environ, "FROXLOR_FLEET_ROOT": str(root)}).stdout
+                for root in (with_eol, without)]
+        assert outs[0].replace(str(with_eol), "") == outs[1].replace(str(without), "")
+        assert outs[1].endswith("\n:::froxlor-fleet:after\n")
+    cfg = pc.parse_dump(outs[1].splitlines()[:-1])
+    assert cfg.installed == {"proftpd": "/usr/sbin/proftpd", "pureftpd": "/usr/sbin/pure-ftpd"}
+    assert cfg.pureftpd == pc.PureFtpdConfig((50000, 50100), "50000 50100", "192.0.2.1")
+    assert cfg.proftpd.found and [s.value for s in cfg.proftpd.occurrences
+                                  if s.directive == "PassivePorts"] == ["40000 40100"]
+
+
 def test_dump_on_an_empty_host(tmp_path):
     (tmp_path / "empty").mkdir()
     assert dump(tmp_path / "empty") == ["@conf /etc/proftpd/proftpd.conf", "@root /etc/proftpd -"]

@@ -10,6 +10,16 @@ loaded=${2:-}
 
 section() { printf ':::froxlor-fleet:%s\n' "$1"; }
 
+# Does file $1 end in something other than a newline (a hand-edited file may)? Its
+# last byte counted by wc -l: cat + this, not awk/sed, keep every byte on dash, busybox.
+unterminated() { [ -s "$1" ] && [ "$(tail -c 1 "$1" 2>/dev/null | wc -l)" -eq 0 ]; }
+# File $1's bytes, then a newline if it lacks its final one: the next section's
+# marker always starts a line of its own.
+show() {
+  cat "$1" 2>/dev/null || return 0
+  if unterminated "$1"; then echo; fi
+}
+
 # The SSH session this command arrived through. sudo and su reset the environment,
 # so when $SSH_CONNECTION is gone, look for it in the environment of the processes
 # we descend from (sudo, the login shell, sshd's session): readable by root.
@@ -42,16 +52,20 @@ if [ -n "$server" ]; then
   done
 fi
 section ufw; command -v ufw || true
-section conf; cat /etc/ufw/ufw.conf 2>/dev/null || true
-section default; cat /etc/default/ufw 2>/dev/null || true
+section conf; show /etc/ufw/ufw.conf
+section default; show /etc/default/ufw
 section rules4; grep -h '^### tuple ###' /etc/ufw/user.rules 2>/dev/null || true
 section rules6; grep -h '^### tuple ###' /etc/ufw/user6.rules 2>/dev/null || true
 section running
 if iptables -w -n -L ufw-user-input >/dev/null 2>&1; then echo yes; else echo no; fi
 section loaded
-if [ -n "$loaded" ]; then cat "$loaded" 2>/dev/null || true; fi
+if [ -n "$loaded" ]; then show "$loaded"; fi
+# Its first line: the sha256 of its exact bytes, then "no-final-newline" when the
+# newline that ends the text shown is not in the file.
 section fragment
 if [ -n "$frag" ] && [ -f "$frag" ]; then
-  sha256sum < "$frag" | cut -d' ' -f1
-  cat "$frag"
+  sum=$(sha256sum < "$frag" | cut -d' ' -f1)
+  if unterminated "$frag"; then sum="$sum no-final-newline"; fi
+  printf '%s\n' "$sum"
+  show "$frag"
 fi
