@@ -21,6 +21,7 @@ from .catalog import DEFAULTS, LOG_LEVELS, POLICIES
 from .hoststate import HostState, UfwState, host_state
 from .plan import RuleSpec
 from .remote import program
+from .remote.ufwmodel import GUARD_NO_SESSION, lockout_risk, needs_confirming
 from .steps import guarded_step, refuse, reporting_stage, show_changes
 from .ufwrules import (
     RulePlan,
@@ -28,8 +29,6 @@ from .ufwrules import (
     UfwRule,
     describe_spec,
     plan_rules,
-    port_matches,
-    session_admitted,
     want,
 )
 
@@ -104,31 +103,21 @@ def session_of(current: HostState) -> Session | None:
     return Session(current.ssh_client, current.ssh_server, current.ssh_port, current.ssh_interface)
 
 
-def _touches_ssh(rule_plan: RulePlan, ssh_port: int) -> bool:
-    ports = [w.dport for w in rule_plan.add] + [r.dport for r in rule_plan.delete]
-    return any(port_matches(dport, ssh_port) for dport in ports)
-
-
 def guard_refusal(current: HostState, rule_plan: RulePlan, ufw: UfwState, *, incoming: str,
                   enabled: bool, ssh_port: int, over_ssh: bool) -> str | None:
-    """Why this plan may lock the operator out (``None``: safe). Fails closed: over SSH
-    with a session we could not find (sudo, su, a jump host...), refuse anything that
-    could cut SSH: enabling UFW, a new incoming policy, rules on the SSH port."""
-    if not enabled:
-        return None  # a disabled firewall locks nobody out
+    """Why this plan may lock the operator out (``None``: safe), as one line. The
+    decision is ``ufwmodel.lockout_risk``, which the host makes again under its lock."""
     session = session_of(current)
-    if session is None:
-        if not over_ssh:
-            return None  # not over SSH (e.g. @local, @docker): nothing to lock out
-        risky = (not ufw.active or incoming != ufw.incoming or _touches_ssh(rule_plan, ssh_port))
-        if not risky:
-            return None
+    risk = lockout_risk(rule_plan, enabled=enabled, active=ufw.active, incoming_now=ufw.incoming,
+                        incoming=incoming, session=session, ipv6=ufw.ipv6, ssh_port=ssh_port,
+                        over_ssh=over_ssh)
+    if risk is None:
+        return None
+    if risk == GUARD_NO_SESSION or session is None:
         return ("lockout guard: could not find the SSH session this run uses (no "
                 "$SSH_CONNECTION, not even in the session's processes), so it can't prove the "
                 "change keeps SSH reachable; nothing was changed on this host. Set "
                 "firewall_lockout_guard = False for this host to go ahead anyway.")
-    if session_admitted(rule_plan.final, incoming, session, ufw.ipv6):
-        return None
     why = " (IPV6=no in /etc/default/ufw drops every IPv6 connection)" if (
         ":" in session.client and not session.client.startswith("::ffff:") and not ufw.ipv6) else ""
     return (f"lockout guard: the resulting UFW rules would not admit a new SSH connection like "
@@ -215,22 +204,26 @@ def rules_and_policies(
         yield refuse("an IPv6 source is wanted but IPV6=no in /etc/default/ufw; "
                      "nothing was changed on this host")
         return
+    over_ssh = isinstance(host.connector, SSHConnector)
     refusal = guard_refusal(current, rule_plan, ufw, incoming=incoming, enabled=enabled,
-                            ssh_port=ssh_port, over_ssh=isinstance(host.connector, SSHConnector))
+                            ssh_port=ssh_port, over_ssh=over_ssh)
     if refusal and lockout_guard:
         yield refuse(refusal)
         return
 
     if not installed:
         yield guarded_step("env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-q", "ufw")
+    armed = _confirmed(changes, rule_plan, confirm_timeout)
     request = ufw_request(rules, incoming=incoming, outgoing=outgoing, logging=logging,
                           enabled=enabled, purge_unmanaged=purge_unmanaged,
-                          session=session_of(current) if lockout_guard else None)
+                          session=session_of(current), guard=lockout_guard, over_ssh=over_ssh,
+                          ssh_port=ssh_port, confirm=confirm_timeout > 0 and over_ssh,
+                          armed=armed)
     # The plan made here; the host plans again under its lock and says if it differs.
     request["expect"] = {"add": [" ".join(w.ufw_args()) for w in rule_plan.add],
                          "delete": [r.tuple_text() for r in rule_plan.delete]}
     change = ufw_change(request)
-    if not _confirmed(changes, rule_plan, confirm_timeout):
+    if not armed:
         yield guarded_step(*change)
         return
     # Commit-confirmed: the host arms a revert before the change (its timer keeps the
@@ -242,14 +235,18 @@ def rules_and_policies(
 
 
 def ufw_request(rules: Sequence[RuleSpec], *, incoming: str, outgoing: str, logging: str,
-                enabled: bool, purge_unmanaged: bool, session: Session | None) -> dict[str, Any]:
+                enabled: bool, purge_unmanaged: bool, session: Session | None, guard: bool,
+                over_ssh: bool, ssh_port: int, confirm: bool, armed: bool) -> dict[str, Any]:
     """What the host-side program (``remote/ufw_apply.py``) makes of UFW: these rules
-    (and no other managed ones), policies, logging, state; ``session``: the lockout guard."""
+    (and no other managed ones), policies, logging, state; the lockout guard (``guard``,
+    ``session``: None when not found, ``over_ssh``, ``ssh_port``); ``confirm``: changes
+    that could affect SSH must be commit-confirmed, ``armed``: this step is."""
     return {
         "wanted": [want(spec).to_wire() for spec in rules],
         "purge": purge_unmanaged, "incoming": incoming, "outgoing": outgoing,
         "logging": logging, "enabled": enabled,
-        "session": session.to_wire() if session else None,
+        "guard": guard, "session": session.to_wire() if session else None,
+        "over_ssh": over_ssh, "ssh_port": ssh_port, "confirm": confirm, "armed": armed,
     }
 
 
@@ -260,9 +257,10 @@ def ufw_change(request: dict[str, Any]) -> list[Any]:
 
 
 def _confirmed(changes: dict[str, Any], rule_plan: RulePlan, confirm_timeout: int) -> bool:
-    """Only changes that can affect reachability, and only over SSH, are confirmed."""
-    reach = rule_plan.changes or changes["enable"] or any(
-        direction == "incoming" for _, direction in changes["default"])
+    """Whether this change is armed: it could affect reachability
+    (``ufwmodel.needs_confirming``, the host's rule too), and only over SSH."""
+    reach = needs_confirming(rule_plan, enable=changes["enable"], incoming_changes=any(
+        direction == "incoming" for _, direction in changes["default"]))
     return bool(reach and confirm_timeout > 0 and isinstance(host.connector, SSHConnector))
 
 

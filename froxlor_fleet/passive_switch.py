@@ -76,10 +76,14 @@ def plan_switch(plan: HostPlan, current: HostState, config_changes: bool,
         return None
     new_rule = range_rule(new)
     keep = (range_rule(old),) if old is not None and _open_now(current, old) else ()
+    # The guard as in the UFW operation (fail-closed: a session not found counts as over
+    # SSH). Not commit-confirmed: the switch opens/closes only the passive range, after
+    # the UFW operation made (and confirmed) everything else.
     request = partial(ufw_request, incoming=plan.incoming, outgoing=plan.outgoing,
                       logging=plan.logging, enabled=plan.enabled,
-                      purge_unmanaged=plan.purge_unmanaged,
-                      session=session_of(current) if plan.lockout_guard else None)
+                      purge_unmanaged=plan.purge_unmanaged, session=session_of(current),
+                      guard=plan.lockout_guard, over_ssh=True, ssh_port=plan.ssh_port,
+                      confirm=False, armed=False)
     if_not = [r for r in plan.rules if r != new_rule] + list(keep)
     return Switch(old=old, new=new, keep=keep,
                   if_switched=request(plan.rules), if_not=request(if_not))

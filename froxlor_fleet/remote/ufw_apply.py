@@ -11,9 +11,11 @@ Order: disable (if asked) -> add -> delete -> reload once -> policies -> logging
 enable (as ufw's boot service does it, see ``enable``). Adds come before deletes so a
 changed SSH rule is never absent in between.
 
-Request keys: wanted (``Want`` fields), purge, incoming, outgoing, logging, enabled,
-session (``Session`` fields or null: no guard), expect ({"add": [ufw args], "delete":
-[tuples]}: the control side's plan, to say when the host changed while we waited).
+Request keys: wanted (``Want`` fields), purge, incoming, outgoing, logging, enabled;
+the lockout guard: guard (on/off), session (``Session`` fields, or null: not found),
+over_ssh, ssh_port; commit-confirm: confirm (wanted for changes that could affect
+SSH), armed (this step is); expect ({"add": [ufw args], "delete": [tuples]}: the control
+side's plan, to say when the host changed while we waited).
 Exit status: 0 done, 1 ufw refused or failed (one line), 3 lockout guard refused.
 """
 
@@ -21,15 +23,17 @@ import gettext
 import json
 import shutil
 import sys
-from typing import Any, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Tuple
 
 if "plan_rules" not in globals():  # run from the package; on the host ufwmodel.py is prepended
     from froxlor_fleet.remote.ufwmodel import (
+        GUARD_NO_SESSION,
         RulePlan,
         Session,
         UfwRule,
         Want,
-        admits,
+        lockout_risk,
+        needs_confirming,
         parse_rules,
         plan_rules,
     )
@@ -144,14 +148,43 @@ def enable(ui: Any) -> str:
 
 
 def guard(request: Dict[str, Any], state: Dict[str, Any], plan: RulePlan) -> None:
-    session = request.get("session")
-    if not session or not request["enabled"]:
+    """The lockout guard on the plan made under the lock (``ufwmodel.lockout_risk``, the
+    control side's decision too): refuses what could cut SSH, also when the session is
+    unknown. ``guard`` false: the operator accepted the risk."""
+    if not request["guard"]:
         return
-    session = Session(session["client"], session["server"], int(session["port"]), session.get("iface"))
-    if not admits(plan.final, request["incoming"], session, state["ipv6"]):
+    wire = request.get("session")
+    session = Session(wire["client"], wire["server"], int(wire["port"]),
+                      wire.get("iface")) if wire else None
+    risk = lockout_risk(plan, enabled=request["enabled"],
+                        active=state["conf_enabled"] and state["running"],
+                        incoming_now=state["incoming"], incoming=request["incoming"],
+                        session=session, ipv6=state["ipv6"], ssh_port=int(request["ssh_port"]),
+                        over_ssh=request["over_ssh"])
+    if risk == GUARD_NO_SESSION:
+        raise StepError("lockout guard (checked again under the host lock): could not find "
+                        "the SSH session this run uses, and the change could cut SSH; nothing "
+                        "was changed")
+    if risk is not None:
+        assert session is not None
         raise StepError("lockout guard (checked again under the host lock): the resulting UFW "
                         "rules would not admit this SSH session (%s -> %s:%s); nothing was changed"
                         % (session.client, session.server, session.port))
+
+
+def check_armed(request: Dict[str, Any], state: Dict[str, Any], plan: RulePlan) -> None:
+    """A change that could affect SSH is made only armed (commit-confirmed) when the
+    operator wants that (``confirm``). The control side armed on the plan it made; if the
+    host changed while this run waited and the plan made here needs confirming, the step
+    is not armed for it: refuse rather than apply it unconfirmed."""
+    if not request["confirm"] or request["armed"]:
+        return
+    active = state["conf_enabled"] and state["running"]
+    if needs_confirming(plan, enable=request["enabled"] and not active,
+                        incoming_changes=request["incoming"] != state["incoming"]):
+        raise StepError("the host changed while this run waited for the lock, and its UFW "
+                        "change could now affect SSH but is not armed for commit-confirm; "
+                        "nothing was changed: run again")
 
 
 def apply(ui: Any, request: Dict[str, Any], state: Dict[str, Any], adds: List[Any],
@@ -191,12 +224,10 @@ def apply(ui: Any, request: Dict[str, Any], state: Dict[str, Any], adds: List[An
     return out
 
 
-def verify(wanted: List[Want], purge: bool) -> None:
+def verify(backend: Any, wanted: List[Want], purge: bool) -> None:
     """Read the files again: the plan must now be empty, or ufw did not do what it said
     (it reports e.g. "Could not delete non-existent rule" as a message, not an error)."""
-    import ufw.frontend
-
-    state = read_state(ufw.frontend.UFWFrontend(False).backend)
+    state = read_state(backend)
     left = plan_rules(state["rules"], wanted, state["ipv6"], purge)
     if left.changes:
         raise StepError("after applying, ufw's files still differ from the plan (to add: %s; "
@@ -204,20 +235,28 @@ def verify(wanted: List[Want], purge: bool) -> None:
                                             [r.tuple_text() for r in left.delete]))
 
 
-def run(request: Dict[str, Any]) -> List[str]:
-    import ufw.common
+def _frontend() -> Any:
     import ufw.frontend
-    import ufw.util
 
     # ufw checks the ownership/permissions of the program it runs as (argv[0]).
     sys.argv[0] = shutil.which("ufw") or "/usr/sbin/ufw"
-    ui = ufw.frontend.UFWFrontend(False)
-    lock = ufw.util.create_lock(lockfile="/run/ufw.lock")
+    return ufw.frontend.UFWFrontend(False)
+
+
+def run(request: Dict[str, Any], make_ui: Callable[[], Any] = _frontend,
+        lockfile: str = "/run/ufw.lock") -> List[str]:
+    """Plan from the host's files under ufw's own lock, check, apply, verify.
+    ``make_ui``/``lockfile``: ufw's frontend and lock (tests point them at a folder)."""
+    import ufw.util
+
+    ui = make_ui()
+    lock = ufw.util.create_lock(lockfile=lockfile)
     try:
         state = read_state(ui.backend)
         wanted = [Want(**w) for w in request["wanted"]]
         plan = plan_rules(state["rules"], wanted, state["ipv6"], request["purge"])
         guard(request, state, plan)
+        check_armed(request, state, plan)
         adds, deletes = build(plan)
         out: List[str] = []
         expect = request.get("expect")
@@ -227,10 +266,14 @@ def run(request: Dict[str, Any]) -> List[str]:
             out.append("froxlor-fleet: the host changed while this run waited for the lock; "
                        "applied a fresh plan (%d to add, %d to delete)" % (len(plan.add), len(plan.delete)))
         out += apply(ui, request, state, adds, deletes)
-        verify(wanted, request["purge"])
+        verify(make_ui().backend, wanted, request["purge"])
     finally:
         ufw.util.release_lock(lock)
     return out
+
+
+def exit_status(error: "StepError") -> int:
+    return GUARD_REFUSED if str(error).startswith("lockout guard") else 1
 
 
 def main() -> int:
@@ -246,7 +289,7 @@ def main() -> int:
         out = run(json.loads(sys.argv[1]))
     except StepError as e:
         sys.stderr.write("froxlor-fleet: %s\n" % e)
-        return GUARD_REFUSED if str(e).startswith("lockout guard") else 1
+        return exit_status(e)
     except ufw.common.UFWError as e:
         sys.stderr.write("froxlor-fleet: ufw: %s\n" % str(e.value).strip())
         return 1

@@ -435,3 +435,40 @@ def admits(rules: List[UfwRule], incoming_policy: str, session: Session, ipv6: b
             continue  # an allow we can't be sure of does not count
         return False  # deny/reject that matches, or might
     return incoming_policy == "allow"
+
+
+# --- the decisions both sides make on a plan ----------------------------------------------
+# The control side decides on the state it read; the host decides again on the plan it
+# makes under its lock. Both call these, so the two can never disagree on the rule.
+
+GUARD_NO_SESSION = "no-session"  # over SSH, the session could not be found
+GUARD_NOT_ADMITTED = "not-admitted"  # the result would not admit the session
+
+
+def touches_port(plan: RulePlan, port: int) -> bool:
+    """Does the plan add or delete a rule that covers ``port``?"""
+    ports = [w.dport for w in plan.add] + [r.dport for r in plan.delete]
+    return any(port_matches(dport, port) for dport in ports)
+
+
+def lockout_risk(plan: RulePlan, *, enabled: bool, active: bool, incoming_now: str,
+                 incoming: str, session: Optional[Session], ipv6: bool, ssh_port: int,
+                 over_ssh: bool) -> Optional[str]:
+    """Why applying ``plan`` (and the policy/state with it) may lock the operator out:
+    ``GUARD_NO_SESSION``, ``GUARD_NOT_ADMITTED``, or None when it is safe. Fails closed:
+    over SSH with a session that could not be found (sudo, su, a jump host...), anything
+    that could cut SSH is a risk: enabling UFW, a new incoming policy, rules on its port."""
+    if not enabled:
+        return None  # a disabled firewall locks nobody out
+    if session is None:
+        if not over_ssh:
+            return None  # not over SSH (e.g. @local, @docker): nothing to lock out
+        risky = not active or incoming != incoming_now or touches_port(plan, ssh_port)
+        return GUARD_NO_SESSION if risky else None
+    return None if admits(plan.final, incoming, session, ipv6) else GUARD_NOT_ADMITTED
+
+
+def needs_confirming(plan: RulePlan, *, enable: bool, incoming_changes: bool) -> bool:
+    """Could this change affect who reaches the host (and so be commit-confirmed)? Any
+    rule change, enabling UFW, or a new incoming policy."""
+    return plan.changes or enable or incoming_changes
