@@ -14,6 +14,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from froxlor_fleet.audit.collect import error_text
 from froxlor_fleet.audit.compare import (
     KINDS,
     FleetAudit,
@@ -26,6 +27,7 @@ from froxlor_fleet.audit.compare import (
 from froxlor_fleet.audit.fact import LISTENING_SECTION, AuditState, FleetAuditState, parse_listening
 from froxlor_fleet.audit.report import (
     SCHEMA_FILE,
+    SCHEMA_VERSION,
     document,
     to_json,
     to_prometheus,
@@ -482,6 +484,47 @@ def test_schema_rejects_what_the_contract_forbids() -> None:
     data["hosts"][0]["ports"][0]["admitted"] = "●"  # a display symbol is not a state
     with pytest.raises(jsonschema.ValidationError):
         validate(data)
+    for drop in (lambda d: d.pop("summary"), lambda d: d["hosts"][0].pop("verdict"),
+                 lambda d: d["hosts"][0]["ports"][0].pop("listening"),
+                 lambda d: d["findings"][0].pop("kind")):
+        data = document(db_fleet())
+        drop(data)  # a required field stays required
+        with pytest.raises(jsonschema.ValidationError):
+            validate(data)
+
+
+def test_a_field_added_anywhere_still_validates() -> None:
+    """The README promises that adding a field does not raise ``schema``: a consumer
+    validating with this schema must accept a document from a later version with more
+    fields, in every object."""
+    drifted = {**CONVERGED, "rules4": DRIFTED_RULES, "fragment": render_fragment((50000, 50100))}
+    data = document(FleetAudit("inventory.py", (), [audit_host(web_ftp_plan(),
+                                                                seen(drifted, SS_WEB))]))
+    host = data["hosts"][0]
+    objects = [data, data["tool"], data["summary"], host, host["ufw"], host["passive_ports"],
+               host["ports"][0], host["finding_counts"], data["findings"][0]]
+    for obj in objects:
+        obj["added_later"] = {"any": ["value"]}
+    validate(data)
+
+
+def test_the_schema_has_an_absolute_id_naming_its_version() -> None:
+    schema_id = SCHEMA["$id"]
+    assert re.fullmatch(r"https://[a-z0-9.-]+/\S+", schema_id), schema_id
+    assert schema_id.endswith(f"/{SCHEMA_VERSION}.json")
+    assert SCHEMA["properties"]["schema"]["const"] == SCHEMA_VERSION
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert f"`{schema_id}`" in readme.split("### JSON (`--json`)", 1)[1]
+
+
+def test_os_errors_are_a_message_and_a_path_never_a_bare_errno() -> None:
+    assert error_text(IsADirectoryError(21, "Is a directory", "/tmp")) == "Is a directory: /tmp"
+    assert error_text(PermissionError(13, "Permission denied", "/etc/shadow")) == (
+        "Permission denied: /etc/shadow")
+    assert error_text(OSError(18, "Invalid cross-device link", "/a", None, "/b")) == (
+        "Invalid cross-device link: /a -> /b")
+    assert error_text(ConnectionRefusedError(111, "Connection refused")) == "Connection refused"
+    assert error_text(OSError(5)) != "5"
 
 
 # --- text --------------------------------------------------------------------------------
@@ -534,10 +577,22 @@ def test_prometheus_text_format() -> None:
     assert 'froxlor_fleet_audit_host_verdict{host="web1",verdict="ok"} 0' in lines
     assert ('froxlor_fleet_audit_findings{host="web1",kind="unreachable",severity="error"} 1'
             in lines)
-    assert ('froxlor_fleet_audit_port{host="db1",port="3306",proto="tcp",admitted="restricted",'
-            'listening="false"} 1') in lines
+    # port state as values: one series per host, port and proto, whatever its state
+    assert 'froxlor_fleet_audit_port_admitted{host="db1",port="3306",proto="tcp"} 1' in lines
+    assert 'froxlor_fleet_audit_port_admitted{host="db1",port="22",proto="tcp"} 2' in lines
+    assert 'froxlor_fleet_audit_port_admitted{host="db1",port="80",proto="tcp"} 0' in lines
+    assert 'froxlor_fleet_audit_port_listening{host="db1",port="3306",proto="tcp"} 0' in lines
+    assert not [line for line in lines if "admitted=" in line or "listening=" in line]
     names = [line.split()[2] for line in lines if line.startswith("# TYPE")]
     assert len(names) == len(set(names))  # each metric family once
+
+
+def test_prometheus_duration_of_the_run() -> None:
+    lines = to_prometheus(db_fleet(), now=0, duration=12.3456).splitlines()
+    assert "# TYPE froxlor_fleet_audit_duration_seconds gauge" in lines
+    assert "froxlor_fleet_audit_duration_seconds 12.346" in lines
+    without = to_prometheus(db_fleet(), now=0)  # not measured: no sample rather than a 0
+    assert "froxlor_fleet_audit_duration_seconds " not in without
 
 
 def test_prometheus_labels_are_escaped() -> None:

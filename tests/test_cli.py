@@ -13,6 +13,10 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -119,6 +123,69 @@ def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]  # closed on return: connections are refused
+
+
+@contextmanager
+def silent_port(seconds: float = 30,
+                serve: Callable[[socket.socket], None] | None = None) -> Iterator[int]:
+    """A port on 127.0.0.1 that accepts TCP connections and never says a word (no SSH
+    banner), or hands each to ``serve``; it stops on leaving the block, or by itself
+    after ``seconds``."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    server.settimeout(0.2)
+    done = threading.Event()
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        deadline = time.monotonic() + seconds
+        while not done.is_set() and time.monotonic() < deadline:
+            try:
+                accepted.append(server.accept()[0])
+            except TimeoutError:
+                continue
+            if serve is not None:
+                serve(accepted[-1])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        done.set()
+        thread.join()
+        for conn in accepted:
+            conn.close()
+        server.close()
+
+
+@contextmanager
+def refusing_ssh_server(seconds: float = 30) -> Iterator[int]:
+    """A real SSH server (paramiko's) on 127.0.0.1 that refuses every authentication;
+    it stops on leaving the block, or by itself after ``seconds``."""
+    import paramiko
+
+    class Refuse(paramiko.ServerInterface):
+        def get_allowed_auths(self, username: str) -> str:
+            return "password,publickey"
+
+    host_key = paramiko.RSAKey.generate(2048)
+    transports: list[paramiko.Transport] = []
+
+    def serve(conn: socket.socket) -> None:
+        transport = paramiko.Transport(conn)
+        transports.append(transport)
+        transport.add_server_key(host_key)
+        try:
+            transport.start_server(server=Refuse())
+        except (paramiko.SSHException, EOFError, OSError):
+            pass
+
+    with silent_port(seconds, serve=serve) as port:
+        yield port
+    for transport in transports:
+        transport.close()
 
 
 # --- the command ---------------------------------------------------------------------------
@@ -244,6 +311,58 @@ def test_every_host_unreachable_over_real_ssh_is_exit_2_not_a_traceback(fleet: F
                for f in doc["findings"])
 
 
+def test_a_missing_ssh_key_file_is_named_for_every_host(fleet: Fleet) -> None:
+    port = closed_port()  # never reached: the key is loaded before connecting
+    (fleet.path / "inventory.py").write_text(
+        f"web_servers = [('web1', {{'ssh_hostname': '127.0.0.1', 'ssh_port': {port}}}),\n"
+        f"               ('web2', {{'ssh_hostname': '127.0.0.1', 'ssh_port': {port}}})]\n")
+    key = fleet.path / "no-such-dir" / "id_ed25519"
+    res = fleet.audit("--json", "--ssh-key", str(key))  # (no traceback: Fleet.run checks)
+    assert res.code == 2, res.out
+    details = [f["detail"] for f in res.doc["findings"]]
+    assert details == [f"unreachable: No such private key file: {key}"] * 2, details
+
+
+def test_a_port_that_accepts_but_never_speaks_ssh_says_so(fleet: Fleet) -> None:
+    (fleet.path / "config.py").write_text("from pyinfra import config\nconfig.CONNECT_TIMEOUT = 2\n")
+    with silent_port() as port:
+        (fleet.path / "inventory.py").write_text(
+            f"web_servers = [('web1', {{'ssh_hostname': '127.0.0.1', 'ssh_port': {port}}})]\n")
+        started = time.monotonic()
+        res = fleet.audit("--json")
+        took = time.monotonic() - started
+    assert res.code == 2, res.out
+    [finding] = res.doc["findings"]
+    assert finding["kind"] == "unreachable"
+    assert "No existing session" not in finding["detail"]
+    assert "no SSH banner within 2 s" in finding["detail"], finding["detail"]
+    assert took < 20  # the connect timeout, not paramiko's banner timeout after it
+
+
+def test_refused_authentication_says_so_and_never_prints_the_password(fleet: Fleet) -> None:
+    with refusing_ssh_server() as port:
+        (fleet.path / "inventory.py").write_text(
+            f"web_servers = [('web1', {{'ssh_hostname': '127.0.0.1', 'ssh_port': {port},\n"
+            f"                          'ssh_known_hosts_file': '/dev/null',\n"
+            f"                          'ssh_strict_host_key_checking': 'no'}})]\n")
+        res = fleet.audit("--json", "--ssh-user", "auditor", "--ssh-password", "s3cr3t-pw")
+    assert res.code == 2, res.out
+    [finding] = res.doc["findings"]
+    assert finding["detail"] == ("unreachable: Authentication error (username=auditor) "
+                                 "(Authentication failed.)"), finding["detail"]
+    assert "s3cr3t-pw" not in res.out
+
+
+def test_an_inventory_that_is_a_folder_says_so_with_its_path(fleet: Fleet) -> None:
+    res = fleet.run("audit", str(fleet.path), "--json")
+    assert res.code == 2, res.out
+    [finding] = res.doc["findings"]
+    assert finding["kind"] == "inventory_error"
+    assert finding["detail"] == f"Is a directory: {fleet.path}", finding["detail"]
+    assert fleet.run("audit", str(fleet.path)).stdout.splitlines()[-1] == (
+        f"  inventory error: Is a directory: {fleet.path}")
+
+
 def test_a_failed_read_is_exit_2(fleet: Fleet) -> None:
     fleet.hosts["web1"] = {"fail": "sudo: a password is required"}
     res = fleet.audit("--json")
@@ -364,6 +483,28 @@ def test_prometheus_file_is_written_for_every_outcome(fleet: Fleet) -> None:
     assert "froxlor_fleet_audit_exit_status 2" in text.splitlines()
     assert 'froxlor_fleet_audit_host_verdict{host="@canned/web2",verdict="unreachable"} 1' in text
     assert sorted(p.name for p in prom.parent.iterdir()) == ["froxlor_fleet.prom"]
+
+
+def test_prometheus_file_is_written_for_usage_errors_too(fleet: Fleet) -> None:
+    prom = fleet.path / "froxlor_fleet.prom"
+    for args in (["--prometheus", str(prom)],  # no INVENTORY
+                 ["inventory.py", "--prometheus", str(prom), "--no-such-option"],
+                 [f"--prometheus={prom}", "inventory.py", "--parallel", "0"],
+                 ["nothere.py", "--prometheus", str(prom)]):  # a missing inventory file
+        prom.unlink(missing_ok=True)
+        assert fleet.run("audit", *args).code == 2
+        lines = prom.read_text().splitlines()
+        assert "froxlor_fleet_audit_exit_status 2" in lines, args
+        kind = "inventory_error" if "nothere.py" in args else "usage_error"
+        assert f'froxlor_fleet_audit_findings{{host="",kind="{kind}",severity="error"}} 1' in lines
+
+
+def test_prometheus_has_the_duration_of_the_run(fleet: Fleet) -> None:
+    prom = fleet.path / "froxlor_fleet.prom"
+    assert fleet.audit("--prometheus", str(prom)).code == 0
+    [sample] = [line for line in prom.read_text().splitlines()
+                if line.startswith("froxlor_fleet_audit_duration_seconds ")]
+    assert 0 < float(sample.split()[1]) < 120
 
 
 def test_prometheus_to_a_missing_folder_is_exit_2(fleet: Fleet) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
+from collections.abc import Sequence
 from typing import Any
 
 import click
@@ -48,15 +50,50 @@ def _options(inventory: str, params: dict[str, Any]) -> AuditOptions:
         su_user=params["su_user"], parallel=params["parallel"])
 
 
-def _write_prometheus(fleet: FleetAudit, path: str) -> None:
+def _write_prometheus(fleet: FleetAudit, path: str, started: float) -> None:
     try:
-        write_atomically(path, to_prometheus(fleet))
+        write_atomically(path, to_prometheus(fleet, duration=time.monotonic() - started))
     except OSError as error:
         fleet.errors.append(fleet_error("output_error",
                                         f"--prometheus {path}: {error.strerror or error}"))
 
 
-@click.command("audit", epilog=EXIT_STATUS_HELP,
+def _prometheus_path(args: Sequence[str]) -> str | None:
+    """--prometheus's FILE in a command line click could not parse (the last one wins,
+    as when it parses)."""
+    path = None
+    for i, arg in enumerate(args):
+        if arg == "--":
+            break
+        if arg == "--prometheus" and i + 1 < len(args):
+            path = args[i + 1]
+        elif arg.startswith("--prometheus="):
+            path = arg.split("=", 1)[1]
+    return path or None
+
+
+class AuditCommand(click.Command):
+    """The ``audit`` command; a command line it cannot parse still writes the
+    ``--prometheus`` file when it names one (exit status 2, a ``usage_error``), so a
+    scheduled audit with a broken command line shows up in monitoring, not just in a log."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        started = time.monotonic()
+        given = list(args)
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as error:
+            path = _prometheus_path(given)
+            if path:
+                fleet = FleetAudit(None, errors=[fleet_error("usage_error",
+                                                             error.format_message())])
+                _write_prometheus(fleet, path, started)
+                for failed in fleet.errors[1:]:  # the file could not be written either
+                    click.echo(f"froxlor-fleet audit: {failed.detail}", err=True)
+            raise
+
+
+@click.command("audit", cls=AuditCommand, epilog=EXIT_STATUS_HELP,
                short_help="Read-only audit of a fleet against its data (exit 0/1/2).")
 @click.argument("inventory")
 @click.option("--json", "json_output", is_flag=True,
@@ -95,6 +132,7 @@ def audit_command(inventory: str, json_output: bool, prometheus: str | None, deb
     (file:line) against UFW's, which ports are admitted and which listen. INVENTORY is
     what `pyinfra` takes (e.g. inventory.py).
     """
+    started = time.monotonic()
     _quiet_logs(debug)
     try:
         fleet = run_audit(_options(inventory, params))
@@ -106,7 +144,7 @@ def audit_command(inventory: str, json_output: bool, prometheus: str | None, deb
                                                f"{type(error).__name__}: {error} "
                                                "(--debug shows the traceback)")])
     if prometheus:
-        _write_prometheus(fleet, prometheus)
+        _write_prometheus(fleet, prometheus, started)
     if json_output:
         click.echo(to_json(fleet))
         for finding in fleet.findings:  # the reason for exit 2, for CI logs

@@ -8,12 +8,13 @@ matches nothing, bad data, an unreachable host, a read that failed.
 
 from __future__ import annotations
 
+import os
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
 from pyinfra.api import Config, Host, Inventory, State
-from pyinfra.api.connect import connect_all, disconnect_all
+from pyinfra.api.connect import disconnect_all
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.facts import get_facts
 from pyinfra.api.state import BaseStateCallback, StateStage
@@ -49,8 +50,66 @@ def error_text(error: BaseException) -> str:
             where = f"{where}:{lines[-1]}"
         text = f"{type(inner).__name__}: {inner}"
         return f"{where}: {text}" if where else text
-    text = str(error.args[0]) if error.args else type(error).__name__
+    if isinstance(error, OSError) and (error.strerror or error.errno):
+        # "Is a directory: /tmp", not the bare errno that is args[0]
+        text = error.strerror or os.strerror(error.errno or 0)
+        paths = [str(f) for f in (error.filename, error.filename2) if f is not None]
+        return f"{text}: {' -> '.join(paths)}" if paths else text
+    if error.args and isinstance(error.args[0], str):
+        text = error.args[0]
+    elif error.args:  # never a lone number
+        text = f"{type(error).__name__}: {error}"
+    else:
+        text = type(error).__name__
     return " ".join(text.split())
+
+
+def connect_error_text(host: Host, error: BaseException) -> str:
+    """pyinfra's connect error, with what paramiko knows underneath it.
+
+    When the SSH handshake does not finish within pyinfra's ``CONNECT_TIMEOUT``, paramiko
+    stops waiting without an error of its own and pyinfra then reports the next call's
+    "No existing session"; the transport still knows what happened (an error it saved,
+    or no banner read at all)."""
+    text = error_text(error)
+    client = getattr(host.connector, "client", None)
+    transport = client.get_transport() if client is not None else None
+    if transport is None or getattr(transport, "initial_kex_done", True):
+        return text  # no SSH session was being negotiated, or it was: pyinfra's words
+    saved = transport.get_exception()
+    if saved is not None:
+        return f"SSH error ({error_text(saved)})"
+    timeout = host.state.config.CONNECT_TIMEOUT if host.state else None
+    within = f" within {timeout} s" if timeout else ""
+    if not getattr(transport, "remote_version", ""):
+        return (f"no SSH banner{within}: the port accepts connections, but no SSH server "
+                "answers on it")
+    return f"SSH negotiation did not finish{within} (server {transport.remote_version})"
+
+
+def _connect_all(state: State, errors: dict[str, str]) -> None:
+    """pyinfra's ``connect_all``, except that an error the connector raises instead of a
+    ``ConnectError`` (a missing or invalid --ssh-key: ``PyinfraError``) fails that host
+    with its message instead of ending the connect phase for all (and a gevent
+    traceback on stderr)."""
+    hosts = [h for h in state.inventory if state.is_host_in_limit(h)]
+
+    def connect(host: Host) -> None:
+        try:
+            host.connect()  # a ConnectError goes to host_connect_error, not up here
+        except (PyinfraError, OSError) as error:  # e.g. "No such private key file: …"
+            errors[host.name] = error_text(error)
+        except Exception as error:  # anything else the connector raised: still one host's
+            errors[host.name] = f"{type(error).__name__}: {error}"
+
+    state.pool.map(connect, hosts)  # in parallel, as many at once as --parallel says
+    for host in hosts:
+        if host.connected:
+            state.activate_host(host)
+    try:
+        state.fail_hosts({h for h in hosts if not h.connected}, activated_count=len(hosts))
+    except PyinfraError:
+        pass  # "No hosts remaining!": every host failed, each has its error
 
 
 def make_config(options: AuditOptions) -> Config:
@@ -83,16 +142,13 @@ def _read_hosts(state: State, inventory: Inventory, config: Config,
     class ConnectErrors(BaseStateCallback):
         @staticmethod
         def host_connect_error(state: State, host: Host, error: BaseException) -> None:
-            errors[host.name] = error_text(error)
+            errors[host.name] = connect_error_text(host, error)
 
     with ctx_inventory.use(inventory), ctx_config.use(config):
         state.init(inventory, config, initial_limit=hosts)
         state.add_callback_handler(ConnectErrors())
         state.set_stage(StateStage.Connect)
-        try:
-            connect_all(state)
-        except PyinfraError:
-            pass  # "No hosts remaining!": every host failed, each has its error above
+        _connect_all(state, errors)
         state.set_stage(StateStage.Prepare)
         try:
             facts = get_facts(state, FleetAuditState, apply_failed_hosts=False)

@@ -93,10 +93,18 @@ def _metric(name: str, help_text: str, samples: list[str]) -> list[str]:
     return [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", *samples]
 
 
-def to_prometheus(fleet: FleetAudit, now: float | None = None) -> str:
+# froxlor_fleet_audit_port_admitted's values (the JSON's "admitted" as a number)
+ADMITTED_VALUE = {"blocked": 0, "restricted": 1, "open": 2}
+
+
+def to_prometheus(fleet: FleetAudit, now: float | None = None,
+                  duration: float | None = None) -> str:
     """The same facts as the JSON, as gauges. Alert on ``froxlor_fleet_audit_exit_status > 0``
     or ``froxlor_fleet_audit_host_verdict{verdict!="ok"} == 1``, and on a stale
-    ``froxlor_fleet_audit_last_run_timestamp_seconds``."""
+    ``froxlor_fleet_audit_last_run_timestamp_seconds``. ``duration``: how long the run
+    took, in seconds (no sample when not given). A port's state is in the values (one
+    series per host, port and proto), not in labels, so a change is a new value of the
+    same series."""
     p = "froxlor_fleet_audit_"
     kinds = Counter((f.host or "", f.kind, f.severity) for f in fleet.findings)
     lines = _metric(p + "info", "Audit schema and tool version.",
@@ -106,6 +114,9 @@ def to_prometheus(fleet: FleetAudit, now: float | None = None) -> str:
     lines += _metric(p + "last_run_timestamp_seconds", "When this audit ran (Unix time).",
                      [_sample(p + "last_run_timestamp_seconds",
                               round(time.time() if now is None else now))])
+    if duration is not None:
+        lines += _metric(p + "duration_seconds", "How long this audit took, in seconds.",
+                         [_sample(p + "duration_seconds", round(duration, 3))])
     lines += _metric(p + "hosts", "Audited hosts by verdict.",
                      [_sample(p + "hosts", fleet.count(v), verdict=v) for v in VERDICTS])
     lines += _metric(p + "host_verdict", "1 for the host's verdict, 0 for the others.",
@@ -114,10 +125,15 @@ def to_prometheus(fleet: FleetAudit, now: float | None = None) -> str:
     lines += _metric(p + "findings", "Findings by host, kind and severity (host \"\": the run).",
                      [_sample(p + "findings", n, host=h, kind=k, severity=s)
                       for (h, k, s), n in sorted(kinds.items())])
-    lines += _metric(p + "port", "Port state: admitted open/restricted/blocked, listening.",
-                     [_sample(p + "port", 1, host=a.host, port=q.port, proto=q.proto,
-                              admitted=q.admitted, listening=str(q.listening).lower())
-                      for a in fleet.hosts for q in a.ports])
+    ports = [(a.host, q) for a in fleet.hosts for q in a.ports]
+    lines += _metric(p + "port_admitted", "What UFW admits to the port: 2 from anywhere, "
+                     "1 from some sources or interfaces only, 0 nothing.",
+                     [_sample(p + "port_admitted", ADMITTED_VALUE[q.admitted], host=host,
+                              port=q.port, proto=q.proto) for host, q in ports])
+    lines += _metric(p + "port_listening", "1 when a process listens on the port on a "
+                     "non-loopback address.",
+                     [_sample(p + "port_listening", int(q.listening), host=host, port=q.port,
+                              proto=q.proto) for host, q in ports])
     return "\n".join(lines) + "\n"
 
 
