@@ -34,12 +34,12 @@ from .ufwrules import (
 
 NOOP_MESSAGE = "UFW rules, policies and state already match the roles"
 
-# Run $0 (the program) with $1 (the request) under the interpreter ufw itself uses: the
+# Run $0 (the program) with its arguments under the interpreter ufw itself uses: the
 # first python3 on PATH may be another Python without ufw's modules.
 RUN_WITH_UFW_PYTHON = (
     'ufw=$(command -v ufw || echo /usr/sbin/ufw); '
     'py=$(sed -n "1s/^#! *//p" "$ufw" | cut -d" " -f1); '
-    'exec "${py:-/usr/bin/python3}" -c "$0" "$1"'
+    'exec "${py:-/usr/bin/python3}" -c "$0" "$@"'
 )
 
 
@@ -222,14 +222,15 @@ def rules_and_policies(
     # The plan made here; the host plans again under its lock and says if it differs.
     request["expect"] = {"add": [" ".join(w.ufw_args()) for w in rule_plan.add],
                          "delete": [r.tuple_text() for r in rule_plan.delete]}
-    change = ufw_change(request)
+    change, stdin = ufw_change(request)
     if not armed:
-        yield guarded_step(*change)
+        yield guarded_step(*change, stdin=stdin)
         return
     # Commit-confirmed: the host arms a revert before the change (its timer keeps the
     # host lock until confirmed or reverted), then a NEW SSH connection must confirm.
     token = confirm.new_token()
-    yield guarded_step(*confirm.arm_argv(confirm_timeout, token), *change, keep_lock=True)
+    yield guarded_step(*confirm.arm_argv(confirm_timeout, token), *change, keep_lock=True,
+                       stdin=stdin)
     # pyinfra runs this generator lazily: this line runs after the step has executed.
     yield confirm.confirm_step(token, time.time() + confirm_timeout)
 
@@ -250,10 +251,12 @@ def ufw_request(rules: Sequence[RuleSpec], *, incoming: str, outgoing: str, logg
     }
 
 
-def ufw_change(request: dict[str, Any]) -> list[Any]:
-    """The remote command (arguments) that applies ``request`` with ufw's own Python."""
-    return ["sh", "-c", QuoteString(RUN_WITH_UFW_PYTHON), QuoteString(remote_script()),
-            QuoteString(json.dumps(request))]
+def ufw_change(request: dict[str, Any]) -> tuple[list[Any], str]:
+    """The remote command (arguments) that applies ``request`` with ufw's own Python, and
+    its input: the request travels on stdin (``ufw_apply.py -``), never as an argument,
+    which the kernel limits to 128 KiB (a few hundred sources)."""
+    return (["sh", "-c", QuoteString(RUN_WITH_UFW_PYTHON), QuoteString(remote_script()), "-"],
+            json.dumps(request))
 
 
 def _confirmed(changes: dict[str, Any], rule_plan: RulePlan, confirm_timeout: int) -> bool:

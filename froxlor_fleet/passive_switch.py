@@ -22,12 +22,13 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from pyinfra.api import QuoteString
+from pyinfra.api import QuoteString, StringCommand
 
 from .firewall import RUN_WITH_UFW_PYTHON, remote_script, session_of, ufw_request
 from .hoststate import HostState
 from .plan import HostPlan, RuleSpec
 from .remote import program
+from .steps import guarded_step
 
 # remote/switch_step.sh: runs the daemon's step, then moves UFW by its outcome.
 SWITCH_STEP = program("switch_step.sh")
@@ -89,13 +90,14 @@ def plan_switch(plan: HostPlan, current: HostState, config_changes: bool,
                   if_switched=request(plan.rules), if_not=request(if_not))
 
 
-def step_argv(switch: Switch | None, script: str, *args: Any) -> list[Any]:
-    """The FTP daemon's host-side ``script`` with ``args`` as one remote step: alone, or,
+def ftp_step(switch: Switch | None, script: str, *args: Any) -> StringCommand:
+    """The FTP daemon's host-side ``script`` with ``args`` as one guarded step: alone, or,
     for a range change, inside ``remote/switch_step.sh``, which then closes the old
-    range in UFW, or the new one if the daemon's step failed."""
+    range in UFW, or the new one if the daemon's step failed. The two UFW requests travel
+    on stdin (an argument may hold at most 128 KiB)."""
     if switch is None:
-        return ["sh", "-c", QuoteString(script), "froxlor-fleet", *args]
-    return ["sh", "-c", QuoteString(SWITCH_STEP), "froxlor-fleet",
-            QuoteString(RUN_WITH_UFW_PYTHON), QuoteString(remote_script()),
-            QuoteString(json.dumps(switch.if_switched)), QuoteString(json.dumps(switch.if_not)),
-            QuoteString(script), *args]
+        return guarded_step("sh", "-c", QuoteString(script), "froxlor-fleet", *args)
+    requests = json.dumps({"if_switched": switch.if_switched, "if_not": switch.if_not})
+    return guarded_step("sh", "-c", QuoteString(SWITCH_STEP), "froxlor-fleet",
+                        QuoteString(RUN_WITH_UFW_PYTHON), QuoteString(remote_script()),
+                        QuoteString(script), *args, stdin=requests)

@@ -23,7 +23,7 @@ from pyinfra.operations.util.files import generate_color_diff
 
 from .catalog import FRAGMENT_PATH, LOADED_MARKER
 from .hoststate import HostState, host_state
-from .passive_switch import Switch, range_rule, step_argv
+from .passive_switch import Switch, ftp_step, range_rule
 from .plan import HostPlan
 from .remote import program
 from .steps import guarded_step, refuse, show_changes
@@ -114,8 +114,8 @@ def passive_ports_fragment(content: str | None, path: str = FRAGMENT_PATH,
     if content is None and "proftpd" not in current.ftp.installed:
         yield guarded_step("rm", "-f", QuoteString(path))
         return
-    yield guarded_step(*step_argv(switch, APPLY_SCRIPT, "apply", QuoteString(path),
-                                  QuoteString(content or ""), QuoteString(LOADED_MARKER)))
+    yield ftp_step(switch, APPLY_SCRIPT, "apply", QuoteString(path),
+                   QuoteString(content or ""), QuoteString(LOADED_MARKER))
 
 
 def _report(path: str, current: HostState, content: str | None, same_file: bool,

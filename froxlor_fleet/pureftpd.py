@@ -18,9 +18,9 @@ from pyinfra.api import QuoteString, operation
 from pyinfra.operations.util.files import generate_color_diff
 
 from .hoststate import host_state
-from .passive_switch import Switch, step_argv
+from .passive_switch import Switch, ftp_step
 from .remote import program
-from .steps import guarded_step, show_changes
+from .steps import show_changes
 
 CONF_DIR = "/etc/pure-ftpd/conf"
 NOOP_MESSAGE = "pure-ftpd passive range already as wanted"
@@ -66,5 +66,5 @@ def passive_port_range(passive_ports: tuple[int, int], force_passive_ip: str | N
                 for line in generate_color_diff(old, new):
                     logger.info("  %s", line)
         logger.info("")
-    yield guarded_step(*step_argv(switch, APPLY_SCRIPT, QuoteString(str(want["PassivePortRange"])),
-                                  QuoteString(force_passive_ip or "")))
+    yield ftp_step(switch, APPLY_SCRIPT, QuoteString(str(want["PassivePortRange"])),
+                   QuoteString(force_passive_ip or ""))

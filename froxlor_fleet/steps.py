@@ -19,12 +19,16 @@ STEP_SCRIPT = program("step.sh")
 assert LOCK_PATH in STEP_SCRIPT  # the host-side program names the same lock
 
 
-def guarded_step(*argv: object, keep_lock: bool = False) -> StringCommand:
+def guarded_step(*argv: object, keep_lock: bool = False, stdin: str | None = None) -> StringCommand:
     """``argv`` as a guarded step (``remote/step.sh``): detached from the SSH session,
     under the host-side lock shared by all froxlor-fleet steps. ``keep_lock``: a process
-    the step leaves behind may go on holding the lock (the commit-confirmed timer)."""
+    the step leaves behind may go on holding the lock (the commit-confirmed timer).
+    ``stdin``: the step's input (a request: an argument may hold at most 128 KiB)."""
     flags = ["--keep-lock"] if keep_lock else []
-    return StringCommand("sh", "-c", QuoteString(STEP_SCRIPT), "froxlor-fleet", *flags, *argv)
+    if stdin is None:
+        return StringCommand("sh", "-c", QuoteString(STEP_SCRIPT), "froxlor-fleet", *flags, *argv)
+    return StringCommand("sh", "-c", QuoteString(STEP_SCRIPT), "froxlor-fleet", *flags,
+                         "--stdin", *argv, _stdin=stdin)
 
 
 def reporting_stage() -> bool:

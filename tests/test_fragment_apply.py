@@ -6,6 +6,7 @@ outcome (the runner here only records which request it got)."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -18,7 +19,9 @@ FAKE_PROFTPD = """#!/bin/sh
 if grep -qs BAD "$FRAG"; then echo "Checking syntax"; echo " - fatal: BAD on line 1"; fi
 exit 0
 """
-RECORDING_RUNNER = 'printf "%s\\n" "$1" >> "$UFW_LOG"; [ "$1" != fail ]'
+# Records the request it was handed: $1 names it in the JSON object on stdin.
+RECORDING_RUNNER = ('v=$(sed -n "s/.*\\"$1\\": \\"\\([^\\"]*\\)\\".*/\\1/p"); '
+                    'printf "%s\\n" "$v" >> "$UFW_LOG"; [ "$v" != fail ]')
 
 
 def run(tmp: Path, *args: str, switch: tuple[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -32,8 +35,10 @@ def run(tmp: Path, *args: str, switch: tuple[str, str] | None = None) -> subproc
                UFW_LOG=str(tmp / "ufw.log"))
     step = [program("fragment_apply.sh"), *args]
     if switch is not None:
-        step = [program("switch_step.sh"), "froxlor-fleet", RECORDING_RUNNER, "program", *switch, *step]
-        return subprocess.run(["sh", "-c", *step], capture_output=True, text=True, env=env)
+        step = [program("switch_step.sh"), "froxlor-fleet", RECORDING_RUNNER, "program", *step]
+        requests = json.dumps({"if_switched": switch[0], "if_not": switch[1]})
+        return subprocess.run(["sh", "-c", *step], input=requests, capture_output=True,
+                              text=True, env=env)
     return subprocess.run(["sh", "-c", step[0], "froxlor-fleet", *step[1:]],
                           capture_output=True, text=True, env=env)
 

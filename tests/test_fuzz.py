@@ -134,8 +134,10 @@ def test_any_data_gives_clear_errors_or_a_valid_quoted_plan(override, host_data,
     for command in commands:
         if not isinstance(command, StringCommand):
             continue  # a refusal (lockout guard): fails the host, carries no data
-        payload = json.loads(unquoted(command)[-1])  # the request reaches the host as one word
-        # each rule travels as structured fields; ufw parses its argv, never a shell
+        # the request reaches the host on the step's stdin, never through a shell; each
+        # rule travels as structured fields, and ufw parses its argv
+        assert unquoted(command)[-1] == "-"
+        payload = json.loads(command.connector_arguments["_stdin"])
         assert payload["wanted"] == [want(spec).to_wire() for spec in plan.rules]
     fragment = proftpd.fragment_for(plan)
     for command in frag_commands:

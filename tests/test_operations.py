@@ -64,6 +64,12 @@ def render(command: StringCommand | FunctionCommand, requests: list[dict]) -> st
             bits.append(render(bit, requests))
         else:
             bits.append(str(bit))
+    stdin = command.connector_arguments.get("_stdin")
+    if stdin is not None:  # a request on the step's input (steps.guarded_step)
+        document = json.loads(stdin)
+        requests.extend([document["if_switched"], document["if_not"]]
+                        if "if_switched" in document else [document])
+        bits.append("< <request>")
     return command.separator.join(bits)
 
 

@@ -1,5 +1,5 @@
 """Runs ON THE MANAGED HOST under ufw's own python3, as a guarded step (under the host
-lock): ``python3 -c <ufwmodel.py + this file> <request json>``.
+lock): ``python3 -c <ufwmodel.py + this file> -|NAME`` with the request on stdin.
 
 It plans again from the host's files *after* it got the lock (a run that waited for
 another must not apply a plan made before), re-checks the lockout guard, builds every
@@ -272,6 +272,15 @@ def run(request: Dict[str, Any], make_ui: Callable[[], Any] = _frontend,
     return out
 
 
+def read_request(args: List[str], stdin: Any) -> Dict[str, Any]:
+    """The request from stdin (an argument is limited to 128 KiB): ``-`` the whole JSON
+    document, a NAME the request under that key (``{"if_switched": ..., "if_not": ...}``)."""
+    document = json.load(stdin)
+    if not args or args[0] == "-":
+        return dict(document)
+    return dict(document[args[0]])
+
+
 def exit_status(error: "StepError") -> int:
     return GUARD_REFUSED if str(error).startswith("lockout guard") else 1
 
@@ -286,7 +295,7 @@ def main() -> int:
         sys.stderr.write("froxlor-fleet: ufw's Python modules are missing on this host\n")
         return 1
     try:
-        out = run(json.loads(sys.argv[1]))
+        out = run(read_request(sys.argv[1:], sys.stdin))
     except StepError as e:
         sys.stderr.write("froxlor-fleet: %s\n" % e)
         return exit_status(e)
