@@ -38,8 +38,9 @@ from .catalog import (
 )
 from .plan import MAX_PORT_WEIGHT, HostPlan, RuleSpec, port_span, port_weight, ufw_port_sort
 
-__all__ = ["FleetDataError", "address", "sources", "comment_text", "port_number", "port_item",
-           "ipv6_text", "resolve", "check_inventory", "inventory_layers"]
+__all__ = ["FleetDataError", "grouped", "nearest", "plural", "address", "sources", "comment_text",
+           "port_number", "port_item", "ipv6_text", "resolve", "check_inventory",
+           "inventory_layers"]
 
 MAX_COMMENT = 120  # ours, not ufw's (it has no limit): keeps `ufw status` readable
 EXTRA_RULE_KEYS = {"port", *EXTRA_RULE_DEFAULTS}
@@ -62,11 +63,43 @@ class FleetDataError(PyinfraError):
     """Bad group/host data; the message holds one line per problem."""
 
     def __init__(self, errors: list[str]):
-        self.errors = errors
+        self.errors = errors  # one line per host and problem (the audit's per-host view)
+        lines = grouped(errors)
         super().__init__(
-            f"fleet data is invalid, no host was touched ({len(errors)} problem(s)):\n  "
-            + "\n  ".join(errors)
+            f"fleet data is invalid, no host was touched ({plural(len(lines), 'problem')}):\n  "
+            + "\n  ".join(lines)
         )
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+SHOWN_HOSTS = 3  # a grouped line names this many hosts, then counts the rest
+
+
+def grouped(errors: list[str]) -> list[str]:
+    """The same problem of many hosts (one bad value in a group file) as one line naming
+    the hosts, in first-seen order: ``hosts web1, web2, web3 and 97 more (100 hosts)
+    (group web_servers): froxlor_roles = 'wbe': ...``."""
+    hosts: dict[str, list[str]] = {}
+    for line in errors:
+        name, _, rest = line.removeprefix("host ").partition(" ")
+        if not line.startswith("host ") or not rest:
+            hosts.setdefault(line, [])
+            continue
+        hosts.setdefault(rest, []).append(name)
+    lines = []
+    for rest, names in hosts.items():
+        if len(names) <= 1:
+            lines.append(f"host {names[0]} {rest}" if names else rest)
+            continue
+        shown = ", ".join(names[:SHOWN_HOSTS])
+        more = len(names) - SHOWN_HOSTS
+        who = (f"{shown} and {more} more ({len(names)} hosts)" if more > 0
+               else shown)
+        lines.append(f"hosts {who} {rest}")
+    return lines
 
 
 # --- reading data ---------------------------------------------------------------------
@@ -333,8 +366,14 @@ def near_miss(key: str) -> str | None:
     at all (``catalog.NEAR_MISS_SHORT_KEY``). Our own keys are not near misses."""
     if key in DEFAULTS or key.startswith("_") or key in _pyinfra_keys():
         return None
-    folded = key.lower()
-    best = min(DEFAULTS, key=lambda ours: _edits(folded, ours))
+    return nearest(key, tuple(DEFAULTS))
+
+
+def nearest(word: str, options: tuple[str, ...]) -> str | None:
+    """The option ``word`` is probably a typo of (case ignored): at most two edits away,
+    one for options shorter than ``catalog.NEAR_MISS_SHORT_KEY``; else None."""
+    folded = word.lower()
+    best = min(options, key=lambda option: _edits(folded, option))
     allowed = 1 if len(best) < NEAR_MISS_SHORT_KEY else 2
     return best if _edits(folded, best) <= allowed else None
 
@@ -365,8 +404,9 @@ def _roles(layers: list[Layer], err: _Errors) -> list[str]:
             elif role in ROLE_SERVICES:
                 roles.add(role)
             else:
-                err.add("froxlor_roles", role,
-                        f"unknown role (valid: {', '.join(VALID_ROLES)})", where)
+                meant = nearest(role, VALID_ROLES)
+                err.add("froxlor_roles", role, f"unknown role, did you mean '{meant}'?" if meant
+                        else f"unknown role (valid: {', '.join(VALID_ROLES)})", where)
     return sorted(roles)
 
 
@@ -417,9 +457,13 @@ def _boolean(value: Any) -> bool:
 def _passive_range(value: Any) -> tuple[int, int]:
     """ProFTPd's own rule (modules/mod_core.c, set_passiveports): both ports 1024-65535
     and min < max ("min port must be less than max port": a single port is refused)."""
+    if isinstance(value, str):  # pyinfra's --data passes strings: "50000:50100"
+        low_text, colon, high_text = value.partition(":")
+        if colon and _DIGITS.fullmatch(low_text) and _DIGITS.fullmatch(high_text):
+            value = (int(low_text), int(high_text))
     if not isinstance(value, (list, tuple)) or len(value) != 2 \
             or not all(_is_int(v) for v in value):
-        raise ValueError("must be a (low, high) pair of port numbers")
+        raise ValueError("must be a (low, high) pair or a 'low:high' string of port numbers")
     low, high = value
     if not 1024 <= low <= 65535 or not 1024 <= high <= 65535:
         raise ValueError("passive ports must lie within 1024-65535")

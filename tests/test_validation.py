@@ -70,14 +70,15 @@ def test_extra_rules_concatenate_and_normalise() -> None:
 
 
 @pytest.mark.parametrize("data,key,needle", [
-    ({"froxlor_roles": ["wbe"]}, "froxlor_roles", "unknown role (valid: dns, ftp, imap, mail"),
+    ({"froxlor_roles": ["wbe"]}, "froxlor_roles", "unknown role, did you mean 'web'?"),
     ({"froxlor_roles": "web"}, "froxlor_roles", "must be a list of role names"),
     ({"ssh_port": 70000}, "ssh_port", "from 1 to 65535"),
     ({"ssh_port": 0}, "ssh_port", "from 1 to 65535"),
     ({"ssh_port": True}, "ssh_port", "whole number"),
     ({"froxlor_roles": ["ftp"], "ftp_passive_ports": (60000, 50000)}, "ftp_passive_ports", "inverted"),
     ({"froxlor_roles": ["ftp"], "ftp_passive_ports": (80, 2000)}, "ftp_passive_ports", "1024-65535"),
-    ({"froxlor_roles": ["ftp"], "ftp_passive_ports": "49152-65534"}, "ftp_passive_ports", "(low, high)"),
+    ({"froxlor_roles": ["ftp"], "ftp_passive_ports": "49152-65534"}, "ftp_passive_ports",
+     "(low, high) pair or a 'low:high' string"),
     ({"froxlor_roles": ["ftp"], "ssh_port": 50000}, "ftp_passive_ports",
      "overlaps port 50000/tcp opened by 'ssh'"),
     ({"froxlor_roles": ["ftp"], "firewall_extra_rules": [{"port": "60000:60010"}]},
@@ -113,6 +114,38 @@ def test_each_bad_value_gives_one_line_naming_host_key_and_value(data, key, need
     assert "\n" not in line
     assert line.startswith("host web1") and f": {key} = " in line
     assert needle in line
+
+
+@pytest.mark.parametrize("role,meant", [("wbe", "web"), ("mial", "mail"), ("ftpd", "ftp"),
+                                        ("myslq", "mysql"), ("Web", "web")])
+def test_an_unknown_role_suggests_the_nearest(role, meant) -> None:
+    line = one_error({"froxlor_roles": [role]})
+    assert f"froxlor_roles = {role!r}: unknown role, did you mean {meant!r}?" in line
+
+
+def test_an_unknown_role_far_from_any_lists_the_valid_ones() -> None:
+    line = one_error({"froxlor_roles": ["webmail-proxy"]})
+    assert "did you mean" not in line and "valid: dns, ftp, imap, mail" in line
+
+
+def test_the_same_problem_of_many_hosts_is_one_line_naming_them() -> None:
+    hosts = [f"web{i}" for i in range(1, 101)]
+    with pytest.raises(FleetDataError) as info:
+        plans({"web_servers": (hosts, {"froxlor_roles": ["wbe"]}),
+               "db_servers": (["db1"], {"froxlor_roles": ["mysql"]})})
+    assert len(info.value.errors) == 101  # per host, for the audit's per-host view
+    message = str(info.value).splitlines()
+    assert message[0] == "fleet data is invalid, no host was touched (2 problems):"
+    assert message[1] == ("  hosts web1, web2, web3 and 97 more (100 hosts) (group web_servers): "
+                          "froxlor_roles = 'wbe': unknown role, did you mean 'web'?")
+    assert message[2].startswith("  host db1: mysql_allowed_sources = None: required")
+    assert len(message) == 3
+
+
+def test_one_problem_is_one_problem() -> None:
+    with pytest.raises(FleetDataError) as info:
+        plans({"web_servers": (["web1"], {"froxlor_roles": ["wbe"]})})
+    assert str(info.value).startswith("fleet data is invalid, no host was touched (1 problem):")
 
 
 def test_all_problems_of_all_hosts_are_reported_together() -> None:
@@ -237,6 +270,21 @@ def test_masquerade_addresses_proftpd_reads_as_written_are_kept(value, stored) -
 def test_passive_ranges_proftpd_refuses_are_refused(value, needle) -> None:
     line = one_error({"froxlor_roles": ["ftp"], "ftp_passive_ports": value})
     assert ": ftp_passive_ports = " in line and needle in line
+
+
+@pytest.mark.parametrize("value", ["50000:50100", " 50000:50100", "50000:50100:1", "50000:",
+                                   "5e4:50100", "50000:٥٠١٠٠"])
+def test_passive_range_as_a_low_high_string(value) -> None:
+    """pyinfra's --data passes strings: ``--data ftp_passive_ports=50000:50100``."""
+    data = {"froxlor_roles": ["ftp"], "ftp_passive_ports": value}
+    if value == "50000:50100":
+        assert plan_of(data).passive_ports == (50000, 50100)
+    else:
+        assert ": ftp_passive_ports = " in one_error(data)
+
+
+def test_passive_range_string_follows_the_same_rules() -> None:
+    assert "inverted" in one_error({"froxlor_roles": ["ftp"], "ftp_passive_ports": "50100:50000"})
 
 
 def test_passive_range_bounds_proftpd_accepts() -> None:
