@@ -6,4 +6,4 @@ from .validation import FleetDataError
 
 __all__ = ["DEFAULTS", "ROLE_ALIASES", "ROLE_SERVICES", "VALID_ROLES", "FleetDataError",
            "HostPlan", "RuleSpec"]
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -10,13 +10,16 @@ from __future__ import annotations
 # pyinfra_cli does exactly that, as the `pyinfra` command itself does first thing.
 import pyinfra_cli  # noqa: F401  isort: skip
 
+import shlex
 import sys
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
 import click
 
 from . import __version__
 from .audit.cli import EXIT_STATUS_HELP, audit_command, usage_error_document
+from .starter import TargetExists, write_example
 
 PROG = "froxlor-fleet"
 
@@ -33,14 +36,43 @@ def _pyinfra_version() -> str:
 @click.version_option(__version__, "--version", prog_name=PROG,
                       message=f"%(prog)s %(version)s (pyinfra {_pyinfra_version()})")
 def main() -> None:
-    """Role-driven UFW rules and ProFTPd passive ports for a froxlor fleet.
+    """Role-driven UFW rules and FTP passive ports for a froxlor fleet.
 
-    Roll out with pyinfra: `pyinfra inventory.py deploy.py --dry --diff`, then
-    `-y`. Check a fleet against its data, read-only: `froxlor-fleet audit inventory.py`.
+    Start from an example: `froxlor-fleet init myfleet`. Roll out with pyinfra:
+    `pyinfra inventory.py deploy.py --dry --diff`, then `-y`. Check a fleet against its
+    data, read-only: `froxlor-fleet audit inventory.py`.
     """
 
 
 main.add_command(audit_command)
+
+
+@main.command("init", short_help="Write a commented example fleet to start from.")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+def init_command(directory: Path) -> int:
+    """Write a commented example fleet into DIRECTORY (made if missing): inventory.py,
+    group_data/*.py and deploy.py. Edit the hosts and roles, then preview with
+    `pyinfra inventory.py deploy.py --dry --diff` from DIRECTORY.
+
+    Never overwrites: if any of the files exists, nothing is written.
+    """
+    try:
+        written = write_example(directory)
+    except TargetExists as error:
+        raise click.ClickException(
+            f"{len(error.paths)} of the files {'exists' if len(error.paths) == 1 else 'exist'} "
+            f"already, nothing written: {error}") from None
+    except OSError as error:
+        raise click.ClickException(f"{directory}: {error.strerror or error}") from None
+    for path in written:
+        click.echo(f"wrote {path}")
+    steps = [] if directory.resolve() == Path.cwd() else [f"cd {shlex.quote(str(directory))}"]
+    steps += ["pyinfra inventory.py deploy.py --dry --diff   # preview, touches nothing",
+              "pyinfra inventory.py deploy.py -y             # roll out",
+              "froxlor-fleet audit inventory.py              # read-only check"]
+    click.echo("\nNext: put your hosts in inventory.py and their roles in group_data/, then\n"
+               + "\n".join(f"  {step}" for step in steps))
+    return 0
 
 
 def _wants_json(args: list[str]) -> bool:

@@ -474,7 +474,7 @@ def test_error_only_document_matches_the_schema() -> None:
 def test_schema_and_readme_name_every_finding_kind() -> None:
     enum = SCHEMA["$defs"]["finding"]["properties"]["kind"]["enum"]
     assert sorted(enum) == sorted(KINDS) and len(enum) == len(set(enum))
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    readme = (Path(__file__).resolve().parent.parent / "docs" / "audit.md").read_text()
     audit_section = readme.split("## Fleet audit", 1)[1].split("\n## ", 1)[0]
     assert [k for k in KINDS if f"`{k}`" not in audit_section] == []
 
@@ -513,7 +513,7 @@ def test_the_schema_has_an_absolute_id_naming_its_version() -> None:
     assert re.fullmatch(r"https://[a-z0-9.-]+/\S+", schema_id), schema_id
     assert schema_id.endswith(f"/{SCHEMA_VERSION}.json")
     assert SCHEMA["properties"]["schema"]["const"] == SCHEMA_VERSION
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    readme = (Path(__file__).resolve().parent.parent / "docs" / "audit.md").read_text()
     assert f"`{schema_id}`" in readme.split("### JSON (`--json`)", 1)[1]
 
 
@@ -555,7 +555,7 @@ def test_text_for_a_run_that_found_no_host() -> None:
     fleet = FleetAudit("inventory.py", ("nope",),
                        errors=[fleet_error("limit_unmatched", "--limit 'nope' matches no host")])
     assert to_text(fleet).splitlines() == [
-        "froxlor-fleet audit: 0 hosts, 0 ok, 0 drift, 0 unreachable, 1 errors", "", "errors:",
+        "froxlor-fleet audit: 0 hosts, 0 ok, 0 drift, 0 unreachable, 1 error", "", "errors:",
         "  limit unmatched: --limit 'nope' matches no host"]
 
 
@@ -624,7 +624,7 @@ def test_write_atomically_cleans_up_on_failure(tmp_path: Path) -> None:
 
 
 def test_readme_json_example_follows_the_schema() -> None:
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    readme = (Path(__file__).resolve().parent.parent / "docs" / "audit.md").read_text()
     block = readme.split("### JSON (`--json`)", 1)[1].split("```json\n", 1)[1].split("\n```", 1)[0]
     validate(json.loads(block))
 

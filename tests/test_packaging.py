@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import zipfile
 from collections.abc import Iterator
 from email.parser import Parser
@@ -96,6 +97,14 @@ def test_wheel_metadata(built: tuple[Path, str]) -> None:
     assert "pyinfra<4,>=3.8" in meta.get_all("Requires-Dist")
     assert "Typing :: Typed" in meta.get_all("Classifier")
     assert not [c for c in meta.get_all("Classifier") if c.startswith("License ::")]
+    # Python versions claimed: exactly the interpreter the tests run on (CI runs one)
+    claimed = {c.rsplit(" :: ", 1)[1] for c in meta.get_all("Classifier")
+               if re.fullmatch(r"Programming Language :: Python :: 3\.\d+", c)}
+    assert claimed == {"%d.%d" % sys.version_info[:2]}
+    urls = dict(u.split(", ", 1) for u in meta.get_all("Project-URL"))
+    assert {"Homepage", "Changelog", "Issues"} <= set(urls)
+    # no real address exists yet: placeholders must be plainly unresolvable
+    assert all(re.match(r"https://[^/]+\.invalid/", u) for u in urls.values()), urls
     entry_points = archive.read(info.replace("METADATA", "entry_points.txt")).decode()
     assert "froxlor-fleet = froxlor_fleet.cli:run" in entry_points
 
@@ -159,3 +168,65 @@ def test_installed_audit_gives_all_three_exit_codes(installed: Path, tmp_path: P
         doc = json.loads(res.stdout)
         jsonschema.validate(doc, schema)
         assert doc["exit"] == code
+
+
+# --- the source distribution ---------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def sdist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sdist built from a copy of this tree with the build backend pyproject.toml
+    names, installed into a fresh virtualenv (as an isolated build does); unpacked."""
+    tomllib = pytest.importorskip("tomllib")
+    base = tmp_path_factory.mktemp("sdist")
+    src = base / "src"
+    shutil.copytree(ROOT, src, ignore=IGNORE, symlinks=True)
+    system = tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]
+    venv = base / "venv"
+    assert run(sys.executable, "-m", "venv", venv, cwd=base).returncode == 0
+    res = run(venv / "bin" / "python", "-m", "pip", "install", "-q",
+              "--disable-pip-version-check", *system["requires"], cwd=base)
+    assert res.returncode == 0, res.stdout + res.stderr
+    backend = system["build-backend"]
+    res = run(venv / "bin" / "python", "-c",
+              f"import {backend} as b, sys; print(b.build_sdist(sys.argv[1]))", base / "dist",
+              cwd=src)
+    assert res.returncode == 0, res.stdout + res.stderr
+    archive = base / "dist" / res.stdout.strip().splitlines()[-1]
+    with tarfile.open(archive) as tar:
+        tar.extractall(base / "unpacked", filter="data")
+    (top,) = (base / "unpacked").iterdir()
+    return top
+
+
+def _tracked(folder: str) -> set[str]:
+    """Files under ``folder`` of this tree, as a clean clone has them."""
+    return {str(p.relative_to(ROOT)) for p in (ROOT / folder).rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts
+            and not p.name.endswith(".pyc")}
+
+
+def test_sdist_has_the_tests_their_support_files_and_the_examples(sdist: Path) -> None:
+    names = {str(p.relative_to(sdist)) for p in sdist.rglob("*") if p.is_file()}
+    for needed in ("tests/helpers.py", "tests/conftest.py", "tests/test_catalog.py",
+                   "examples/inventory.py", "examples/deploy.py", "examples/group_data/all.py",
+                   "deploy.py", "inventory.py", "group_data/all.py",  # tests run deploy.py
+                   "README.md", "CHANGELOG.md", "LICENSE", "docs/audit.md",
+                   "froxlor_fleet/audit/audit.schema.json", "froxlor_fleet/remote/state.sh"):
+        assert needed in names, needed
+    unit_tests = {n for n in _tracked("tests") if not n.startswith("tests/lab/")}
+    for folder in ("tests/fixtures/", "tests/operations/", "tests/fakeconn/"):
+        assert any(n.startswith(folder) for n in unit_tests), folder
+    assert sorted(unit_tests - names) == []
+    assert sorted(_tracked("examples") - names) == [] and sorted(_tracked("docs") - names) == []
+    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+
+
+def test_sdist_unit_tests_run_from_the_unpacked_sdist(sdist: Path) -> None:
+    # a few quick files that need the support files: helpers, fixtures, operation cases,
+    # the README's table; this checkout is not on the path, the sdist's package is
+    res = run(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+              "tests/test_catalog.py", "tests/test_operations.py", "tests/test_hoststate.py",
+              "tests/test_first_hour.py::test_examples_folder_is_what_init_writes",
+              cwd=sdist, PYTHONPATH=str(sdist))
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert " passed" in res.stdout and "error" not in res.stdout.splitlines()[-1]

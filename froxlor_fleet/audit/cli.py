@@ -46,8 +46,8 @@ def _options(inventory: str, params: dict[str, Any]) -> AuditOptions:
             inventory=inventory, cwd=os.getcwd(), data=tuple(params["data"]),
             group_data=tuple(params["group_data"]), limit=tuple(params["limit"]),
             exclude=tuple(params["exclude"]), ssh=ssh),
-        config_file=params["config_file"], sudo=params["sudo"], sudo_user=params["sudo_user"],
-        su_user=params["su_user"], parallel=params["parallel"])
+        config_file=params["config_file"] or "config.py", sudo=params["sudo"],
+        sudo_user=params["sudo_user"], su_user=params["su_user"], parallel=params["parallel"])
 
 
 def _write_prometheus(fleet: FleetAudit, path: str, started: float) -> None:
@@ -95,21 +95,24 @@ class AuditCommand(click.Command):
 
 @click.command("audit", cls=AuditCommand, epilog=EXIT_STATUS_HELP,
                short_help="Read-only audit of a fleet against its data (exit 0/1/2).")
-@click.argument("inventory")
+@click.argument("inventory", type=click.Path())
 @click.option("--json", "json_output", is_flag=True,
               help="Print the JSON document (schema in the package) instead of the text "
                    "report; printed on errors too.")
-@click.option("--prometheus", metavar="FILE",
+@click.option("--prometheus", metavar="FILE", type=click.Path(dir_okay=False),
               help="Also write the results as Prometheus metrics to FILE (node_exporter "
                    "textfile collector), atomically.")
 @click.option("--limit", multiple=True, help="Restrict the target hosts by name and group "
               "name (globs allowed), as pyinfra's --limit.")
 @click.option("--exclude", multiple=True, help="Exclude target hosts by name and group name.")
 @click.option("--data", multiple=True, help="Override data values, format key=value.")
-@click.option("--group-data", multiple=True,
+# Paths named on the command line must exist (pyinfra itself ignores a missing --config
+# or --group-data: a typo would silently audit without them). INVENTORY is checked by the
+# loader (an inventory_error, not a usage error); a missing --ssh-key is named per host.
+@click.option("--group-data", multiple=True, type=click.Path(exists=True),
               help="Paths to load additional group data from (overrides matching keys).")
-@click.option("--config", "config_file", default="config.py", show_default=True,
-              help="pyinfra config file to use.")
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
+              help="pyinfra config file to use (default: config.py, if there is one).")
 @click.option("--sudo", is_flag=True, help="Read the hosts with sudo.")
 @click.option("--sudo-user", help="Which user to sudo to.")
 @click.option("--su-user", help="Which user to su to.")
@@ -117,7 +120,8 @@ class AuditCommand(click.Command):
               help="Number of hosts to read in parallel.")
 @click.option("--ssh-user", "--user", "ssh_user", help="SSH user to connect as.")
 @click.option("--ssh-port", "--port", "ssh_port", type=int, help="SSH port to connect to.")
-@click.option("--ssh-key", "--key", "ssh_key", help="SSH private key filename.")
+@click.option("--ssh-key", "--key", "ssh_key", type=click.Path(dir_okay=False),
+              help="SSH private key filename.")
 @click.option("--ssh-key-password", "--key-password", "ssh_key_password",
               help="SSH private key password.")
 @click.option("--ssh-password", "--password", "ssh_password", help="SSH password.")
@@ -152,7 +156,7 @@ def audit_command(inventory: str, json_output: bool, prometheus: str | None, deb
                 click.echo(f"froxlor-fleet audit: {finding.host or finding.kind}: "
                            f"{finding.detail}", err=True)
     else:
-        click.echo(to_text(fleet, tty=sys.stdout.isatty()))
+        click.echo(to_text(fleet, tty=sys.stdout.isatty()))  # colour: see colour_wanted
     return fleet.exit_status
 
 

@@ -14,6 +14,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import click
+
 from .. import __version__
 from .compare import GRID, VERDICTS, Finding, FleetAudit, HostAudit, PortState
 
@@ -156,9 +158,19 @@ def write_atomically(path: str, text: str) -> None:
 
 # --- text -----------------------------------------------------------------------------------
 
+def colour_wanted(tty: bool) -> bool:
+    """Colour only on a terminal, and never when ``NO_COLOR`` is set to anything but ""
+    (https://no-color.org)."""
+    return tty and not os.environ.get("NO_COLOR")
+
+
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """``1 error``, ``2 errors``, ``0 errors``."""
+    return f"{count} {noun if count == 1 else (nouns or noun + 's')}"
+
+
 def _paint(text: str, colour: str, tty: bool) -> str:
-    codes = {"red": "31", "green": "32", "yellow": "33"}
-    return f"\033[{codes[colour]}m{text}\033[0m" if tty else text
+    return click.style(text, fg=colour) if colour_wanted(tty) else text
 
 
 def _matrix_row(a: HostAudit) -> list[str]:
@@ -232,9 +244,9 @@ def _finding_lines(fleet: FleetAudit, tty: bool) -> list[str]:
 
 def to_text(fleet: FleetAudit, tty: bool = False) -> str:
     errors = fleet.count("error") + len(fleet.errors)
-    out = [f"froxlor-fleet audit: {len(fleet.hosts)} hosts, {fleet.count('ok')} ok, "
+    out = [f"froxlor-fleet audit: {plural(len(fleet.hosts), 'host')}, {fleet.count('ok')} ok, "
            f"{fleet.count('drift')} drift, {fleet.count('unreachable')} unreachable, "
-           f"{errors} errors"]
+           f"{plural(errors, 'error')}"]
     if fleet.hosts:
         out += [""] + _matrix(fleet, tty)
     read = [a for a in fleet.hosts if a.ports]
