@@ -50,12 +50,6 @@ class RuleSpec:
     def dport(self) -> str:
         return ",".join(self.ports)
 
-    def ufw_args(self) -> list[str]:
-        """The ``ufw`` CLI arguments that add this rule (without the program name; where
-        it goes among the others is the plan's business, see ``ufwmodel.plan_rules``)."""
-        return [self.action, "proto", self.proto, "from", self.source or "any",
-                "to", "any", "port", self.dport, "comment", self.comment]
-
 
 @dataclass(frozen=True)
 class HostPlan:
@@ -86,12 +80,6 @@ class HostPlan:
 
 
 # --- ports in ufw's notation ("80", "49152:65534") ------------------------------------
-
-def port_span(port: str) -> tuple[int, int]:
-    """``"80"`` -> ``(80, 80)``, ``"8000:8100"`` -> ``(8000, 8100)``."""
-    low, _, high = port.partition(":")
-    return int(low), int(high or low)
-
 
 def ufw_port_sort(ports: Iterable[str]) -> tuple[str, ...]:
     """Unique, and sorted like ufw's ``human_sort`` (src/util.py) sorts a rule's ports

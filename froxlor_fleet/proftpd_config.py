@@ -59,7 +59,6 @@ import posixpath
 import shlex
 from dataclasses import dataclass, field, replace
 
-from .catalog import FRAGMENT_PATH
 from .remote import program
 
 DAEMONS = ("proftpd", "pureftpd")
@@ -719,8 +718,7 @@ def _vhosts(check: FtpCheck, eff: ProftpdConfig, wanted_ports: str,
                 f"this deploy's {wanted_masquerade}; set MasqueradeAddress inside it")
 
 
-def check(cfg: FtpConfig, fragment_path: str = FRAGMENT_PATH,
-          wanted_range: tuple[int, int] = (49152, 65534),
+def check(cfg: FtpConfig, fragment_path: str, wanted_range: tuple[int, int],
           wanted_masquerade: str | None = None) -> FtpCheck:
     """Would ProFTPd use this deploy's fragment? Conflicts and notes, one line each.
 
@@ -765,8 +763,7 @@ def check(cfg: FtpConfig, fragment_path: str = FRAGMENT_PATH,
     return result
 
 
-def conflicts(cfg: FtpConfig, fragment_path: str = FRAGMENT_PATH,
-              wanted_range: tuple[int, int] = (49152, 65534),
+def conflicts(cfg: FtpConfig, fragment_path: str, wanted_range: tuple[int, int],
               wanted_masquerade: str | None = None) -> list[str]:
     """One line per reason ProFTPd would not use ``wanted_range``/``wanted_masquerade``
     from ``fragment_path``; ``[]`` when it will. E.g.::

@@ -36,7 +36,8 @@ from .catalog import (
     UNION_KEYS,
     VALID_ROLES,
 )
-from .plan import MAX_PORT_WEIGHT, HostPlan, RuleSpec, port_span, port_weight, ufw_port_sort
+from .plan import MAX_PORT_WEIGHT, HostPlan, RuleSpec, port_weight, ufw_port_sort
+from .remote.ufwmodel import port_span
 
 __all__ = ["FleetDataError", "grouped", "nearest", "plural", "address", "sources", "comment_text",
            "port_number", "port_item", "ipv6_text", "resolve", "check_inventory",

@@ -179,7 +179,7 @@ def check_source(value: str) -> None:
     assert_conforms(reason, ufw_says, value)
     if reason is None:
         spec = RuleSpec(("22",), "tcp", validation.address(value), "ssh")
-        assert ufw_tuples(spec.ufw_args()) == ufw_says == ours(spec), value
+        assert ufw_tuples(want(spec).ufw_args()) == ufw_says == ours(spec), value
 
 
 @pytest.mark.parametrize("value", SOURCE_EDGES)
@@ -256,7 +256,7 @@ def check_comment(note: str) -> None:
     assert_conforms(reason, ufw_says, note)
     if reason is None:
         spec = RuleSpec(("8080",), "tcp", None, "extra", validation.comment_text(note))
-        assert ufw_tuples(spec.ufw_args()) == ufw_says == ours(spec), note
+        assert ufw_tuples(want(spec).ufw_args()) == ufw_says == ours(spec), note
         assert ufw.util.hex_decode(ufw_says[0][1].split(" comment=")[1]) == spec.comment
 
 
@@ -321,7 +321,7 @@ def test_port_lists_conform_to_ufw(items: list[str]) -> None:
     assert_conforms(reason, ufw_says, items)
     if reason is None:
         spec = RuleSpec(our_ports(items), "tcp", None, "ssh")
-        assert ufw_tuples(spec.ufw_args()) == ours(spec)
+        assert ufw_tuples(want(spec).ufw_args()) == ours(spec)
         if all(re.fullmatch(r"[1-9][0-9]*(:[1-9][0-9]*)?", p) for p in items):
             assert ufw_says == ours(spec)  # written as ufw writes them: the same tuple
 
@@ -349,7 +349,7 @@ def test_every_rule_of_a_catalog_plan_is_stored_as_planned() -> None:
     plan, errors = validation.resolve("h1", layers)
     assert not errors and plan
     for spec in plan.rules:
-        assert ufw_tuples(spec.ufw_args()) == ours(spec), spec
+        assert ufw_tuples(want(spec).ufw_args()) == ours(spec), spec
 
 
 # --- ProFTPd ------------------------------------------------------------------------------

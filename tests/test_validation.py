@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from froxlor_fleet.validation import FleetDataError, check_inventory
@@ -450,10 +452,24 @@ def test_lockout_guard_is_read_into_the_plan() -> None:
 def test_the_model_lives_in_plan_and_validation_re_exports_it() -> None:
     from froxlor_fleet import plan, validation
 
-    for name in ("RuleSpec", "HostPlan", "port_span", "ufw_port_sort", "port_weight",
-                 "MAX_PORT_WEIGHT"):
+    for name in ("RuleSpec", "HostPlan", "ufw_port_sort", "port_weight", "MAX_PORT_WEIGHT"):
         assert getattr(validation, name) is getattr(plan, name), name
     assert "validation" not in plan.__doc__.split("\n")[0]
+
+
+def test_what_the_host_program_shares_is_written_once_in_its_model() -> None:
+    """The marker, port spans and the ufw argv exist once: in ``remote/ufwmodel.py``,
+    which ships to the hosts; the control side imports them (issue 22: copies drifted,
+    and the conformance tests exercised a copy that never shipped)."""
+    import inspect
+
+    from froxlor_fleet import catalog, plan, validation
+    from froxlor_fleet.remote import ufwmodel
+
+    assert validation.port_span is ufwmodel.port_span and not hasattr(plan, "port_span")
+    assert catalog.MARKER == ufwmodel.MARKER
+    assert not re.search(r"^MARKER\s*=", inspect.getsource(catalog), re.MULTILINE)
+    assert not hasattr(plan.RuleSpec, "ufw_args")  # Want.ufw_args is the one that runs
 
 
 def test_defaults_are_written_only_in_the_catalog() -> None:
