@@ -18,6 +18,9 @@ LOCK_PATH = "/run/froxlor-fleet.lock"
 # sha256 of the fragment ProFTPd last loaded through this deploy (a reload that
 # failed, or a run cut short, leaves it different from the file: the next run reloads).
 LOADED_MARKER = "/var/lib/froxlor-fleet/proftpd-fragment.loaded"
+# sha256 of the passive range pure-ftpd last loaded through this deploy
+# (``pureftpd.digest``): files written but no restart leave it behind the files.
+PUREFTPD_LOADED_MARKER = "/var/lib/froxlor-fleet/pureftpd-range.loaded"
 
 
 @dataclass(frozen=True)

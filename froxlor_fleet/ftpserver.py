@@ -44,8 +44,9 @@ def ready_for_ftp(*, passive_ports: tuple[int, int] | None,
     + passive_ports: the host's ``(low, high)`` range, ``None``: no ftp role
     + masquerade_address: ``MasqueradeAddress`` / ``ForcePassiveIP``, if any
     + candidate: the ProFTPd fragment about to be written: when it differs from the
-      host's, it is tried with ``proftpd -t`` in place and put back, without a reload
-      (one remote step; none when nothing changes)
+      host's, it is tried with ``proftpd -t -c`` on a copy of the configuration that
+      reads it instead of the live file, which is never written here, no restart (one
+      remote step; none when nothing changes)
     + ftp_daemon: ``auto``, ``proftpd`` or ``pureftpd``
     + path: the ProFTPd fragment's path
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pyinfra.api import FactBase, Host, QuoteString, StringCommand
 from pyinfra.api.state import StateStage
 
-from .catalog import FRAGMENT_PATH, LOADED_MARKER
+from .catalog import FRAGMENT_PATH, LOADED_MARKER, PUREFTPD_LOADED_MARKER
 from .proftpd_config import FtpConfig, dump_command, parse_dump
 from .remote import program
 from .ufwrules import UfwRule, parse_tuple_line
@@ -50,7 +50,8 @@ class HostState:
     fragment_sha256: str | None = None  # of the exact bytes on the host
     # sha256 of the fragment ProFTPd last loaded through this deploy (None: not known)
     fragment_loaded: str | None = None
-
+    # sha256 of the passive range pure-ftpd last loaded through this deploy (pureftpd.digest)
+    pureftpd_loaded: str | None = None
 
 
 
@@ -77,6 +78,7 @@ class FleetHostState(FactBase[HostState]):
         # remote/proftpd_dump.sh: what decides ProFTPd's effective passive range.
         return StringCommand("sh", "-c", QuoteString(program("state.sh")),
                              "froxlor-fleet", QuoteString(fragment_path), QuoteString(LOADED_MARKER),
+                             QuoteString(PUREFTPD_LOADED_MARKER),
                              f"; echo '{SECTION}ftp'; " + dump_command())
 
     @staticmethod
@@ -134,6 +136,7 @@ def parse_state(lines: list[str]) -> HostState:
         state.ssh_interface = next((s.strip() for s in sec.get("sshif", []) if s.strip()), None)
     state.ftp = parse_dump(sec.get("ftp", []))
     state.fragment_loaded = next((s.strip() for s in sec.get("loaded", []) if s.strip()), None)
+    state.pureftpd_loaded = next((s.strip() for s in sec.get("pureloaded", []) if s.strip()), None)
     frag = sec.get("fragment")
     if frag:
         # "<sha256>" or "<sha256> no-final-newline": the state read ends the text it

@@ -3,9 +3,9 @@
 When a host's ``ftp_passive_ports`` change from OLD (what ProFTPd uses now) to NEW
 (pure-ftpd alike: its files instead of the fragment):
 
-1. *FTP server ready for the ftp role*: the NEW fragment passes ``proftpd -t`` (tried in
-   place and put back, no restart): a fragment ProFTPd refuses stops the host before
-   its firewall changes.
+1. *FTP server ready for the ftp role*: the NEW fragment passes ``proftpd -t`` (tried on a
+   copy of the configuration, the live fragment untouched, no restart): a fragment
+   ProFTPd refuses stops the host before its firewall changes.
 2. *UFW*: NEW is opened; OLD stays open (``Switch.keep``), ProFTPd still offers it.
 3. *fragment*: ProFTPd switches to NEW (write, ``proftpd -t``, restart, running again?);
    then, in the same remote step, UFW closes OLD (``Switch.if_switched``). If the

@@ -10,6 +10,7 @@ for ProFTPd (``passive_switch``).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Generator
 from typing import Any
 
@@ -17,7 +18,8 @@ from pyinfra import host, logger
 from pyinfra.api import QuoteString, operation
 from pyinfra.operations.util.files import generate_color_diff
 
-from .hoststate import host_state
+from .catalog import PUREFTPD_LOADED_MARKER
+from .hoststate import HostState, host_state
 from .passive_switch import Switch, ftp_step
 from .remote import program
 from .steps import show_changes
@@ -31,6 +33,22 @@ def wanted_files(passive_ports: tuple[int, int], force_passive_ip: str | None) -
     """File name -> first line (``None``: no such file), as the dump reports them."""
     return {"PassivePortRange": f"{passive_ports[0]} {passive_ports[1]}",
             "ForcePassiveIP": force_passive_ip}
+
+
+def digest(files: dict[str, str | None]) -> str:
+    """sha256 of what pure-ftpd runs with, as remote/pureftpd_apply.sh writes it to the
+    marker: one "NAME VALUE" line per file present, PassivePortRange first."""
+    text = "".join(f"{name} {files[name]}\n" for name in ("PassivePortRange", "ForcePassiveIP")
+                   if files.get(name) is not None)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def loaded(current: HostState, files: dict[str, str | None]) -> bool:
+    """Does pure-ftpd run with ``files``? A stopped one reads them when it starts; a
+    running one has loaded them if this deploy's marker says so."""
+    if "pureftpd" not in current.ftp.running:
+        return True
+    return current.pureftpd_loaded == digest(files)
 
 
 @operation()
@@ -49,14 +67,18 @@ def passive_port_range(passive_ports: tuple[int, int], force_passive_ip: str | N
 
         pureftpd.passive_port_range(name="pure-ftpd passive range", passive_ports=(49152, 65534))
     """
-    current = host_state(host).ftp.pureftpd
+    state = host_state(host)
+    current = state.ftp.pureftpd
     have = {"PassivePortRange": current.passive_port_range_raw,
             "ForcePassiveIP": current.force_passive_ip}
     want = wanted_files(tuple(passive_ports), force_passive_ip)  # type: ignore[arg-type]
-    if have == want:
+    if have == want and loaded(state, want):
         host.noop(NOOP_MESSAGE)
         return
-    if show_changes():
+    if show_changes() and have == want:
+        host.log(f"Will restart pure-ftpd: {CONF_DIR} is not known to be loaded", logger.info)
+        logger.info("")
+    elif show_changes():
         for name in want:
             if have[name] != want[name]:
                 host.log(f"Will change {CONF_DIR}/{name}", logger.info)
@@ -67,4 +89,4 @@ def passive_port_range(passive_ports: tuple[int, int], force_passive_ip: str | N
                     logger.info("  %s", line)
         logger.info("")
     yield ftp_step(switch, APPLY_SCRIPT, QuoteString(str(want["PassivePortRange"])),
-                   QuoteString(force_passive_ip or ""))
+                   QuoteString(force_passive_ip or ""), QuoteString(PUREFTPD_LOADED_MARKER))

@@ -127,7 +127,23 @@ def build_fact(spec: dict) -> list[str]:
     for name in order:
         lines.append(f":::froxlor-fleet:{name}")
         lines += sections[name]
-    return with_fragment(lines, spec.get("fragment"), spec.get("loaded", True))
+    return with_pure_marker(with_fragment(lines, spec.get("fragment"), spec.get("loaded", True)),
+                            spec.get("pure_loaded", True))
+
+
+def with_pure_marker(lines: list[str], loaded: str | bool | None) -> list[str]:
+    """Fact output with pure-ftpd's loaded-range marker: ``True`` (pure-ftpd loaded the
+    files the ``@pure`` lines show), ``None`` (no marker) or the marker's text."""
+    from froxlor_fleet import pureftpd
+
+    files: dict[str, str | None] = {}
+    for line in lines:
+        if line.startswith("@pure "):
+            key, _, value = line[len("@pure "):].partition(" ")
+            files[key] = value
+    marker = pureftpd.digest(files) if loaded is True else (loaded or None)
+    at = lines.index(":::froxlor-fleet:loaded")
+    return lines[:at] + [":::froxlor-fleet:pureloaded"] + ([marker] if marker else []) + lines[at:]
 
 
 def ftp_dump(tree: str, edits: dict[str, list[list[str]]],

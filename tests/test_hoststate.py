@@ -75,8 +75,23 @@ def test_fragment_is_read_exactly() -> None:
 def test_fact_command_quotes_the_fragment_path() -> None:
     command = FleetHostState().command(fragment_path="/etc/proftpd/conf.d/a b;rm -rf x").get_raw_value()
     assert (" froxlor-fleet '/etc/proftpd/conf.d/a b;rm -rf x'"
-            " /var/lib/froxlor-fleet/proftpd-fragment.loaded ; ") in command
+            " /var/lib/froxlor-fleet/proftpd-fragment.loaded"
+            " /var/lib/froxlor-fleet/pureftpd-range.loaded ; ") in command
     assert "ufw status" not in command  # shows nothing while inactive: read the files
+
+
+def test_state_sh_reads_the_pureftpd_marker(tmp_path: Path) -> None:
+    """state.sh's third argument: pure-ftpd's loaded-range marker (issue 22), read into
+    ``HostState.pureftpd_loaded`` apart from ProFTPd's."""
+    pure, frag_marker = tmp_path / "pure", tmp_path / "frag"
+    pure.write_text("abc123")  # no final newline: framed all the same
+    frag_marker.write_text("def456\n")
+    out = subprocess.run(["sh", str(STATE_SH), str(tmp_path / "none.conf"), str(frag_marker),
+                          str(pure)], capture_output=True, text=True, timeout=30).stdout
+    state = parse_state(out.splitlines())
+    assert (state.pureftpd_loaded, state.fragment_loaded) == ("abc123", "def456")
+    assert parse_state(subprocess.run(["sh", str(STATE_SH)], capture_output=True, text=True,
+                                      timeout=30).stdout.splitlines()).pureftpd_loaded is None
 
 
 def test_default_is_an_empty_state() -> None:

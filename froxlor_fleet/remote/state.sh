@@ -3,10 +3,12 @@
 # sections, everything the deploy needs (UFW files, whether its chains are loaded, the
 # SSH session pyinfra uses, the passive-port fragment and whether ProFTPd loaded it;
 # the FTP daemons' configuration follows from proftpd_dump.sh).
-# $1: the fragment's path, $2: the loaded-fragment marker. Read-only: it changes nothing.
+# $1: the fragment's path, $2: the loaded-fragment marker, $3: pure-ftpd's loaded-range
+# marker. Read-only: it changes nothing.
 PATH=$PATH:/usr/sbin:/sbin
 frag=${1:-}
 loaded=${2:-}
+pureloaded=${3:-}
 
 section() { printf ':::froxlor-fleet:%s\n' "$1"; }
 
@@ -58,6 +60,8 @@ section rules4; grep -h '^### tuple ###' /etc/ufw/user.rules 2>/dev/null || true
 section rules6; grep -h '^### tuple ###' /etc/ufw/user6.rules 2>/dev/null || true
 section running
 if iptables -w -n -L ufw-user-input >/dev/null 2>&1; then echo yes; else echo no; fi
+section pureloaded
+if [ -n "$pureloaded" ]; then show "$pureloaded"; fi
 section loaded
 if [ -n "$loaded" ]; then show "$loaded"; fi
 # Its first line: the sha256 of its exact bytes, then "no-final-newline" when the

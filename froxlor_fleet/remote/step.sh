@@ -10,7 +10,12 @@
 # closed for the step, so a daemon it happens to start can never hold it.
 # --stdin: this shell's input (a request of any size: an argument is limited to 128 KiB)
 # is kept in the step's folder and becomes the step's input; otherwise it reads nothing.
-# FROXLOR_FLEET_LOCK: another lock path (tests).
+# FROXLOR_FLEET_LOCK: another lock path (tests); the step's folder is made beside it
+# (root-only, /run/froxlor-fleet.XXXXXX) and handed to the step as FROXLOR_FLEET_STEP_DIR
+# for its own temporary files. A relay killed while its step runs leaves the folder to
+# the step (it still writes there); the next relay removes such leftovers once no
+# relay and no step holds them (a relay holds a lock on its folder, a step on
+# "$d/running").
 lock=${FROXLOR_FLEET_LOCK:-/run/froxlor-fleet.lock}
 keep=no stdin=no
 if [ "${1:-}" = --keep-lock ]; then keep=yes; shift; fi
@@ -21,6 +26,7 @@ if [ "${1:-}" = --stdin ]; then stdin=yes; shift; fi
 # shellcheck disable=SC2016
 detached='
 d=$0 keep=$1 lock=$2; shift 2
+export FROXLOR_FLEET_STEP_DIR="$d"
 exec 9>>"$lock"
 if ! flock -n 9; then
   echo "froxlor-fleet: another run holds the lock on this host, waiting"
@@ -33,14 +39,39 @@ if [ "$keep" = yes ]; then "$@" <"$d/in" 7>&-; else "$@" <"$d/in" 7>&- 9>&-; fi
 echo $? > "$d/rc"
 '
 
-d=$(mktemp -d /run/froxlor-fleet.XXXXXX) || exit 1
+base=${lock%/*}
+d=
+# On the way out (a signal too): the folder goes unless its step still runs.
+# shellcheck disable=SC2317  # run by the EXIT trap
+cleanup() {
+  exec 7>&-
+  if [ -n "$d" ] && flock -n "$d/running" true 2>/dev/null; then rm -rf "$d"; fi
+}
+trap cleanup EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
+d=$(mktemp -d "$base/froxlor-fleet.XXXXXX") || exit 1
+exec 6<"$d"
+flock 6  # this relay's: the folder is in use
+
+# Leftovers of killed relays: no relay holds the folder, no step holds its "running",
+# and it is older than a minute (a new relay locks its folder right after making it).
+for old in "$base"/froxlor-fleet.??????; do
+  if [ "$old" = "$d" ] || [ ! -d "$old" ] || [ -L "$old" ]; then continue; fi
+  if [ -z "$(find "$old" -maxdepth 0 -mmin +1 2>/dev/null)" ]; then continue; fi
+  flock -n "$old" true 2>/dev/null || continue
+  if [ -e "$old/running" ] && ! flock -n "$old/running" true 2>/dev/null; then continue; fi
+  rm -rf "$old"
+done
+
 if [ "$stdin" = yes ]; then cat > "$d/in" || exit 1; else : > "$d/in"; fi
 exec 7>"$d/running"
 flock 7
-setsid -f sh -c "$detached" "$d" "$keep" "$lock" "$@" > "$d/out" 2>&1 < /dev/null
+setsid -f sh -c "$detached" "$d" "$keep" "$lock" "$@" > "$d/out" 2>&1 < /dev/null 6<&-
 exec 7>&-
-flock "$d/running" true
+# In the background: a signal to this shell is handled at once, not after the step.
+flock "$d/running" true </dev/null >/dev/null 2>&1 & wait $!
 cat "$d/out"
 rc=$(cat "$d/rc" 2>/dev/null || echo 70)
-rm -rf "$d"
 exit "$rc"
