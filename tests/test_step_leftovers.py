@@ -54,29 +54,32 @@ def test_a_killed_relay_leaves_the_folder_to_its_step_and_the_next_one_cleans_it
     relay = step(tmp_path, "sh", "-c", f'touch "$FROXLOR_FLEET_STEP_DIR/tmpfile"; '
                  f'while [ ! -e {go} ]; do sleep 0.05; done; touch {done}',
                  start_new_session=True)
-    [folder] = _one(tmp_path)
-    wait_for(folder / "tmpfile")
-    os.kill(relay.pid, signal.SIGTERM)  # an SSH session gone: the relay only
-    relay.communicate(timeout=10)
-    assert relay.returncode != 0
-    assert folder.exists()  # the step still runs and writes there
-    age(folder)
-    # A step while the killed relay's step runs (another lock, or it would wait for
-    # that step): its folder stays.
-    assert step(tmp_path, "true", lock="lock2").wait(timeout=30) == 0
-    assert folders(tmp_path) == [folder]
-    go.touch()
-    wait_for(done)
-    deadline = time.monotonic() + 10
-    while (folder / "rc").exists() is False and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.2)
-    age(folder)
-    # A new leftover of a relay that may still be starting (younger than a minute) stays.
-    fresh = tmp_path / "froxlor-fleet.ABCDEF"
-    fresh.mkdir()
-    assert step(tmp_path, "true").wait(timeout=30) == 0
-    assert folders(tmp_path) == [fresh]
+    try:
+        [folder] = _one(tmp_path)
+        wait_for(folder / "tmpfile")
+        os.kill(relay.pid, signal.SIGTERM)  # an SSH session gone: the relay only
+        relay.communicate(timeout=10)
+        assert relay.returncode != 0
+        assert folder.exists()  # the step still runs and writes there
+        age(folder)
+        # A step while the killed relay's step runs (another lock, or it would wait for
+        # that step): its folder stays.
+        assert step(tmp_path, "true", lock="lock2").wait(timeout=30) == 0
+        assert folders(tmp_path) == [folder]
+        go.touch()
+        wait_for(done)
+        deadline = time.monotonic() + 10
+        while (folder / "rc").exists() is False and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2)
+        age(folder)
+        # A new leftover of a relay that may still be starting (younger than a minute) stays.
+        fresh = tmp_path / "froxlor-fleet.ABCDEF"
+        fresh.mkdir()
+        assert step(tmp_path, "true").wait(timeout=30) == 0
+        assert folders(tmp_path) == [fresh]
+    finally:
+        go.touch()  # the step ends, pass or fail
 
 
 def _one(tmp: Path) -> list[Path]:
