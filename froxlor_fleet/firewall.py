@@ -21,7 +21,7 @@ from .catalog import DEFAULTS, LOG_LEVELS, POLICIES
 from .hoststate import HostState, UfwState, host_state
 from .plan import RuleSpec
 from .remote import program
-from .remote.ufwmodel import GUARD_NO_SESSION, lockout_risk, needs_confirming
+from .remote.ufwmodel import GUARD_NO_SESSION, ban_jail, lockout_risk, needs_confirming
 from .steps import guarded_step, refuse, reporting_stage, show_changes
 from .ufwrules import (
     RulePlan,
@@ -94,6 +94,16 @@ def rule_diff_lines(plan: RulePlan, current: UfwState) -> list[str]:
         why = rule.label if rule.managed else "unmanaged, purge"
         lines.append(format_text(f"- {text}  ({why})", "red"))
     return lines
+
+
+def ban_summary(bans: list[UfwRule]) -> str:
+    """``3 bans (sshd 2, proftpd 1)``: fail2ban's rules per jail (v4 and v6 apart)."""
+    jails: dict[str, int] = {}
+    for rule in bans:
+        jail = ban_jail(rule) or "fail2ban"
+        jails[jail] = jails.get(jail, 0) + 1
+    per_jail = ", ".join(f"{jail} {count}" for jail, count in jails.items())
+    return f"{len(bans)} ban{'' if len(bans) == 1 else 's'} ({per_jail})"
 
 
 def session_of(current: HostState) -> Session | None:
@@ -296,6 +306,8 @@ def _report(rule_plan: RulePlan, ufw: UfwState, payload: dict[str, Any], install
         host.log(f"keeps unmanaged UFW rule: {text}"
                  + (f"  # {rule.comment}" if rule.comment else "")
                  + " (set firewall_purge_unmanaged = True to remove)", logger.warning)
+    if rule_plan.bans and show_changes():
+        host.log(f"leaves fail2ban's bans alone: {ban_summary(rule_plan.bans)}", logger.info)
     if rule_plan.inert:
         host.log(f"leaves {len(rule_plan.inert)} IPv6 rule(s) in user6.rules alone: IPV6=no, "
                  "ufw ignores them", logger.warning)

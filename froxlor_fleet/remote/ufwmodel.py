@@ -90,6 +90,22 @@ class UfwRule:
         return text
 
 
+# fail2ban's ufw action (config/action.d/ufw.conf, fail2ban 1.0 on): ``ufw prepend
+# <blocktype> from <ip> to any comment "by Fail2Ban after <failures> attempts against
+# <jail>"``. Older releases add ``deny from <ip>`` without a comment, which nothing tells
+# apart from an admin's own: those count as hand-made rules.
+FAIL2BAN_COMMENT = "by Fail2Ban"
+
+
+def ban_jail(rule: UfwRule) -> Optional[str]:
+    """The fail2ban jail that made ``rule`` (a ban: another tenant's rule, never ours to
+    delete), or None. fail2ban's comment names the jail last."""
+    if not rule.comment.startswith(FAIL2BAN_COMMENT):
+        return None
+    words = rule.comment.split()
+    return words[-1] if len(words) > 2 and words[-2] == "against" else "fail2ban"
+
+
 def parse_tuple_line(line: str, family: int) -> Optional[UfwRule]:
     """Parse ``### tuple ### allow tcp 22 0.0.0.0/0 any 0.0.0.0/0 in comment=6869``."""
     if not line.startswith("### tuple ###"):
@@ -204,6 +220,7 @@ class RulePlan:
     retag: List[Tuple[Want, UfwRule]] = field(default_factory=list)  # updated in place
     delete: List[UfwRule] = field(default_factory=list)
     kept: List[UfwRule] = field(default_factory=list)  # unmanaged, left alone
+    bans: List[UfwRule] = field(default_factory=list)  # fail2ban's (``ban_jail``), left alone
     inert: List[UfwRule] = field(default_factory=list)  # v6 rules while IPV6=no
     final: List[UfwRule] = field(default_factory=list)  # resulting rules, in ufw's order
     # (wanted deny/reject, an earlier rule that admits some of what it should stop)
@@ -269,7 +286,11 @@ def plan_rules(current: List[UfwRule], wanted: List[Want], ipv6: bool,
     for rule in live:
         if rule.key in wanted_keys:
             continue
-        if rule.managed or purge_unmanaged:
+        if rule.managed:
+            plan.delete.append(rule)
+        elif ban_jail(rule) is not None:
+            plan.bans.append(rule)  # another tenant's: even purge leaves it
+        elif purge_unmanaged:
             plan.delete.append(rule)
         else:
             plan.kept.append(rule)
