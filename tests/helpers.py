@@ -169,3 +169,46 @@ def ftp_dump(tree: str, edits: dict[str, list[list[str]]],
         out = subprocess.run(["sh", "-c", dump_script(), "froxlor-fleet", str(root)],
                              capture_output=True, text=True, check=True)
     return out.stdout.splitlines()
+
+
+# --- ufw's own code on rule files in a folder ---------------------------------------------
+
+UFW_HOME = Path("/usr/lib/python3/dist-packages")
+FAKE_IPTABLES = ("#!/bin/sh\n"
+                 "[ \"$1\" = -V ] && echo 'iptables v1.8.9 (nf_tables)' && exit 0\nexit 1\n")
+
+
+def ufw_sandbox(root: Path, monkeypatch) -> Path:
+    """ufw's Python modules (the system's ufw package) set up to work on files below
+    ``root`` - never /etc/ufw, and never the machine's firewall: ufw's iptables calls go
+    to a stub that only answers ``-V``. Returns ``root/etc`` with ufw's folders made.
+    Fails in CI, skips elsewhere, when ufw is not installed."""
+    import gettext
+    import os
+    import sys
+    import warnings
+
+    import pytest
+
+    if not (UFW_HOME / "ufw" / "frontend.py").is_file():
+        if os.environ.get("CI") == "true":
+            pytest.fail("ufw is not installed; CI must run this test")
+        pytest.skip("ufw is not installed")
+    if str(UFW_HOME) not in sys.path:
+        monkeypatch.syspath_prepend(str(UFW_HOME))
+    gettext.NullTranslations().install()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import ufw.common
+        import ufw.frontend
+    sbin = root / "sbin"
+    sbin.mkdir()
+    for tool in ("iptables", "ip6tables", "iptables-restore", "ip6tables-restore"):
+        (sbin / tool).write_text(FAKE_IPTABLES)
+        (sbin / tool).chmod(0o755)
+    monkeypatch.setattr(ufw.common, "do_checks", False)
+    monkeypatch.setattr(ufw.common, "iptables_dir", str(sbin))
+    etc = root / "etc"
+    (etc / "ufw" / "applications.d").mkdir(parents=True)
+    (etc / "default").mkdir()
+    return etc

@@ -10,20 +10,13 @@ unarmed.
 
 from __future__ import annotations
 
-import gettext
-import os
-import sys
-import warnings
 from pathlib import Path
 
 import pytest
 
 from froxlor_fleet.remote.ufwmodel import Session, Want, parse_rules
-from helpers import UFW_FIXTURES
+from helpers import UFW_FIXTURES, ufw_sandbox
 
-UFW_HOME = Path("/usr/lib/python3/dist-packages")
-FAKE_IPTABLES = ("#!/bin/sh\n"
-                 "[ \"$1\" = -V ] && echo 'iptables v1.8.9 (nf_tables)' && exit 0\nexit 1\n")
 SSH = Want("22", "tcp", None, "froxlor-fleet:ssh")
 WEB = Want("80,443", "tcp", None, "froxlor-fleet:web")
 SESSION = Session("10.77.0.1", "10.77.0.11", 22, "eth0")
@@ -33,27 +26,8 @@ class Host:
     """UFW's files in a folder, and ``ufw_apply.run`` on them."""
 
     def __init__(self, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-        if not (UFW_HOME / "ufw" / "frontend.py").is_file():
-            if os.environ.get("CI") == "true":
-                pytest.fail("ufw is not installed; CI must run this test")
-            pytest.skip("ufw is not installed")
-        if str(UFW_HOME) not in sys.path:
-            monkeypatch.syspath_prepend(str(UFW_HOME))
-        gettext.NullTranslations().install()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            import ufw.common
-        sbin = root / "sbin"
-        sbin.mkdir()
-        for tool in ("iptables", "ip6tables", "iptables-restore", "ip6tables-restore"):
-            (sbin / tool).write_text(FAKE_IPTABLES)
-            (sbin / tool).chmod(0o755)
-        monkeypatch.setattr(ufw.common, "do_checks", False)
-        monkeypatch.setattr(ufw.common, "iptables_dir", str(sbin))
         self.root = root
-        self.etc = root / "etc"
-        (self.etc / "ufw" / "applications.d").mkdir(parents=True)
-        (self.etc / "default").mkdir()
+        self.etc = ufw_sandbox(root, monkeypatch)
         (self.etc / "default" / "ufw").write_text(
             (UFW_FIXTURES / "converged-web-ftp" / "default-ufw").read_text())
         (self.etc / "ufw" / "ufw.conf").write_text("ENABLED=no\nLOGLEVEL=low\n")

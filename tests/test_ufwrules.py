@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import gettext
-import os
-import sys
-import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,7 +12,7 @@ from froxlor_fleet.plan import RuleSpec
 from froxlor_fleet.remote.ufwmodel import ANY, Session, Want, parse_rules
 from froxlor_fleet.remote.ufwmodel import admits as session_admits
 from froxlor_fleet.ufwrules import UfwRule, admits, expand, plan_rules, want
-from helpers import UFW_FIXTURES, fact_lines
+from helpers import UFW_FIXTURES, fact_lines, ufw_sandbox
 
 SSH = RuleSpec(("22",), "tcp", None, "ssh")
 WEB = RuleSpec(("80", "443"), "tcp", None, "web")
@@ -300,40 +296,16 @@ def test_wire_form_leaves_prepend_to_the_plan() -> None:
 
 # --- the same plans applied by ufw's own code, on files in a temporary folder ----------
 
-UFW_HOME = Path("/usr/lib/python3/dist-packages")
-FAKE_IPTABLES = ("#!/bin/sh\n"
-                 "[ \"$1\" = -V ] && echo 'iptables v1.8.9 (nf_tables)' && exit 0\nexit 1\n")
-
-
 @pytest.fixture
 def real_ufw(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Apply a plan through ``ufw_apply.apply`` (ufw's frontend, the CLI's code path) to
-    rule files in ``tmp_path`` - never /etc/ufw, and never the machine's firewall: ufw's
-    iptables calls go to a stub that only answers ``-V``, and ufw.conf says disabled.
+    rule files in ``tmp_path`` (``helpers.ufw_sandbox``), with ufw.conf saying disabled.
     Returns ``apply(current, wanted, ipv6) -> (plan, rules ufw wrote, in file order)``."""
-    if not (UFW_HOME / "ufw" / "frontend.py").is_file():
-        if os.environ.get("CI") == "true":
-            pytest.fail("ufw is not installed; CI must run this test")
-        pytest.skip("ufw is not installed")
-    if str(UFW_HOME) not in sys.path:
-        monkeypatch.syspath_prepend(str(UFW_HOME))
-    gettext.NullTranslations().install()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import ufw.common
-        import ufw.frontend
+    etc = ufw_sandbox(tmp_path, monkeypatch)
+    import ufw.frontend
+
     from froxlor_fleet.remote import ufw_apply
 
-    sbin = tmp_path / "sbin"
-    sbin.mkdir()
-    for tool in ("iptables", "ip6tables", "iptables-restore", "ip6tables-restore"):
-        (sbin / tool).write_text(FAKE_IPTABLES)
-        (sbin / tool).chmod(0o755)
-    monkeypatch.setattr(ufw.common, "do_checks", False)
-    monkeypatch.setattr(ufw.common, "iptables_dir", str(sbin))
-    etc = tmp_path / "etc"
-    (etc / "ufw" / "applications.d").mkdir(parents=True)
-    (etc / "default").mkdir()
     scenario = UFW_FIXTURES / "converged-web-ftp"
 
     def apply(current: list[UfwRule], wanted: list, ipv6: bool = True):
