@@ -249,11 +249,18 @@ def fresh_connection_check(state: State, host: Host, command: str | StringComman
 
 
 def _confirm(state: State, host: Host, token: str, deadline_epoch: float) -> bool:
+    at = time.strftime("%H:%M:%S", time.localtime(deadline_epoch))
+    # Said before it runs: the confirmation can take up to the whole timeout.
+    host.log_styled("commit-confirm: confirming the UFW change over a new SSH connection; "
+                    f"unconfirmed, the host restores its previous one at {at}",
+                    log_func=logger.info)
+    started = time.monotonic()
     left = deadline_epoch - time.time()
     result = fresh_run(state, host, confirm_command(token), max(5.0, left - 1.0))
     if result.ok and "confirmed" in result.output.split():
+        host.log_styled("commit-confirm: confirmed over a new SSH connection in "
+                        f"{time.monotonic() - started:.1f} s", fg="green", log_func=logger.info)
         return True
-    at = time.strftime("%H:%M:%S", time.localtime(deadline_epoch))
     if not result.connected:
         message = ("could not open a new SSH connection after the change; the host restores "
                    f"its previous firewall at {at} ({result.reason})")

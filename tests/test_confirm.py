@@ -590,14 +590,23 @@ def test_confirm_step_messages(monkeypatch) -> None:
     ]
     for result, ok, message in cases:
         seen = []
-        def fake_run(state, host, command, timeout, result=result, seen=seen):
-            seen.append((command, timeout))
+        host = _LogHost()
+        def fake_run(state, host_, command, timeout, result=result, seen=seen, host=host):
+            seen.append((command, timeout, list(host.lines)))
             return result
         monkeypatch.setattr(confirm, "fresh_run", fake_run)
-        host = _LogHost()
         assert step.function(None, host, *step.args) is ok
-        assert [m for m, _ in host.lines] == ([message] if message else [])
-        (command, timeout), = seen
+        said = [m for m, _ in host.lines]
+        # live: the operator sees the confirmation start before it runs (up to 60 s)
+        assert said[0] == ("commit-confirm: confirming the UFW change over a new SSH "
+                           f"connection; unconfirmed, the host restores its previous one at {at}")
+        if ok:
+            assert len(said) == 2 and re.fullmatch(
+                r"commit-confirm: confirmed over a new SSH connection in \d+\.\d s", said[1])
+        else:
+            assert said[1:] == [message]
+        (command, timeout, before), = seen
+        assert [m for m, _ in before] == said[:1]
         assert command.get_raw_value() == confirm.confirm_command(TOKEN).get_raw_value()
         assert 55 < timeout < 60
 
@@ -754,7 +763,11 @@ def test_confirm_step_over_ssh(sshd, tree: Tree) -> None:
     logged = []
     host.log_styled = lambda message, **kw: logged.append(message)  # type: ignore[method-assign]
     assert step.execute(state, host, {}) is True, logged
-    assert logged == [] and group_members(pid) == [] and not any(tree.pending.iterdir())
+    assert [line.split(";")[0].split(" in ")[0] for line in logged] == [
+        "commit-confirm: confirming the UFW change over a new SSH connection",
+        "commit-confirm: confirmed over a new SSH connection"]
+    assert group_members(pid) == [] and not any(tree.pending.iterdir())
+    logged.clear()
 
     # Unreachable (nothing listens): one line with the local time of the deadline.
     assert tree.run("arm", "30", "other-token", "true").returncode == 0
@@ -762,7 +775,7 @@ def test_confirm_step_over_ssh(sshd, tree: Tree) -> None:
     state, host = _ssh_host(sshd, _env=env, ssh_port=_free_port())
     host.log_styled = lambda message, **kw: logged.append(message)  # type: ignore[method-assign]
     assert confirm.confirm_step("other-token", deadline).execute(state, host, {}) is False
-    (line,) = logged
+    (_, line) = logged
     at = time.strftime("%H:%M:%S", time.localtime(deadline))
     assert line.startswith("could not open a new SSH connection after the change; the host "
                            f"restores its previous firewall at {at} (")
