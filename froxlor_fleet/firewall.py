@@ -33,6 +33,11 @@ from .ufwrules import (
 )
 
 NOOP_MESSAGE = "UFW rules, policies and state already match the roles"
+NFTABLES_AT_BOOT = (
+    "nftables.service is enabled and /etc/nftables.conf flushes the ruleset: at boot it "
+    "wipes UFW's rules, and the host then looks converged with its firewall gone (or "
+    "closed); disable nftables.service (fail2ban's nftables actions make their own table) "
+    "or remove 'flush ruleset' from it")
 
 # Run $0 (the program) with its arguments under the interpreter ufw itself uses: the
 # first python3 on PATH may be another Python without ufw's modules.
@@ -94,6 +99,17 @@ def rule_diff_lines(plan: RulePlan, current: UfwState) -> list[str]:
         why = rule.label if rule.managed else "unmanaged, purge"
         lines.append(format_text(f"- {text}  ({why})", "red"))
     return lines
+
+
+def persistent_refusal(packages: tuple[str, ...]) -> str:
+    """Why ufw is not installed where iptables-persistent/netfilter-persistent are: ufw's
+    package Breaks them, so apt would remove them and the rules they load at boot."""
+    one = len(packages) == 1
+    are, them, they_load = ("is", "it", "it loads") if one else ("are", "them", "they load")
+    return (f"ufw is not installed, and {', '.join(packages)} {are}: installing ufw would "
+            f"remove {them} (ufw's package Breaks {them}) and the rules {they_load} at boot; "
+            "nothing was changed on this host. Move their rules to UFW and remove "
+            f"{them}, then run again")
 
 
 def ban_summary(bans: list[UfwRule]) -> str:
@@ -202,6 +218,8 @@ def rules_and_policies(
         "enable": enabled and not ufw.active,
     }
 
+    if reporting_stage() and current.nftables_flushes:
+        host.log(NFTABLES_AT_BOOT, logger.warning)
     if reporting_stage():
         _report(rule_plan, ufw, changes, installed,
                 confirm_timeout if _confirmed(changes, rule_plan, confirm_timeout) else 0)
@@ -222,6 +240,9 @@ def rules_and_policies(
         return
 
     if not installed:
+        if current.persistent:
+            yield refuse(persistent_refusal(current.persistent))
+            return
         yield guarded_step("env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-q", "ufw")
     armed = _confirmed(changes, rule_plan, confirm_timeout)
     request = ufw_request(rules, incoming=incoming, outgoing=outgoing, logging=logging,

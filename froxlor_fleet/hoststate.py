@@ -52,6 +52,10 @@ class HostState:
     fragment_loaded: str | None = None
     # sha256 of the passive range pure-ftpd last loaded through this deploy (pureftpd.digest)
     pureftpd_loaded: str | None = None
+    # Other tenants of the firewall: installed iptables-persistent/netfilter-persistent
+    # (ufw's package Breaks them), an enabled nftables.service that flushes the ruleset.
+    persistent: tuple[str, ...] = ()
+    nftables_flushes: bool = False
 
 
 
@@ -134,6 +138,10 @@ def parse_state(lines: list[str]) -> HostState:
         state.ssh_client, state.ssh_server = ssh[0], ssh[2]
         state.ssh_port = int(ssh[3])
         state.ssh_interface = next((s.strip() for s in sec.get("sshif", []) if s.strip()), None)
+    tenants = [line.split() for line in sec.get("tenants", [])]
+    state.persistent = tuple(words[1] for words in tenants if words[:1] == ["persistent"]
+                             and len(words) == 2)
+    state.nftables_flushes = ["nftables-flush"] in tenants
     state.ftp = parse_dump(sec.get("ftp", []))
     state.fragment_loaded = next((s.strip() for s in sec.get("loaded", []) if s.strip()), None)
     state.pureftpd_loaded = next((s.strip() for s in sec.get("pureloaded", []) if s.strip()), None)

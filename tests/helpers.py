@@ -107,6 +107,9 @@ def build_fact(spec: dict) -> list[str]:
     if "ftp_tree" in spec:
         sections["ftp"] = ftp_dump(spec["ftp_tree"], spec.get("ftp_edits", {}), spec.get("ftp_files"))
         order.insert(order.index("fragment"), "ftp")  # with_fragment() cuts after "fragment"
+    if "tenants" in spec:  # captured before the tenants section existed
+        sections["tenants"] = list(spec["tenants"])
+        order.insert(order.index("fragment"), "tenants")
     if "ftp" not in sections:
         sections["ftp"] = []
         order.insert(order.index("fragment"), "ftp")

@@ -498,3 +498,25 @@ def test_fragment_diff_once_per_run(log: Capture) -> None:
     run(proftpd.passive_ports_fragment, facts, stage=StateStage.Execute,
         check_for_changes=False, content=NEW)
     assert fragment_diff(log)[0] == f"Will modify {FRAGMENT_PATH}"
+
+
+NFT_WARNING = ("nftables.service is enabled and /etc/nftables.conf flushes the ruleset: "
+               "at boot it wipes UFW's rules")
+
+
+@pytest.mark.parametrize("facts", [
+    {"scenario": "converged-web-ftp", "tenants": ["nftables-flush"]},  # nothing to change
+    {"scenario": "pristine", "tenants": ["nftables-flush"]},  # a first rollout
+])
+def test_an_nftables_service_that_flushes_at_boot_is_named_once_per_run(
+        log: Capture, facts: dict) -> None:
+    """Issue 19: the host looks converged, and after a reboot UFW's rules are gone."""
+    run(firewall.rules_and_policies, facts, rules=[SSH])  # detection
+    run(firewall.rules_and_policies, facts, stage=StateStage.Execute, rules=[SSH])
+    warned = [t for t in log.texts(logging.WARNING) if NFT_WARNING in t]
+    assert len(warned) == 1, log.texts()
+
+
+def test_no_nftables_warning_without_it(log: Capture) -> None:
+    run(firewall.rules_and_policies, {"scenario": "converged-web-ftp"}, rules=[SSH])
+    assert not [t for t in log.texts() if "nftables" in t]

@@ -8,10 +8,14 @@ from an admin's own deny, so treated as one.)
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from froxlor_fleet.hoststate import parse_state
+from froxlor_fleet.remote import program
 from froxlor_fleet.remote.ufwmodel import Want, ban_jail, expand, plan_rules
 from froxlor_fleet.ufwrules import UfwRule
 from test_ufw_apply import SSH, WEB, Host
@@ -81,3 +85,61 @@ def test_the_diff_counts_bans_per_jail() -> None:
                       comment="by Fail2Ban")
     assert ban_summary([BAN4, unnamed, BAN6]) == "3 bans (sshd 1, fail2ban 1, proftpd 1)"
     assert ban_summary([BAN4]) == "1 ban (sshd 1)"
+
+
+# --- other tenants the state read names: iptables-persistent, nftables at boot ----------
+
+FAKE_DPKG_QUERY = """#!/bin/sh
+shift 2  # -W -f=FORMAT
+for p in "$@"; do
+  case " $INSTALLED " in *" $p "*) echo "ii  $p" ;; *) echo "un  $p" ;; esac
+done
+"""
+
+
+def read_tenants(tmp_path: Path, installed: str, nft_enabled: bool, nft_conf: str | None):
+    """state.sh run for real with stand-ins for dpkg-query, systemctl, iptables and ip,
+    and /etc/nftables.conf under a folder standing in for /."""
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    for name, text in (("dpkg-query", FAKE_DPKG_QUERY),
+                       ("systemctl", f"#!/bin/sh\nexit {0 if nft_enabled else 1}\n"),
+                       ("iptables", "#!/bin/sh\nexit 1\n"), ("ip", "#!/bin/sh\nexit 1\n")):
+        (tools / name).write_text(text)
+        (tools / name).chmod(0o755)
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    if nft_conf is not None:
+        (root / "etc" / "nftables.conf").write_text(nft_conf)
+    env = {**os.environ, "PATH": f"{tools}:{os.environ['PATH']}", "INSTALLED": installed,
+           "FROXLOR_FLEET_ROOT": str(root)}
+    out = subprocess.run(["sh", "-c", program("state.sh"), "froxlor-fleet", "", "", ""],
+                         capture_output=True, text=True, env=env, check=True).stdout
+    return parse_state(out.splitlines())
+
+
+DEBIAN_NFTABLES_CONF = "#!/usr/sbin/nft -f\n\nflush ruleset\n\ntable inet filter {\n}\n"
+
+
+@pytest.mark.parametrize("installed,nft_enabled,nft_conf,persistent,flushes", [
+    ("iptables-persistent netfilter-persistent", False, None,
+     ("iptables-persistent", "netfilter-persistent"), False),
+    ("netfilter-persistent", True, DEBIAN_NFTABLES_CONF, ("netfilter-persistent",), True),
+    ("", True, "#flush ruleset\ntable inet f2b-table {\n}\n", (), False),
+    ("", False, DEBIAN_NFTABLES_CONF, (), False),  # installed, not enabled: nothing at boot
+    ("", True, None, (), False),
+])
+def test_the_state_read_names_other_tenants(tmp_path: Path, installed, nft_enabled, nft_conf,
+                                             persistent, flushes) -> None:
+    state = read_tenants(tmp_path, installed, nft_enabled, nft_conf)
+    assert state.persistent == persistent and state.nftables_flushes is flushes
+
+
+def test_the_refusal_names_each_package_in_good_english() -> None:
+    from froxlor_fleet.firewall import persistent_refusal
+
+    one = persistent_refusal(("iptables-persistent",))
+    assert "and iptables-persistent is: installing ufw would remove it (" in one
+    assert "the rules it loads at boot" in one
+    two = persistent_refusal(("iptables-persistent", "netfilter-persistent"))
+    assert "netfilter-persistent are:" in two and "the rules they load at boot" in two

@@ -60,6 +60,17 @@ section rules4; grep -h '^### tuple ###' /etc/ufw/user.rules 2>/dev/null || true
 section rules6; grep -h '^### tuple ###' /etc/ufw/user6.rules 2>/dev/null || true
 section running
 if iptables -w -n -L ufw-user-input >/dev/null 2>&1; then echo yes; else echo no; fi
+# Other tenants of the firewall that change what the deploy may do: iptables-persistent
+# (ufw's package Breaks it: installing ufw would remove it), and an enabled nftables
+# service whose config flushes the ruleset (at boot it wipes UFW's rules).
+# (FROXLOR_FLEET_ROOT: a folder standing in for / in tests, as for proftpd_dump.sh.)
+section tenants
+dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' iptables-persistent netfilter-persistent \
+  2>/dev/null | sed -n 's/^ii *\([^ ]*\)$/persistent \1/p'
+if systemctl is-enabled nftables.service >/dev/null 2>&1 &&
+   grep -qs '^[[:space:]]*flush[[:space:]][[:space:]]*ruleset' "${FROXLOR_FLEET_ROOT:-}/etc/nftables.conf"; then
+  echo nftables-flush
+fi
 section pureloaded
 if [ -n "$pureloaded" ]; then show "$pureloaded"; fi
 section loaded
