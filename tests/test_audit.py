@@ -442,7 +442,7 @@ def test_json_document_matches_the_schema_and_the_contract() -> None:
     assert {"port": 3306, "proto": "tcp", "admitted": "restricted", "listening": False,
             "processes": []} in db["ports"]
     assert db["ufw"] == {"state": "active", "incoming": "deny", "outgoing": "allow",
-                         "logging": "low", "ipv6": True}
+                         "logging": "low", "ipv6": True, "running": True, "conf_enabled": True}
     assert data["hosts"][1]["ufw"] is None and data["hosts"][1]["ports"] == []
     assert {"kind": "unreachable", "severity": "error", "host": "web1", "port": None,
             "ports": None, "proto": None, "role": None, "processes": [],
@@ -632,13 +632,17 @@ def test_readme_json_example_follows_the_schema() -> None:
 PURE_FTPD = ["@bin pure-ftpd-mysql /usr/sbin/pure-ftpd-mysql", "@run pureftpd 733"]
 
 
-def pure_ftpd_host(range_line: str | None) -> AuditState:
+def pure_ftpd_host(range_line: str | None, extra: tuple[str, ...] = (),
+                   ss: list[str] | None = None, **spec) -> AuditState:
     """A converged web+ftp host (UFW admits 49152:65534) running pure-ftpd instead of
-    ProFTPd, with ``range_line`` in /etc/pure-ftpd/conf/PassivePortRange (``None``: no file)."""
+    ProFTPd, with ``range_line`` in /etc/pure-ftpd/conf/PassivePortRange (``None``: no file),
+    ``extra`` dump lines (``@pure ForcePassiveIP ...``) and ``spec`` for build_fact
+    (``pure_loaded``: its loaded marker)."""
     pure = [f"@pure PassivePortRange {range_line}"] if range_line is not None else []
     spec = {"scenario": "converged-web-ftp", "proftpd": [], "fragment": None,
-            "ftp_lines": PURE_FTPD + pure}
-    return FleetAuditState().process(build_fact(spec) + [LISTENING_SECTION] + SS_WEB)
+            "ftp_lines": PURE_FTPD + pure + list(extra), **spec}
+    return FleetAuditState().process(build_fact(spec) + [LISTENING_SECTION]
+                                     + (SS_WEB if ss is None else ss))
 
 
 def test_a_pure_ftpd_host_is_audited_by_its_passive_port_range() -> None:
@@ -654,3 +658,177 @@ def test_a_pure_ftpd_range_ufw_does_not_admit_is_drift() -> None:
     assert kinds(audit_host(web_ftp_plan(), pure_ftpd_host(None)))["passive_disagree"] == [
         "pure-ftpd has no /etc/pure-ftpd/conf/PassivePortRange (passive transfers may use any "
         "port); UFW admits 49152:65534"]
+
+
+# --- verdicts from the running daemon (issue 20) -------------------------------------------
+
+PROFTPD_RUNS = {"proftpd": 21}  # the dump's pidfile check: ProFTPd runs (pid 21, as in SS_WEB)
+SSHD_ONLY = SS_WEB[:1]  # ss without ProFTPd on 21
+
+
+def test_a_fragment_the_running_proftpd_never_loaded_is_drift() -> None:
+    loaded = audit_host(web_ftp_plan(), seen({**CONVERGED, "ftp_running": PROFTPD_RUNS}, SS_WEB))
+    assert loaded.verdict == "ok", kinds(loaded)
+    stale = audit_host(web_ftp_plan(), seen({**CONVERGED, "ftp_running": PROFTPD_RUNS,
+                                             "loaded": "0" * 64}, SS_WEB))
+    assert kinds(stale)["ftp_not_loaded"] == [
+        f"ProFTPd runs, but not on {FRAGMENT_PATH} as it is on disk (its loaded marker "
+        "differs): the deploy would restart it"]
+    assert stale.verdict == "drift" and exit_status([stale]) == 1
+    finding = next(f for f in stale.findings if f.kind == "ftp_not_loaded")
+    assert (finding.severity, finding.role, finding.ports) == ("drift", "ftp", "49152:65534")
+    # no marker at all (a run cut short before it wrote one): not known to be loaded
+    unknown = audit_host(web_ftp_plan(), seen({**CONVERGED, "ftp_running": PROFTPD_RUNS,
+                                               "loaded": None}, SS_WEB))
+    assert "ftp_not_loaded" in kinds(unknown)
+    # a stopped ProFTPd reads the file when it starts (proftpd.loaded): nothing to restart
+    stopped = audit_host(web_ftp_plan(), seen({**CONVERGED, "loaded": "0" * 64}, SS_WEB))
+    assert "ftp_not_loaded" not in kinds(stopped)
+
+
+def test_pure_ftpd_files_it_never_loaded_are_drift() -> None:
+    assert audit_host(web_ftp_plan(), pure_ftpd_host("49152 65534")).verdict == "ok"
+    stale = audit_host(web_ftp_plan(), pure_ftpd_host("49152 65534", pure_loaded="0" * 64))
+    assert kinds(stale).get("ftp_not_loaded") == [
+        "pure-ftpd runs, but not on /etc/pure-ftpd/conf as it is on disk (its loaded marker "
+        "differs): the deploy would restart it"]
+    assert stale.verdict == "drift" and exit_status([stale]) == 1
+    # the same range written otherwise: the deploy rewrites the file (and restarts)
+    spaced = audit_host(web_ftp_plan(), pure_ftpd_host("49152  65534"))
+    assert kinds(spaced)["fragment_drift"] == [
+        "/etc/pure-ftpd/conf/PassivePortRange reads '49152  65534', the deploy writes "
+        "'49152 65534'"]
+
+
+def test_pure_ftpds_force_passive_ip_is_compared_with_ftp_masquerade_address() -> None:
+    force = ("@pure ForcePassiveIP 203.0.113.9",)
+    same = audit_host(web_ftp_plan(ftp_masquerade_address="203.0.113.9"),
+                      pure_ftpd_host("49152 65534", force))
+    assert same.verdict == "ok", kinds(same)
+    other = audit_host(web_ftp_plan(ftp_masquerade_address="203.0.113.10"),
+                       pure_ftpd_host("49152 65534", force))
+    assert kinds(other)["force_passive_ip"] == [
+        "pure-ftpd's ForcePassiveIP is 203.0.113.9; ftp_masquerade_address wants 203.0.113.10"]
+    assert other.verdict == "drift" and exit_status([other]) == 1
+    unset = audit_host(web_ftp_plan(ftp_masquerade_address="203.0.113.9"),
+                       pure_ftpd_host("49152 65534"))
+    assert kinds(unset)["force_passive_ip"] == [
+        "pure-ftpd's ForcePassiveIP is not set; ftp_masquerade_address wants 203.0.113.9"]
+    leftover = audit_host(web_ftp_plan(), pure_ftpd_host("49152 65534", force))
+    assert kinds(leftover)["force_passive_ip"] == [
+        "pure-ftpd's ForcePassiveIP is 203.0.113.9; ftp_masquerade_address wants none"]
+
+
+def test_an_ftp_host_whose_ftp_daemon_is_down_is_an_error() -> None:
+    down = audit_host(web_ftp_plan(), seen(CONVERGED, SSHD_ONLY))
+    assert kinds(down)["ftp_down"] == ["FTP down: nothing listens on 21/tcp (proftpd is not running)"]
+    finding = next(f for f in down.findings if f.kind == "ftp_down")
+    assert (finding.severity, finding.port, finding.proto, finding.role) == \
+        ("error", 21, "tcp", "ftp")
+    assert down.verdict == "error" and exit_status([down]) == 2
+    assert all("21/tcp" not in line for line in kinds(down)["idle_admitted"])  # said once
+    # the pid file says it runs, yet nothing listens on 21
+    deaf = audit_host(web_ftp_plan(), seen({**CONVERGED, "ftp_running": PROFTPD_RUNS}, SSHD_ONLY))
+    assert kinds(deaf)["ftp_down"] == [
+        "FTP down: nothing listens on 21/tcp (proftpd runs but does not listen there)"]
+    # no public socket at all (no ss on the host) while it runs: can't tell, not claimed
+    blind = audit_host(web_ftp_plan(), seen({**CONVERGED, "ftp_running": PROFTPD_RUNS}, []))
+    assert "ftp_down" not in kinds(blind)
+    pure_down = audit_host(web_ftp_plan(), pure_ftpd_host("49152 65534", ss=SSHD_ONLY))
+    assert pure_down.verdict == "error"
+    # hosts without the ftp role: nothing to be down
+    web_only = check_inventory(make_inventory({"w": (["web1"], {"froxlor_roles": ["web"]})}))
+    assert "ftp_down" not in kinds(audit_host(web_only["web1"], seen(CONVERGED, SSHD_ONLY)))
+    text = to_text(FleetAudit("inventory.py", (), [down]))
+    assert "web1: FTP down: nothing listens on 21/tcp (proftpd is not running)" in \
+        text.split("errors:", 1)[1].split("drift:", 1)[0]
+    data = document(FleetAudit("inventory.py", (), [down]))
+    validate(data)
+    assert data["exit"] == 2 and data["hosts"][0]["verdict"] == "error"
+
+
+def test_ufw_chains_loaded_while_enabled_no_filter_and_are_drift() -> None:
+    split = audit_host(web_ftp_plan(), seen({**CONVERGED, "conf": {"ENABLED": "no"}},
+                                            SS_WEB + [POSTFIX]))
+    assert split.ufw and split.ufw.state == "running_disabled"
+    assert (split.ufw.running, split.ufw.conf_enabled) == (True, False)
+    assert kinds(split)["ufw_not_enabled"] == [
+        "ufw filters (its chains are loaded) but ufw.conf says ENABLED=no: after a reboot "
+        "nothing is filtered (want active)"]
+    assert "setting" not in kinds(split)
+    assert split.verdict == "drift" and exit_status([split]) == 1
+    smtp, mysql, web = split.port(25, "tcp"), split.port(3306, "tcp"), split.port(80, "tcp")
+    assert smtp and smtp.admitted == "blocked" and mysql and mysql.admitted == "blocked"
+    assert web and web.admitted == "open"
+    assert "listening but blocked: 25/tcp (master)" in kinds(split)["listening_blocked"]
+    data = document(FleetAudit("inventory.py", (), [split]))
+    validate(data)
+    assert data["hosts"][0]["ufw"]["state"] == "running_disabled"
+    assert (data["hosts"][0]["ufw"]["running"], data["hosts"][0]["ufw"]["conf_enabled"]) == \
+        (True, False)
+    assert "running_disabled" in to_text(FleetAudit("inventory.py", (), [split]))
+    # with firewall_enabled off the deploy disables it (chains loaded): drift as well
+    off = audit_host(web_ftp_plan(firewall_enabled=False),
+                     seen({**CONVERGED, "conf": {"ENABLED": "no"}}, SS_WEB))
+    assert kinds(off)["setting"] == ["ufw running with ENABLED=no (want inactive)"]
+    # ENABLED=yes but no chains loaded: filters nothing now
+    stopped = audit_host(web_ftp_plan(), seen({**CONVERGED, "running": "no"}, SS_WEB + [POSTFIX]))
+    assert stopped.ufw and stopped.ufw.state == "inactive"
+    assert kinds(stopped)["setting"] == ["ufw inactive (want active)"]
+    smtp = stopped.port(25, "tcp")
+    assert smtp and smtp.admitted == "open"
+
+
+FTP_40000_V6 = tuple_line("allow", "40000:40100", "froxlor-fleet:ftp", src="::/0", family=6)
+
+
+def test_leftover_v6_rules_with_ipv6_off_count_nowhere() -> None:
+    leftover = with_rules(converged_rules(4), [*converged_rules(6), FTP_40000_V6],
+                          default={"IPV6": "no"})
+    audit = audit_host(web_ftp_plan(), seen(leftover, SS_WEB))
+    assert audit.passive and audit.passive.ufw == "49152:65534" and audit.passive.match
+    assert audit.verdict == "ok", kinds(audit)
+    assert audit.ufw and audit.ufw.ipv6 is False
+    # the same rule with IPV6=yes is live: UFW admits both ranges (the deploy deletes it)
+    live = audit_host(web_ftp_plan(), seen(with_rules(converged_rules(4),
+                                                      [*converged_rules(6), FTP_40000_V6]),
+                                           SS_WEB))
+    assert live.passive and live.passive.ufw == "40000:40100,49152:65534"
+    assert live.verdict == "drift"
+
+
+def ban(jail: str, address: str) -> str:
+    return tuple_line("reject", "any", f"by Fail2Ban after 5 attempts against {jail}",
+                      src=address, proto="any")
+
+
+BANS = [ban("sshd", "203.0.113.1"), ban("proftpd", "203.0.113.2"), ban("sshd", "203.0.113.3"),
+        ban("sshd", "203.0.113.4")]
+
+
+def test_fail2bans_bans_are_a_notice_counted_per_jail() -> None:
+    audit = audit_host(web_ftp_plan(), seen(with_rules([*BANS, *converged_rules(4)]), SS_WEB))
+    assert kinds(audit)["bans"] == ["fail2ban bans: sshd 3, proftpd 1"]
+    bans = next(f for f in audit.findings if f.kind == "bans")
+    assert bans.severity == "notice" and bans.jails == (("sshd", 3), ("proftpd", 1))
+    assert "unmanaged_rule" not in kinds(audit)
+    assert audit.verdict == "ok" and exit_status([audit]) == 0
+    ssh = audit.port(22, "tcp")
+    assert ssh and ssh.admitted == "open"  # banned addresses don't make a port restricted
+    purged = audit_host(web_ftp_plan(firewall_purge_unmanaged=True),
+                        seen(with_rules([*BANS, *converged_rules(4)]), SS_WEB))
+    assert purged.verdict == "ok" and exit_status([purged]) == 0
+    fleet = FleetAudit("inventory.py", (), [audit])
+    data = document(fleet)
+    validate(data)
+    found = next(f for f in data["findings"] if f["kind"] == "bans")
+    assert found["jails"] == {"sshd": 3, "proftpd": 1} and found["severity"] == "notice"
+    assert data["exit"] == 0
+    assert "web1: fail2ban bans: sshd 3, proftpd 1" in to_text(fleet).split("notices:", 1)[1]
+    lines = to_prometheus(fleet, now=0).splitlines()
+    assert "# TYPE froxlor_fleet_audit_bans gauge" in lines
+    assert 'froxlor_fleet_audit_bans{host="web1",jail="sshd"} 3' in lines
+    assert 'froxlor_fleet_audit_bans{host="web1",jail="proftpd"} 1' in lines
+    for line in lines:
+        assert line.startswith(("# HELP ", "# TYPE ")) or SAMPLE.match(line), line
+    assert all("203.0.113." not in line for line in lines)  # counts, never the addresses

@@ -511,3 +511,70 @@ def test_prometheus_to_a_missing_folder_is_exit_2(fleet: Fleet) -> None:
     res = fleet.audit("--json", "--prometheus", str(fleet.path / "nope" / "x.prom"))
     assert res.code == 2
     assert [f["kind"] for f in res.doc["findings"] if f["severity"] == "error"] == ["output_error"]
+
+
+# --- verdicts from the running daemon (issue 20), fail2ban's bans (issue 19) ------------
+
+CONVERGED_RULES4 = [line for line in (FIXTURES / "ufw-0.36.2" / "converged-web-ftp" / "user.rules")
+                    .read_text().splitlines() if line.startswith("### tuple ###")]
+BAN_SSHD = ("### tuple ### reject any any 0.0.0.0/0 any 203.0.113.{n} in comment="
+            + b"by Fail2Ban after 5 attempts against sshd".hex())
+BAN_PROFTPD = ("### tuple ### reject any any 0.0.0.0/0 any 198.51.100.{n} in comment="
+               + b"by Fail2Ban after 3 attempts against proftpd".hex())
+
+
+def canned(tail: list[str] | None = None, **spec) -> list[str]:
+    """A converged web+ftp host's audit read with ``spec`` for build_fact and ``tail``
+    as its ss output (default: sshd and proftpd listening)."""
+    return (build_fact({"scenario": "converged-web-ftp", "fragment": FRAGMENT, **spec}) + FTP
+            + [LISTENING_SECTION, *(SS_WEB if tail is None else tail)])
+
+
+def test_an_ftp_daemon_that_is_down_is_exit_2(fleet: Fleet) -> None:
+    fleet.hosts["web2"] = {"lines": canned(SS_WEB[:1])}  # sshd only: nothing on 21
+    res = fleet.audit("--json")
+    assert res.code == 2, res.out
+    assert [(f["host"], f["severity"], f["port"], f["detail"]) for f in res.doc["findings"]
+            if f["kind"] == "ftp_down"] == [
+        ("@canned/web2", "error", 21, "FTP down: nothing listens on 21/tcp (proftpd is not running)")]
+    assert [h["verdict"] for h in res.doc["hosts"]] == ["ok", "error"]
+    assert "@canned/web2: FTP down: nothing listens on 21/tcp" in res.stderr
+
+
+def test_a_fragment_the_running_proftpd_never_loaded_is_exit_1(fleet: Fleet) -> None:
+    fleet.hosts["web2"] = {"lines": canned(ftp_running={"proftpd": 21}, loaded="0" * 64)}
+    res = fleet.audit("--json")
+    assert res.code == 1, res.out
+    assert [f["host"] for f in res.doc["findings"] if f["kind"] == "ftp_not_loaded"] == \
+        ["@canned/web2"]
+
+
+def test_ufw_loaded_with_enabled_no_is_exit_1_and_not_shown_inactive(fleet: Fleet) -> None:
+    fleet.hosts["web2"] = {"lines": canned(conf={"ENABLED": "no"})}
+    res = fleet.audit("--json")
+    assert res.code == 1, res.out
+    ufw = res.doc["hosts"][1]["ufw"]
+    assert (ufw["state"], ufw["running"], ufw["conf_enabled"]) == ("running_disabled", True, False)
+    ports = {(p["port"], p["proto"]): p["admitted"] for p in res.doc["hosts"][1]["ports"]}
+    assert ports[(3306, "tcp")] == "blocked" and ports[(22, "tcp")] == "open"
+    assert [f["kind"] for f in res.doc["findings"] if f["severity"] == "drift"] == \
+        ["ufw_not_enabled"]
+
+
+def test_fail2ban_bans_are_counted_and_never_change_the_exit_status(fleet: Fleet,
+                                                                     tmp_path: Path) -> None:
+    bans = [BAN_SSHD.format(n=n) for n in (1, 2, 3)] + [BAN_PROFTPD.format(n=1)]
+    fleet.hosts["web2"] = {"lines": canned(rules4=bans + CONVERGED_RULES4)}
+    prom = tmp_path / "audit.prom"
+    res = fleet.audit("--json", "--prometheus", str(prom))
+    assert res.code == 0, res.out
+    found = [f for f in res.doc["findings"] if f["kind"] == "bans"]
+    assert [(f["host"], f["severity"], f["jails"], f["detail"]) for f in found] == [
+        ("@canned/web2", "notice", {"sshd": 3, "proftpd": 1}, "fail2ban bans: sshd 3, proftpd 1")]
+    metrics = prom.read_text().splitlines()
+    assert 'froxlor_fleet_audit_bans{host="@canned/web2",jail="sshd"} 3' in metrics
+    assert 'froxlor_fleet_audit_bans{host="@canned/web2",jail="proftpd"} 1' in metrics
+    assert "froxlor_fleet_audit_exit_status 0" in metrics
+    text = fleet.audit()
+    assert text.code == 0 and "@canned/web2: fail2ban bans: sshd 3, proftpd 1" in text.stdout
+    assert "203.0.113." not in text.stdout + prom.read_text()

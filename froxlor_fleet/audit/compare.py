@@ -2,28 +2,34 @@
 
 Every difference becomes a ``Finding`` with a severity that decides the exit status:
 
-- ``error``  (exit 2): the host could not be audited (unreachable, bad data) or the
-  inventory itself is wrong;
+- ``error``  (exit 2): the host could not be audited (unreachable, bad data), the
+  inventory itself is wrong, or an ftp host's FTP daemon is down (nothing listens on
+  its port: customers have no FTP, and no deploy starts it);
 - ``drift``  (exit 1): the deploy would change something on this host, or the host does
   not do what its data says (a deny an earlier allow matches first, a passive range
-  ProFTPd and UFW disagree on);
+  ProFTPd and UFW disagree on, an FTP daemon still running on files it never
+  loaded, UFW filtering while ufw.conf says ``ENABLED=no``);
 - ``notice`` (exit 0): worth knowing, but the firewall is what the data says —
   listening-but-blocked sockets, admitted ports where nothing listens, and hand-made
-  rules while ``firewall_purge_unmanaged`` is off (the deploy keeps them).
+  rules while ``firewall_purge_unmanaged`` is off (the deploy keeps them), fail2ban's
+  bans (counted per jail: another tenant's rules, which no run touches).
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from .. import proftpd, pureftpd
 from ..catalog import FRAGMENT_PATH
-from ..hoststate import UfwState
+from ..ftpserver import daemon_for
+from ..hoststate import HostState, UfwState
 from ..plan import HostPlan
 from ..proftpd import digest, fragment_for
-from ..proftpd_config import FtpConfig, choose_daemon
-from ..remote.ufwmodel import ADMITTING, BLOCKING
+from ..proftpd_config import FtpConfig
+from ..remote.ufwmodel import ADMITTING, BLOCKING, RulePlan, ban_jail
 from ..ufwrules import ANY, UfwRule, admits, describe_spec, plan_rules, port_matches
 from .fact import AuditState, Listening
 
@@ -41,7 +47,11 @@ KINDS = ("usage_error", "inventory_error", "limit_unmatched", "output_error", "i
          "data_error", "unreachable", "ufw_missing",
          "missing_rule", "retag_rule", "action_rule", "shadowed_rule", "stray_rule",
          "unmanaged_rule", "setting", "passive_disagree", "passive_mismatch", "fragment_drift",
-         "listening_blocked", "idle_admitted")
+         "listening_blocked", "idle_admitted", "ftp_not_loaded", "force_passive_ip", "ftp_down",
+         "ufw_not_enabled", "bans")
+# UfwSummary.state: chains loaded (it filters) and ENABLED=yes; loaded while ufw.conf
+# says ENABLED=no (filters now, not after a reboot); not loaded; not installed.
+UFW_STATES = ("active", "running_disabled", "inactive", "missing")
 
 
 @dataclass(frozen=True)
@@ -58,6 +68,7 @@ class Finding:
     proto: str | None = None
     role: str | None = None
     processes: tuple[str, ...] = ()
+    jails: tuple[tuple[str, int], ...] = ()  # kind "bans": (jail, bans), most first
 
 
 @dataclass(frozen=True)
@@ -73,11 +84,13 @@ class PortState:
 
 @dataclass(frozen=True)
 class UfwSummary:
-    state: str  # active | inactive | missing
+    state: str  # one of UFW_STATES
     incoming: str
     outgoing: str
     logging: str
     ipv6: bool
+    running: bool = False  # ufw's chains are loaded: it filters now
+    conf_enabled: bool = False  # ENABLED=yes in ufw.conf: it filters after a reboot
 
 
 @dataclass(frozen=True)
@@ -180,20 +193,39 @@ def exit_status(audits: Iterable[HostAudit], fleet: Iterable[Finding] = ()) -> i
 def audit_host(plan: HostPlan, seen: AuditState) -> HostAudit:
     """Compare one host's state with its plan."""
     ufw = seen.state.ufw
-    state = "missing" if not ufw.installed else ("active" if ufw.active else "inactive")
     audit = HostAudit(plan.host, plan.roles, plan.purge_unmanaged, plan.ssh_port,
-                      UfwSummary(state, ufw.incoming, ufw.outgoing, ufw.logging, ufw.ipv6))
+                      UfwSummary(ufw_state(ufw), ufw.incoming, ufw.outgoing, ufw.logging,
+                                 ufw.ipv6, ufw.running, ufw.conf_enabled))
+    # The deploy's own split of the rules: with IPV6=no the v6 rules are inert (ufw
+    # neither loads nor edits them), fail2ban's bans are another tenant's.
+    rules = plan_rules(ufw.rules, plan.rules, ufw.ipv6, purge_unmanaged=False)
+    inert = {id(r) for r in rules.inert}
+    live = replace(ufw, rules=[r for r in ufw.rules if id(r) not in inert])
     if ufw.installed:
         audit.findings += _rule_findings(plan, ufw)
         audit.findings += _setting_findings(plan, ufw)
     else:
         audit.findings.append(Finding("ufw_missing", "drift", plan.host, "ufw is not installed"))
-    audit.passive, passive_findings = _passive(plan, seen)
+    audit.passive, passive_findings = _passive(plan, seen.state, live)
     audit.findings += passive_findings
+    audit.findings += _daemon_findings(plan, seen.state)
     server = seen.state.ssh_server or "0.0.0.0"
-    audit.ports = _ports(plan, ufw, server, seen.listening)
-    audit.findings += _port_findings(plan, audit.ports)
+    audit.ports = _ports(plan, live, rules, server, seen.listening)
+    down = _ftp_down(plan, seen)
+    audit.findings += down
+    audit.findings += _port_findings(plan, audit.ports, {(f.port, f.proto) for f in down})
+    audit.findings += _ban_findings(plan, rules)
     return audit
+
+
+def ufw_state(ufw: UfwState) -> str:
+    """One of ``UFW_STATES``: whether UFW filters now (its chains are loaded), and
+    whether ufw.conf has it filter after a reboot."""
+    if not ufw.installed:
+        return "missing"
+    if ufw.running:
+        return "active" if ufw.conf_enabled else "running_disabled"
+    return "inactive"
 
 
 def _rule_port(dport: str) -> int | None:
@@ -269,9 +301,18 @@ def _setting_findings(plan: HostPlan, ufw: UfwState) -> list[Finding]:
                                       ("outgoing", ufw.outgoing, plan.outgoing),
                                       ("logging", ufw.logging, plan.logging))
              if have != want]
-    if ufw.active != plan.enabled:
-        have, want = ("active", "inactive") if ufw.active else ("inactive", "active")
-        found.append(Finding("setting", "drift", plan.host, f"ufw {have} (want {want})"))
+    # firewall.rules_and_policies: "enable" when wanted and not active (ENABLED=yes and
+    # running), "disable" when unwanted and either holds.
+    if plan.enabled and ufw.running and not ufw.conf_enabled:
+        found.append(Finding("ufw_not_enabled", "drift", plan.host,
+                             "ufw filters (its chains are loaded) but ufw.conf says ENABLED=no: "
+                             "after a reboot nothing is filtered (want active)"))
+    elif plan.enabled and not ufw.active:
+        found.append(Finding("setting", "drift", plan.host, "ufw inactive (want active)"))
+    elif not plan.enabled and (ufw.conf_enabled or ufw.running):
+        have = {"active": "active", "running_disabled": "running with ENABLED=no",
+                "inactive": "inactive but ENABLED=yes"}[ufw_state(ufw)]
+        found.append(Finding("setting", "drift", plan.host, f"ufw {have} (want inactive)"))
     return found
 
 
@@ -325,17 +366,24 @@ def _effective_pureftpd(ftp: FtpConfig, ufw: str | None) -> tuple[str | None, st
     return effective, origin, f"{origin} says {ports[0]} {ports[1]}; {admitted}"
 
 
-def _passive(plan: HostPlan, seen: AuditState) -> tuple[Passive | None, list[Finding]]:
-    state = seen.state
-    ranges = sorted({r.dport for r in state.ufw.rules if r.label == "ftp" and ":" in r.dport})
+def _daemon(plan: HostPlan, state: HostState) -> str | None:
+    """The FTP daemon the deploy manages on this host (``None``: no ftp role, or it
+    can't tell)."""
+    return daemon_for(state, plan.ftp_daemon) if plan.passive_ports else None
+
+
+def _passive(plan: HostPlan, state: HostState,
+             live: UfwState) -> tuple[Passive | None, list[Finding]]:
+    """``live``: UFW's rules without the inert ones (v6 while IPV6=no)."""
+    ranges = sorted({r.dport for r in live.rules if r.label == "ftp" and ":" in r.dport})
     ufw = ",".join(ranges) or None
     wanted = f"{plan.passive_ports[0]}:{plan.passive_ports[1]}" if plan.passive_ports else None
     fragment = _passive_of_fragment(state.fragment)
-    pureftpd = bool(plan.passive_ports) and choose_daemon(state.ftp, plan.ftp_daemon)[0] == "pureftpd"
+    pure = _daemon(plan, state) == "pureftpd"
     if not plan.passive_ports:  # no ftp role: only a leftover fragment or ftp rule counts
         passive = Passive(wanted, fragment, ufw, fragment=fragment)
         disagree = None
-    elif pureftpd:
+    elif pure:
         effective, origin, disagree = _effective_pureftpd(state.ftp, ufw)
         passive = Passive(wanted, effective, ufw, origin, fragment)
     else:
@@ -352,11 +400,95 @@ def _passive(plan: HostPlan, seen: AuditState) -> tuple[Passive | None, list[Fin
                   f"ufw {passive.ufw or 'none'}, want {wanted or 'none'}")
         return shown, [Finding("passive_mismatch", "drift", plan.host, detail,
                                ports=wanted, proto="tcp", role=role)]
-    if not pureftpd and digest(fragment_for(plan)) != state.fragment_sha256:
+    if not pure and digest(fragment_for(plan)) != state.fragment_sha256:
         return shown, [Finding("fragment_drift", "drift", plan.host,
                                "ProFTPd fragment differs from what the data renders",
                                ports=wanted, proto="tcp", role=role)]
+    if pure and plan.passive_ports:
+        want = pureftpd.wanted_files(plan.passive_ports, plan.masquerade_address)
+        have = state.ftp.pureftpd.passive_port_range_raw
+        if have != want["PassivePortRange"]:  # the same range, written otherwise
+            return shown, [Finding("fragment_drift", "drift", plan.host,
+                                   f"/etc/pure-ftpd/conf/PassivePortRange reads {have!r}, the "
+                                   f"deploy writes {want['PassivePortRange']!r}",
+                                   ports=wanted, proto="tcp", role=role)]
     return shown, []
+
+
+def _daemon_findings(plan: HostPlan, state: HostState) -> list[Finding]:
+    """What the FTP daemon runs with against what the deploy writes: its files as
+    wanted but not loaded by the running daemon (the deploy restarts it), and
+    pure-ftpd's ForcePassiveIP against ``ftp_masquerade_address``."""
+    daemon = _daemon(plan, state)
+    if plan.passive_ports is None or daemon is None:
+        return []
+    wanted = f"{plan.passive_ports[0]}:{plan.passive_ports[1]}"
+    found: list[Finding] = []
+
+    def finding(kind: str, detail: str) -> Finding:
+        return Finding(kind, "drift", plan.host, detail, ports=wanted, proto="tcp", role="ftp")
+
+    if daemon == "proftpd":
+        content = fragment_for(plan)
+        # proftpd.passive_ports_fragment restarts ProFTPd when the file is as wanted but
+        # not loaded (a changed file is fragment_drift or a passive finding already).
+        if digest(content) == state.fragment_sha256 and not proftpd.loaded(state, content):
+            found.append(finding("ftp_not_loaded", f"ProFTPd runs, but not on {FRAGMENT_PATH} "
+                                 "as it is on disk (its loaded marker differs): the deploy "
+                                 "would restart it"))
+        return found
+    want = pureftpd.wanted_files(plan.passive_ports, plan.masquerade_address)
+    current = state.ftp.pureftpd
+    have = {"PassivePortRange": current.passive_port_range_raw,
+            "ForcePassiveIP": current.force_passive_ip}
+    if have["ForcePassiveIP"] != want["ForcePassiveIP"]:
+        shown = have["ForcePassiveIP"] or "not set"
+        found.append(finding("force_passive_ip",
+                             f"pure-ftpd's ForcePassiveIP is {shown}; ftp_masquerade_address "
+                             f"wants {want['ForcePassiveIP'] or 'none'}"))
+    # pureftpd.passive_port_range restarts pure-ftpd when its files are as wanted but
+    # not loaded.
+    if have == want and not pureftpd.loaded(state, want):
+        found.append(finding("ftp_not_loaded", "pure-ftpd runs, but not on "
+                             f"{pureftpd.CONF_DIR} as it is on disk (its loaded marker "
+                             "differs): the deploy would restart it"))
+    return found
+
+
+def _ftp_down(plan: HostPlan, seen: AuditState) -> list[Finding]:
+    """An ftp host where nothing listens on the ftp role's port: an outage no deploy
+    mends (it never starts an FTP daemon that is down). Not told when ``ss`` listed no
+    public socket at all (no ``ss`` on the host: it can't tell) and the daemon's pid
+    file says it runs."""
+    if "ftp" not in plan.roles:
+        return []
+    state = seen.state
+    daemon = _daemon(plan, state)
+    running = daemon is not None and daemon in state.ftp.running
+    if not seen.listening and running:
+        return []
+    ports = sorted({int(p) for spec in plan.rules if spec.label == "ftp" and spec.proto == "tcp"
+                    for p in spec.ports if p.isdigit()})
+    found = []
+    for port in ports:
+        if (port, "tcp") in seen.listening:
+            continue
+        what = (f"{daemon} runs but does not listen there" if running
+                else f"{daemon} is not running" if daemon else "no FTP daemon to serve it")
+        found.append(Finding("ftp_down", "error", plan.host,
+                             f"FTP down: nothing listens on {port}/tcp ({what})",
+                             port=port, ports=str(port), proto="tcp", role="ftp"))
+    return found
+
+
+def _ban_findings(plan: HostPlan, rules: RulePlan) -> list[Finding]:
+    """fail2ban's bans, counted per jail: a notice, never drift (no run touches them)."""
+    counts = Counter(ban_jail(rule) or "fail2ban" for rule in rules.bans)
+    if not counts:
+        return []
+    jails = tuple(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+    detail = "fail2ban bans: " + ", ".join(f"{jail} {n}" for jail, n in jails)
+    return [Finding("bans", "notice", plan.host, detail, jails=jails)]
 
 
 def _concerns(rule: UfwRule, family: int, port: int, proto: str) -> bool:
@@ -366,16 +498,18 @@ def _concerns(rule: UfwRule, family: int, port: int, proto: str) -> bool:
             and port_matches(rule.dport, port))
 
 
-def _admission(ufw: UfwState, server: str, port: int, proto: str) -> str:
-    if not ufw.active:
-        return "open"  # no firewall: everything reaches the host
+def _admission(ufw: UfwState, bans: set[int], server: str, port: int, proto: str) -> str:
+    """``ufw``: its live rules only; ``bans``: ids of fail2ban's (they stop the banned
+    addresses, which does not make a port admitted from some sources only)."""
+    if not ufw.running:
+        return "open"  # no chains loaded (whatever ufw.conf says): everything gets through
     family = 6 if ":" in server else 4
     client = OUTSIDE[family]
     if admits(ufw.rules, ufw.incoming, client, server, port, proto, ufw.ipv6):
         # Admitted from anywhere, unless a deny/reject for some sources (or interfaces)
         # comes before what admits the outside client: first match wins.
         for rule in ufw.rules:
-            if not _concerns(rule, family, port, proto):
+            if id(rule) in bans or not _concerns(rule, family, port, proto):
                 continue
             if rule.verdict in BLOCKING:
                 return "restricted"
@@ -398,13 +532,17 @@ def _port_keys(plan: HostPlan, listening: Listening) -> list[tuple[int, str]]:
     return sorted(dict.fromkeys(keys))
 
 
-def _ports(plan: HostPlan, ufw: UfwState, server: str, listening: Listening) -> list[PortState]:
-    return [PortState(port, proto, _admission(ufw, server, port, proto),
+def _ports(plan: HostPlan, ufw: UfwState, rules: RulePlan, server: str,
+           listening: Listening) -> list[PortState]:
+    bans = {id(r) for r in rules.bans}
+    return [PortState(port, proto, _admission(ufw, bans, server, port, proto),
                       (port, proto) in listening, tuple(listening.get((port, proto), ())))
             for port, proto in _port_keys(plan, listening)]
 
 
-def _port_findings(plan: HostPlan, ports: list[PortState]) -> list[Finding]:
+def _port_findings(plan: HostPlan, ports: list[PortState],
+                   down: set[tuple[int | None, str | None]]) -> list[Finding]:
+    """``down``: ports an ``ftp_down`` finding names already (not also idle)."""
     found = [Finding("listening_blocked", "notice", plan.host,
                      f"listening but blocked: {p.port}/{p.proto} ({', '.join(p.processes) or '?'})",
                      port=p.port, proto=p.proto, processes=p.processes)
@@ -418,7 +556,7 @@ def _port_findings(plan: HostPlan, ports: list[PortState]) -> list[Finding]:
                 continue  # a range (FTP passive) is used on demand
             key = (int(item), spec.proto)
             seen = next(p for p in ports if (p.port, p.proto) == key)
-            if not seen.listening and seen.admitted != "blocked":
+            if not seen.listening and seen.admitted != "blocked" and key not in down:
                 idle.setdefault(key, spec.label)
     found += [Finding("idle_admitted", "notice", plan.host,
                       f"admitted, nothing listens: {port}/{proto} ({role})",

@@ -34,9 +34,13 @@ LEGEND = ("● listening, admitted   ○ admitted, nothing listens   ◐/◌ adm
 # --- JSON ---------------------------------------------------------------------------------
 
 def _finding(f: Finding) -> dict[str, Any]:
-    return {"kind": f.kind, "severity": f.severity, "host": f.host, "port": f.port,
-            "ports": f.ports, "proto": f.proto, "role": f.role,
-            "processes": list(f.processes), "detail": f.detail}
+    found: dict[str, Any] = {
+        "kind": f.kind, "severity": f.severity, "host": f.host, "port": f.port,
+        "ports": f.ports, "proto": f.proto, "role": f.role,
+        "processes": list(f.processes), "detail": f.detail}
+    if f.kind == "bans":  # fail2ban's bans per jail: {"sshd": 3, "proftpd": 1}
+        found["jails"] = dict(f.jails)
+    return found
 
 
 def _port(p: PortState) -> dict[str, Any]:
@@ -127,6 +131,10 @@ def to_prometheus(fleet: FleetAudit, now: float | None = None,
     lines += _metric(p + "findings", "Findings by host, kind and severity (host \"\": the run).",
                      [_sample(p + "findings", n, host=h, kind=k, severity=s)
                       for (h, k, s), n in sorted(kinds.items())])
+    lines += _metric(p + "bans", "fail2ban's bans in UFW by host and jail (a notice: they "
+                     "never count as drift).",
+                     [_sample(p + "bans", n, host=f.host or "", jail=jail)
+                      for f in fleet.findings if f.kind == "bans" for jail, n in f.jails])
     ports = [(a.host, q) for a in fleet.hosts for q in a.ports]
     lines += _metric(p + "port_admitted", "What UFW admits to the port: 2 from anywhere, "
                      "1 from some sources or interfaces only, 0 nothing.",
@@ -184,7 +192,8 @@ def _matrix_row(a: HostAudit) -> list[str]:
             # action, or a deny an earlier allow matches first)
             str(a.count("missing_rule", "retag_rule", "action_rule", "shadowed_rule") or "-"),
             str(a.count("stray_rule") or "-"),
-            str(a.count("unmanaged_rule") or "-"), str(a.count("setting", "ufw_missing") or "-"),
+            str(a.count("unmanaged_rule") or "-"),
+            str(a.count("setting", "ufw_missing", "ufw_not_enabled") or "-"),
             passive, a.verdict]
 
 
