@@ -9,9 +9,11 @@ import json
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
-from conftest import results
+from conftest import machine_snapshot, require_root_lab, results
 from driver import LabDriver
 from lab import systemd_hosts
 
@@ -70,3 +72,26 @@ def assert_no_change(res: subprocess.CompletedProcess) -> None:
     assert rows, res.out  # type: ignore[attr-defined]
     for op, (hosts, success, error, no_change) in rows.items():
         assert (success, error, no_change) == ("-", "-", hosts), (op, res.out)  # type: ignore[attr-defined]
+
+
+def systemd_lab(releases: str) -> Iterator[SystemdLab]:
+    """The body of a module's lab fixture: the systemd hosts of ``releases`` (comma-
+    separated) with pure-ftpd ones, up for the module and down after it."""
+    require_root_lab("systemd lab tests")
+    before = machine_snapshot()
+    cli("down")
+    try:
+        started = time.monotonic()
+        up = cli("up", "--release", releases, "--pureftpd")
+        assert up.returncode == 0, up.stdout + up.stderr
+        print(f"\nsystemd lab up in {time.monotonic() - started:.1f} s: {up.stdout.strip()}")
+        the_lab = SystemdLab()
+        the_lab.machine_before = before  # type: ignore[attr-defined]
+        yield the_lab
+    finally:
+        down = cli("down")
+        assert down.returncode == 0, down.stderr
+
+
+def passive_data(low: int, high: int) -> str:
+    return f'froxlor_roles = ["ftp"]\nftp_passive_ports = ({low}, {high})\n'

@@ -17,20 +17,19 @@ from __future__ import annotations
 
 import re
 import shutil
-import time
 
 import pytest
 
-from conftest import machine_snapshot, require_root_lab
+from conftest import machine_snapshot
 from lab import rootfs, systemd_hosts
 from labtools import EXPECTED, PASSIVE, ftp_transfer
 from systemd_lab import (
     CFG,
     FRAGMENT,
     RELEASES,
-    SystemdLab,
     assert_no_change,
-    cli,
+    passive_data,
+    systemd_lab,
 )
 
 APT_RELEASE = "trixie"  # the host whose ufw is purged and installed again by the deploy
@@ -45,24 +44,7 @@ PUREFTPD_PID = "/run/pure-ftpd/pure-ftpd.pid"
 
 @pytest.fixture(scope="module")
 def slab():
-    require_root_lab("systemd lab tests")
-    before = machine_snapshot()
-    cli("down")
-    try:
-        started = time.monotonic()
-        up = cli("up", "--release", ",".join(RELEASES), "--pureftpd")
-        assert up.returncode == 0, up.stdout + up.stderr
-        print(f"\nsystemd lab up in {time.monotonic() - started:.1f} s: {up.stdout.strip()}")
-        the_lab = SystemdLab()
-        the_lab.machine_before = before  # type: ignore[attr-defined]
-        yield the_lab
-    finally:
-        down = cli("down")
-        assert down.returncode == 0, down.stderr
-
-
-def passive_data(low: int, high: int) -> str:
-    return f'froxlor_roles = ["ftp"]\nftp_passive_ports = ({low}, {high})\n'
+    yield from systemd_lab(",".join(RELEASES))
 
 
 def proftpd_running(slab, name: str) -> bool:

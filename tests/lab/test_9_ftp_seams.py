@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import machine_snapshot, require_root_lab
+from conftest import machine_snapshot
 from labtools import PASSIVE, ftp_transfer
-from systemd_lab import FRAGMENT, SystemdLab, assert_no_change, cli
+from systemd_lab import FRAGMENT, assert_no_change, passive_data, systemd_lab
 
 RELEASE = "bookworm"
 NEW_RANGE = (50200, 50300)  # disjoint from PASSIVE: an offered port proves which is live
@@ -40,22 +40,7 @@ exec /usr/sbin/proftpd "$@"
 
 @pytest.fixture(scope="module")
 def slab():
-    require_root_lab("systemd lab tests")
-    before = machine_snapshot()
-    cli("down")
-    try:
-        up = cli("up", "--release", RELEASE, "--pureftpd")
-        assert up.returncode == 0, up.stdout + up.stderr
-        the_lab = SystemdLab()
-        the_lab.machine_before = before  # type: ignore[attr-defined]
-        yield the_lab
-    finally:
-        down = cli("down")
-        assert down.returncode == 0, down.stderr
-
-
-def passive_data(low: int, high: int) -> str:
-    return f'froxlor_roles = ["ftp"]\nftp_passive_ports = ({low}, {high})\n'
+    yield from systemd_lab(RELEASE)
 
 
 def leftovers(slab, name: str) -> str:
