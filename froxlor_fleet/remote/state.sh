@@ -67,8 +67,8 @@ if iptables -w -n -L ufw-user-input >/dev/null 2>&1; then echo yes; else echo no
 section tenants
 dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' iptables-persistent netfilter-persistent \
   2>/dev/null | sed -n 's/^ii *\([^ ]*\)$/persistent \1/p'
-if systemctl is-enabled nftables.service >/dev/null 2>&1 &&
-   grep -qs '^[[:space:]]*flush[[:space:]][[:space:]]*ruleset' "${FROXLOR_FLEET_ROOT:-}/etc/nftables.conf"; then
+if grep -qs '^[[:space:]]*flush[[:space:]][[:space:]]*ruleset' "${FROXLOR_FLEET_ROOT:-}/etc/nftables.conf" &&
+   systemctl is-enabled nftables.service >/dev/null 2>&1; then
   echo nftables-flush
 fi
 section pureloaded

@@ -303,8 +303,10 @@ def test_13_restart_through_systemd_when_it_runs(lab) -> None:
         lab.write_group_data("ftp_servers", ftp_data.replace("(50000, 50100)", "(50010, 50090)"))
         res = lab.deploy("-y", "--limit", web)
         assert res.returncode == 0, res.out
-        assert lab.sh(web, "cat /run/systemctl.calls").stdout.splitlines() == [
-            "is-active --quiet proftpd", "restart proftpd", "is-active --quiet proftpd"]
+        calls = lab.sh(web, "cat /run/systemctl.calls").stdout.splitlines()
+        # (the state read may ask about nftables.service: another unit, another concern)
+        assert [c for c in calls if "proftpd" in c] == [
+            "is-active --quiet proftpd", "restart proftpd", "is-active --quiet proftpd"], calls
         port, _ = ftp_transfer(lab.ip(web), timeout=10)
         assert 50010 <= port <= 50090
     finally:
