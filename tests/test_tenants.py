@@ -89,29 +89,27 @@ def test_the_diff_counts_bans_per_jail() -> None:
 
 # --- other tenants the state read names: iptables-persistent, nftables at boot ----------
 
-FAKE_DPKG_QUERY = """#!/bin/sh
-shift 2  # -W -f=FORMAT
-for p in "$@"; do
-  case " $INSTALLED " in *" $p "*) echo "ii  $p" ;; *) echo "un  $p" ;; esac
-done
-"""
-
-
 def read_tenants(tmp_path: Path, installed: str, nft_enabled: bool, nft_conf: str | None):
-    """state.sh run for real with stand-ins for dpkg-query, systemctl, iptables and ip,
-    and /etc/nftables.conf under a folder standing in for /."""
+    """state.sh run for real on a folder standing in for / (dpkg's file lists, systemd's
+    enablement links, /etc/nftables.conf), with iptables and ip stubbed out."""
     tools = tmp_path / "tools"
     tools.mkdir()
-    for name, text in (("dpkg-query", FAKE_DPKG_QUERY),
-                       ("systemctl", f"#!/bin/sh\nexit {0 if nft_enabled else 1}\n"),
-                       ("iptables", "#!/bin/sh\nexit 1\n"), ("ip", "#!/bin/sh\nexit 1\n")):
-        (tools / name).write_text(text)
+    for name in ("iptables", "ip"):
+        (tools / name).write_text("#!/bin/sh\nexit 1\n")
         (tools / name).chmod(0o755)
     root = tmp_path / "root"
-    (root / "etc").mkdir(parents=True)
+    info = root / "var" / "lib" / "dpkg" / "info"
+    info.mkdir(parents=True)
+    for pkg in installed.split():
+        (info / f"{pkg}.list").write_text("/.\n")
+    (info / "ufw.list").write_text("/.\n")
+    wants = root / "etc" / "systemd" / "system" / "sysinit.target.wants"
+    wants.mkdir(parents=True)
+    if nft_enabled:  # as `systemctl enable nftables` links it on Debian
+        (wants / "nftables.service").symlink_to("/lib/systemd/system/nftables.service")
     if nft_conf is not None:
         (root / "etc" / "nftables.conf").write_text(nft_conf)
-    env = {**os.environ, "PATH": f"{tools}:{os.environ['PATH']}", "INSTALLED": installed,
+    env = {**os.environ, "PATH": f"{tools}:{os.environ['PATH']}",
            "FROXLOR_FLEET_ROOT": str(root)}
     out = subprocess.run(["sh", "-c", program("state.sh"), "froxlor-fleet", "", "", ""],
                          capture_output=True, text=True, env=env, check=True).stdout

@@ -65,11 +65,18 @@ if iptables -w -n -L ufw-user-input >/dev/null 2>&1; then echo yes; else echo no
 # service whose config flushes the ruleset (at boot it wipes UFW's rules).
 # (FROXLOR_FLEET_ROOT: a folder standing in for / in tests, as for proftpd_dump.sh.)
 section tenants
-dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' iptables-persistent netfilter-persistent \
-  2>/dev/null | sed -n 's/^ii *\([^ ]*\)$/persistent \1/p'
-if grep -qs '^[[:space:]]*flush[[:space:]][[:space:]]*ruleset' "${FROXLOR_FLEET_ROOT:-}/etc/nftables.conf" &&
-   systemctl is-enabled nftables.service >/dev/null 2>&1; then
-  echo nftables-flush
+# (files, not dpkg-query or systemctl: a no-op run pays for every process it starts)
+# dpkg keeps a package's file list while it is installed, and drops it on removal.
+root=${FROXLOR_FLEET_ROOT:-}
+for pkg in iptables-persistent netfilter-persistent; do
+  if [ -e "$root/var/lib/dpkg/info/$pkg.list" ]; then echo "persistent $pkg"; fi
+done
+# Enabled = systemctl enable's link in a target's .wants/ or .requires/ folder.
+if grep -qs '^[[:space:]]*flush[[:space:]][[:space:]]*ruleset' "$root/etc/nftables.conf"; then
+  for unit in "$root"/etc/systemd/system/*.wants/nftables.service \
+              "$root"/etc/systemd/system/*.requires/nftables.service; do
+    if [ -L "$unit" ] || [ -e "$unit" ]; then echo nftables-flush; break; fi
+  done
 fi
 section pureloaded
 if [ -n "$pureloaded" ]; then show "$pureloaded"; fi
