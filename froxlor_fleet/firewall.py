@@ -218,9 +218,9 @@ def rules_and_policies(
         "enable": enabled and not ufw.active,
     }
 
-    if reporting_stage() and current.nftables_flushes:
-        host.log(NFTABLES_AT_BOOT, logger.warning)
     if reporting_stage():
+        if current.nftables_flushes:
+            host.log(NFTABLES_AT_BOOT, logger.warning)
         _report(rule_plan, ufw, changes, installed,
                 confirm_timeout if _confirmed(changes, rule_plan, confirm_timeout) else 0)
 
