@@ -15,6 +15,10 @@ from .remote.ufwmodel import MARKER as MARKER
 
 FRAGMENT_PATH = "/etc/proftpd/conf.d/froxlor-fleet-passive-ports.conf"
 LOCK_PATH = "/run/froxlor-fleet.lock"
+# firewall_confirm_timeout: 0 (off) or this many seconds. Long enough to open a new SSH
+# connection, short enough that a run waiting for the host lock (which the revert timer
+# holds; remote/step.sh waits 300 s) does not give up.
+CONFIRM_TIMEOUT_RANGE = (5, 240)
 # sha256 of the fragment ProFTPd last loaded through this deploy (a reload that
 # failed, or a run cut short, leaves it different from the file: the next run reloads).
 LOADED_MARKER = "/var/lib/froxlor-fleet/proftpd-fragment.loaded"

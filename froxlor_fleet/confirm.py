@@ -33,13 +33,13 @@ from pyinfra.connectors.ssh import SSHConnector
 from pyinfra.connectors.util import make_unix_command, make_unix_command_for_host
 
 from .remote import program
+from .validation import confirm_timeout
 
 if TYPE_CHECKING:
     from paramiko import SSHClient
     from pyinfra.api.host import Host
     from pyinfra.api.state import State
 
-MAX_TIMEOUT = 86400  # confirm.sh refuses more
 EXIT_TOO_LATE = 2  # confirm.sh: the revert has started or happened
 TOKEN_RE = re.compile(r"[A-Za-z0-9-]{8,64}")
 
@@ -80,8 +80,10 @@ def arm_argv(timeout: int, token: str) -> list[str | QuoteString]:
     arms the revert, runs the rest of the argv, and arms the countdown when it ends
     (a failing change is restored at once). ``timeout`` 0: no snapshot and no timer,
     only waits for pending reverts of other runs before the change."""
-    if isinstance(timeout, bool) or not isinstance(timeout, int) or not 0 <= timeout <= MAX_TIMEOUT:
-        raise ValueError(f"invalid confirmation timeout {timeout!r} (whole seconds, 0-{MAX_TIMEOUT})")
+    try:
+        confirm_timeout(timeout)  # the data's own limit, one check for both
+    except ValueError as e:
+        raise ValueError(f"invalid confirmation timeout {timeout!r}: {e}") from None
     return _program("arm", str(timeout), check_token(token))
 
 

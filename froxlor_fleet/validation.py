@@ -23,6 +23,7 @@ from typing import Any
 from pyinfra.api.exceptions import PyinfraError
 
 from .catalog import (
+    CONFIRM_TIMEOUT_RANGE,
     DEFAULTS,
     EXTRA_RULE_DEFAULTS,
     FTP_DAEMONS,
@@ -39,7 +40,8 @@ from .catalog import (
 from .plan import MAX_PORT_WEIGHT, HostPlan, RuleSpec, port_weight, ufw_port_sort
 from .remote.ufwmodel import port_span
 
-__all__ = ["FleetDataError", "grouped", "nearest", "plural", "address", "sources", "comment_text",
+__all__ = ["FleetDataError", "confirm_timeout", "grouped", "nearest", "plural", "address",
+           "sources", "comment_text",
            "port_number", "port_item", "ipv6_text", "resolve", "check_inventory",
            "inventory_layers"]
 
@@ -436,13 +438,10 @@ def _choice(options: tuple[str, ...]) -> Check:
     return check
 
 
-CONFIRM_RANGE = (5, 240)  # seconds; a run waiting for the host lock gives up after 300
-
-
-def _confirm_timeout(value: Any) -> int:
-    """0 (off) or 5-240 s: long enough to open a new SSH connection, short enough that a
-    run waiting for the host lock (which the revert timer holds) does not give up."""
-    low, high = CONFIRM_RANGE
+def confirm_timeout(value: Any) -> int:
+    """0 (off) or ``catalog.CONFIRM_TIMEOUT_RANGE`` seconds (the data check, and the
+    command that arms a host)."""
+    low, high = CONFIRM_TIMEOUT_RANGE
     if isinstance(value, bool) or not isinstance(value, int) or not (
             value == 0 or low <= value <= high):
         raise ValueError(f"must be 0 (off) or whole seconds from {low} to {high}")
@@ -653,7 +652,7 @@ def resolve(host: str, layers: list[Layer]) -> tuple[HostPlan | None, list[str]]
         purge_unmanaged=_get(layers, "firewall_purge_unmanaged", _boolean, err),
         ssh_port=ssh_port,
         lockout_guard=_get(layers, "firewall_lockout_guard", _boolean, err),
-        confirm_timeout=_get(layers, "firewall_confirm_timeout", _confirm_timeout, err),
+        confirm_timeout=_get(layers, "firewall_confirm_timeout", confirm_timeout, err),
         ssh_rate_limit=flags["ssh_rate_limit"],
         web_http3=flags["web_http3"],
         passive_ports=passive,

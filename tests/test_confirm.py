@@ -487,7 +487,7 @@ def test_guarded_step_relay_returns_and_the_host_reverts(tree: Tree, keep_lock_f
     tree.load("hand-made-mixed", enabled=True)
     before = tree.files()
     step = StringCommand("sh", "-c", QuoteString(_step_script(tree, keep_lock_fd)), "froxlor-fleet",
-                         *confirm.arm_argv(3, TOKEN), *tree.change_argv())
+                         *confirm.arm_argv(5, TOKEN), *tree.change_argv())  # the shortest allowed
     started = time.monotonic()
     result = subprocess.run(["sh", "-c", step.get_raw_value()], env=tree.env, capture_output=True,
                             text=True, timeout=30)
@@ -780,3 +780,18 @@ def test_confirm_step_over_ssh(sshd, tree: Tree) -> None:
     assert line.startswith("could not open a new SSH connection after the change; the host "
                            f"restores its previous firewall at {at} (")
     assert tree.run("confirm", "other-token").returncode == 0
+
+
+@pytest.mark.parametrize("timeout,ok", [(0, True), (5, True), (240, True), (4, False),
+                                        (241, False), (86400, False), (True, False)])
+def test_the_control_side_arms_only_what_the_data_allows(timeout, ok) -> None:
+    """One limit for the confirm timeout (catalog.CONFIRM_TIMEOUT_RANGE), used by the
+    data check and by the command that arms the host (was 5-240 and 0-86400)."""
+    from froxlor_fleet.catalog import CONFIRM_TIMEOUT_RANGE
+
+    assert CONFIRM_TIMEOUT_RANGE == (5, 240)
+    if ok:
+        assert str(timeout) in confirm.arm_argv(timeout, TOKEN)
+    else:
+        with pytest.raises(ValueError):
+            confirm.arm_argv(timeout, TOKEN)
