@@ -235,6 +235,15 @@ def test_examples_folder_is_what_init_writes(tmp_path: Path) -> None:
     assert shipped == _files(tmp_path / "new")
 
 
+def _dry_run_against(trap, fleet: Path) -> subprocess.CompletedProcess:
+    """``pyinfra inventory.py deploy.py --dry`` in ``fleet``, every host pointed at ``trap``."""
+    return subprocess.run(
+        [sys.executable, "-m", "pyinfra", "inventory.py", "deploy.py", "--dry",
+         "--data", "ssh_hostname=127.0.0.1", "--port", str(trap.port)],
+        cwd=fleet, capture_output=True, text=True, timeout=120,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)))
+
+
 def test_init_output_passes_pyinfra_validation_and_goes_on_to_connect(tmp_path: Path) -> None:
     """The files as written: ``pyinfra inventory.py deploy.py --dry`` from their folder
     validates every host's data (check_fleet) and only then connects; the hosts are
@@ -242,11 +251,7 @@ def test_init_output_passes_pyinfra_validation_and_goes_on_to_connect(tmp_path: 
     assert froxlor_fleet("init", "fleet", cwd=tmp_path).returncode == 0
     trap = _trap_below_the_passive_range()
     try:
-        res = subprocess.run(
-            [sys.executable, "-m", "pyinfra", "inventory.py", "deploy.py", "--dry",
-             "--data", "ssh_hostname=127.0.0.1", "--port", str(trap.port)],
-            cwd=tmp_path / "fleet", capture_output=True, text=True, timeout=120,
-            env=dict(os.environ, PYTHONPATH=str(ROOT)))
+        res = _dry_run_against(trap, tmp_path / "fleet")
         out = res.stdout + res.stderr
         # (paramiko logs its own traceback for the trap, which speaks no SSH)
         assert "Traceback" not in out.split("Connecting to hosts", 1)[0], out
@@ -263,11 +268,7 @@ def test_init_output_with_bad_data_is_stopped_before_connecting(tmp_path: Path) 
     web.write_text(web.read_text() + '\nfroxlor_roles = ["web", "wbe"]\n')
     trap = _trap_below_the_passive_range()
     try:
-        res = subprocess.run(
-            [sys.executable, "-m", "pyinfra", "inventory.py", "deploy.py", "--dry",
-             "--data", "ssh_hostname=127.0.0.1", "--port", str(trap.port)],
-            cwd=tmp_path / "fleet", capture_output=True, text=True, timeout=120,
-            env=dict(os.environ, PYTHONPATH=str(ROOT)))
+        res = _dry_run_against(trap, tmp_path / "fleet")
         out = res.stdout + res.stderr
         assert res.returncode != 0 and trap.count == 0, out
         assert "'wbe': unknown role" in out, out
