@@ -400,6 +400,8 @@ def proftpd_check(path: str, content: str, work: str) -> None:
     proftpd.conf reads ``path`` (conf.d included from another file: it can't be tried
     apart from the live file). ``content`` "": an empty fragment."""
     main = _main_of(path)
+    if shutil.which("proftpd") is None:
+        raise FtpError("proftpd is not installed (not found on PATH); nothing was changed on this host")
     try:
         tried = tempfile.mkdtemp(prefix="proftpd-check.", dir=work)
     except OSError as e:
