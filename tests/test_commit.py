@@ -78,6 +78,9 @@ def change(armed, how):
         return 5
     elif how == "die":
         os._exit(0)  # neither started() nor failed(): the caller died mid-change
+    elif how == "slow":  # longer than the timeout: the countdown must start at its end
+        import time
+        time.sleep(1.5)
     elif how == "record-pending":
         with open(os.path.join(BASE, "seen"), "w") as f:
             f.write(" ".join(sorted(os.listdir(PATHS.pending))))
@@ -281,9 +284,9 @@ def test_confirm_cancels_the_revert_and_leaves_no_process(host: Host) -> None:
 
 
 def test_a_confirmed_change_is_not_reverted_after_its_deadline(host: Host) -> None:
-    ok(host.arm(1))
+    deadline = said(ok(host.arm(1)), "deadline")
     assert host.run("confirm", TOKEN).returncode == 0
-    time.sleep(1.6)  # past the deadline the timer had
+    time.sleep(max(0.0, deadline + 0.3 - time.time()))  # past the deadline the timer had
     assert host.reverts() == [] and host.log() == [] and not any(host.pending.iterdir())
 
 
@@ -421,9 +424,8 @@ def test_confirm_while_the_change_runs_wins(host: Host) -> None:
     assert "confirm-said confirmed" in result.stdout
     assert "the change is done and token t0k3n-abcdef12 is already confirmed" in result.stdout
     assert said(result, "deadline") == 0
-    # The timer was stopped while it waited for the change to end.
-    assert wait_gone(said(result, "timer-pid")) == []
-    time.sleep(1.3)
+    # The timer was stopped while it waited for the change to end: nothing can revert.
+    assert group_members(said(result, "timer-pid")) == []
     assert host.reverts() == [] and host.log() == [] and not any(host.pending.iterdir())
 
 
@@ -431,7 +433,7 @@ def test_a_failing_change_confirmed_meanwhile_is_not_reverted(host: Host) -> Non
     result = host.arm(1, how="confirm-then-fail")
     assert result.returncode == 5
     assert "confirmed meanwhile; not undoing it" in result.stdout
-    time.sleep(1.3)
+    assert group_members(said(result, "timer-pid")) == []  # confirm stopped it: nothing can revert
     assert host.reverts() == [] and host.log() == [] and not any(host.pending.iterdir())
 
 
@@ -443,6 +445,17 @@ def test_an_arm_that_dies_mid_change_is_reverted_from_its_end(host: Host) -> Non
     assert host.reverts() == [{"pid": pid, "undo": {"what": TOKEN}}]
     assert "reverted (not confirmed within 1 s)" in host.log()[0]
     assert wait_gone(pid) == [] and host.lock_free()
+
+
+def test_the_countdown_starts_when_the_change_is_done(host: Host) -> None:
+    started = time.time()
+    result = ok(host.arm(1, how="slow"))
+    ended = time.time()
+    assert ended - started >= 1.5 and host.reverts() == []  # not during the change
+    assert said(result, "deadline") >= int(ended)
+    host.wait_resolved()
+    assert host.reverts() == [{"pid": said(result, "timer-pid"), "undo": {"what": TOKEN}}]
+    assert time.time() >= ended + 0.5
 
 
 @pytest.mark.parametrize("argv", [["/nonexistent/fleethost"], [sys.executable, "-c", "pass"]],
@@ -489,7 +502,7 @@ def test_state_is_root_only(host: Host) -> None:
 
 def test_a_second_arm_waits_for_a_pending_revert(host: Host) -> None:
     # No lock passed (the timer holds none): the next arm still never interleaves.
-    ok(host.arm(2))
+    ok(host.arm(1))
     result = ok(host.arm(30, token="second-token", how="record-pending"))
     assert f"waiting for the pending revert {TOKEN} of another run" in result.stdout
     assert (host.base / "seen").read_text() == "second-token"  # the first revert was over
@@ -557,7 +570,7 @@ def test_boot_rearms_a_running_change_and_reverts_an_expired_one(host: Host) -> 
     # An unconfirmed change found after its deadline is reverted by the boot hook.
     ok(host.arm(1, token="boot-token", undo={"what": "boot"}))
     os.killpg(host.timer_pid("boot-token"), signal.SIGKILL)
-    time.sleep(1.2)  # its deadline passes
+    (host.pending / "boot-token" / "deadline").write_text(f"{int(time.time()) - 1}\n")  # time passed
     ok(host.run("boot"))
     assert [r["undo"] for r in host.reverts()] == [{"what": "boot"}]
     (line,) = host.log()

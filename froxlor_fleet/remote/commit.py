@@ -50,6 +50,7 @@ import contextlib
 import errno
 import fcntl
 import json
+import math
 import os
 import re
 import shutil
@@ -211,6 +212,12 @@ def _token_of(name: str) -> str:
 
 def _clock(epoch: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(epoch))
+
+
+def _deadline_from_now(timeout: int) -> int:
+    """Whole seconds (they are shown and compared as such), rounded up: the change gets
+    at least TIMEOUT seconds (rounding down could leave a 1 s timeout almost nothing)."""
+    return math.ceil(time.time()) + timeout
 
 
 def _dump_undo(undo: Dict[str, Any]) -> str:
@@ -562,7 +569,7 @@ class Armed:
         try:
             if not os.path.isdir(self.dir):
                 return self._confirmed_meanwhile()
-            deadline = int(time.time()) + self.timeout
+            deadline = _deadline_from_now(self.timeout)
             try:
                 _write_atomic(os.path.join(self.dir, "deadline"), "%d\n" % deadline)
             except OSError:
@@ -694,7 +701,7 @@ def _deadline_of(entry: str, timeout: int) -> Optional[int]:
     if deadline is not None:
         return deadline
     # The arm died before it wrote the deadline: count from now.
-    deadline = int(time.time()) + timeout
+    deadline = _deadline_from_now(timeout)
     try:
         _write_atomic(os.path.join(entry, "deadline"), "%d\n" % deadline)
     except OSError:
