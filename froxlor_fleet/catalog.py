@@ -15,10 +15,16 @@ from .remote.ufwmodel import MARKER as MARKER
 
 FRAGMENT_PATH = "/etc/proftpd/conf.d/froxlor-fleet-passive-ports.conf"
 LOCK_PATH = "/run/froxlor-fleet.lock"
+# How long a run waits for the host lock (another run, or a revert timer, holds it).
+LOCK_WAIT = 300
 # firewall_confirm_timeout: 0 (off) or this many seconds. Long enough to open a new SSH
 # connection, short enough that a run waiting for the host lock (which the revert timer
-# holds; remote/step.sh waits 300 s) does not give up.
+# holds) does not give up (LOCK_WAIT).
 CONFIRM_TIMEOUT_RANGE = (5, 240)
+assert CONFIRM_TIMEOUT_RANGE[1] < LOCK_WAIT
+# Where the host program is placed, one folder per version (hostprogram.py): root-only,
+# beside the deploy's other state on the host.
+PROGRAM_DIR = "/var/lib/froxlor-fleet/program"
 # sha256 of the fragment ProFTPd last loaded through this deploy (a reload that
 # failed, or a run cut short, leaves it different from the file: the next run reloads).
 LOADED_MARKER = "/var/lib/froxlor-fleet/proftpd-fragment.loaded"

@@ -1,20 +1,13 @@
-"""Commit-confirmed UFW changes, control side (the host side is ``remote/confirm.sh``).
+"""Commit-confirmed changes, control side (the host side is ``remote/commit.py``).
 
-A UFW change that could cut SSH is *armed* on the host before it is made: the guarded
-step runs ``confirm.sh arm TIMEOUT TOKEN <the UFW change>``, which snapshots UFW's
-files and starts a revert timer detached from SSH and from this machine. After the
-step, the control side proves it can still get in: it opens a **new** SSH connection
-(a new TCP connection through the new firewall, with the host's own connection
-settings and ``_sudo``) and runs ``confirm.sh confirm TOKEN``, which cancels the
-revert. If that fails, nothing is confirmed: the host restores its previous firewall
-when the timer fires, and this host fails with one line.
-
-Wiring (in an operation's generator, which pyinfra runs lazily at execution time, so
-code after a ``yield`` runs after the yielded command has executed)::
-
-    token = new_token()
-    yield guarded_step(*arm_argv(timeout, token), "sh", "-c", ...the UFW change...)
-    yield confirm_step(token, time.time() + timeout)
+A change that could affect who reaches the host is *armed* by the host program in its
+transaction, from its own plan: a revert timer, detached from SSH and from this
+machine, undoes exactly that transaction unless confirmed. The control side then
+proves it can still get in: it opens a **new** SSH connection (a new TCP connection
+through the new firewall, with the host's own connection settings and ``_sudo``) and
+runs ``fleethost.py confirm TOKEN`` (``confirm_now``). If that fails, nothing is
+confirmed: the host undoes the change when the timer fires, and this host fails with
+one line.
 """
 
 from __future__ import annotations
@@ -28,19 +21,16 @@ from typing import TYPE_CHECKING, Any
 
 from paramiko.ssh_exception import NoValidConnectionsError
 from pyinfra import logger
-from pyinfra.api import FunctionCommand, QuoteString, StringCommand
+from pyinfra.api import StringCommand
 from pyinfra.connectors.ssh import SSHConnector
 from pyinfra.connectors.util import make_unix_command, make_unix_command_for_host
-
-from .remote import program
-from .validation import confirm_timeout
 
 if TYPE_CHECKING:
     from paramiko import SSHClient
     from pyinfra.api.host import Host
     from pyinfra.api.state import State
 
-EXIT_TOO_LATE = 2  # confirm.sh: the revert has started or happened
+EXIT_TOO_LATE = 2  # commit.confirm: the revert has started or happened
 TOKEN_RE = re.compile(r"[A-Za-z0-9-]{8,64}")
 
 # Global arguments that decide how a command runs on the host: the confirmation runs
@@ -54,11 +44,6 @@ RUN_AS_KEYS = tuple(
 )
 
 
-def confirm_script() -> str:
-    """The host-side program (``remote/confirm.sh``)."""
-    return program("confirm.sh")
-
-
 def new_token() -> str:
     """A fresh token: the time in hex (sorts by age) and 64 random bits."""
     return f"{int(time.time()):x}-{secrets.token_hex(8)}"
@@ -68,34 +53,6 @@ def check_token(token: object) -> str:
     if not isinstance(token, str) or not TOKEN_RE.fullmatch(token):
         raise ValueError(f"invalid confirmation token {token!r} (8-64 of A-Z a-z 0-9 -)")
     return token
-
-
-def _program(*args: str) -> list[str | QuoteString]:
-    return ["sh", "-c", QuoteString(confirm_script()), "froxlor-fleet", *args]
-
-
-def arm_argv(timeout: int, token: str) -> list[str | QuoteString]:
-    """The argv to put in front of the UFW change inside the guarded step:
-    ``guarded_step(*arm_argv(60, token), "sh", "-c", ...)``. The host snapshots UFW,
-    arms the revert, runs the rest of the argv, and arms the countdown when it ends
-    (a failing change is restored at once). ``timeout`` 0: no snapshot and no timer,
-    only waits for pending reverts of other runs before the change."""
-    try:
-        confirm_timeout(timeout)  # the data's own limit, one check for both
-    except ValueError as e:
-        raise ValueError(f"invalid confirmation timeout {timeout!r}: {e}") from None
-    return _program("arm", str(timeout), check_token(token))
-
-
-def confirm_command(token: str) -> StringCommand:
-    """Cancels the pending revert ``token``: prints ``confirmed`` and exits 0; exit 2
-    (one line) when the revert has started or happened."""
-    return StringCommand(*_program("confirm", check_token(token)))
-
-
-def status_command() -> StringCommand:
-    """Lists the host's pending reverts, one a line (token, state, deadline, timer, lock)."""
-    return StringCommand(*_program("status"))
 
 
 def _one_line(text: object) -> str:
@@ -250,7 +207,10 @@ def fresh_connection_check(state: State, host: Host, command: str | StringComman
     return False, result.reason
 
 
-def _confirm(state: State, host: Host, token: str, deadline_epoch: float) -> bool:
+def confirm_now(state: State, host: Host, command: StringCommand, deadline_epoch: float) -> bool:
+    """Confirm the host's armed change by running ``command`` (``fleethost.py confirm
+    TOKEN``) over a NEW SSH connection; on failure, fail this host with one line (the
+    host then restores its previous firewall at ``deadline_epoch``, in local time)."""
     at = time.strftime("%H:%M:%S", time.localtime(deadline_epoch))
     # Said before it runs: the confirmation can take up to the whole timeout.
     host.log_styled("commit-confirm: confirming the UFW change over a new SSH connection; "
@@ -258,7 +218,7 @@ def _confirm(state: State, host: Host, token: str, deadline_epoch: float) -> boo
                     log_func=logger.info)
     started = time.monotonic()
     left = deadline_epoch - time.time()
-    result = fresh_run(state, host, confirm_command(token), max(5.0, left - 1.0))
+    result = fresh_run(state, host, command, max(5.0, left - 1.0))
     if result.ok and "confirmed" in result.output.split():
         host.log_styled("commit-confirm: confirmed over a new SSH connection in "
                         f"{time.monotonic() - started:.1f} s", fg="green", log_func=logger.info)
@@ -274,11 +234,3 @@ def _confirm(state: State, host: Host, token: str, deadline_epoch: float) -> boo
                    f"its previous firewall at {at} ({result.reason})")
     host.log_styled(message, fg="red", log_func=logger.error)
     return False  # a failed command: pyinfra fails this host, the others go on
-
-
-def confirm_step(token: str, deadline_epoch: float) -> FunctionCommand:
-    """The command to yield after the armed guarded step: confirms the change through a
-    new SSH connection; fails this host with one line when it can't (the host then
-    restores its previous firewall at ``deadline_epoch``, shown in local time).
-    ``deadline_epoch``: ``time.time() + timeout`` taken right after the step ran."""
-    return FunctionCommand(_confirm, (check_token(token), float(deadline_epoch)), {})

@@ -30,27 +30,33 @@ def fleet_plans() -> dict[str, HostPlan]:
 def froxlor_firewall() -> None:
     """UFW rules, policies and state, and the FTP daemon's passive range (ProFTPd
     fragment or pure-ftpd's files), exactly as the host's ``froxlor_roles`` (and the
-    other data keys, see README) ask."""
+    other data keys, see README) ask. Each changed host gets one transaction of the host
+    program: the UFW operation carries the FTP daemon's change."""
     plan = fleet_plans()[host.name]
     current = host_state(host)
+    # The daemon is chosen once, here (None: no ftp role, or ready_for_ftp refuses).
     daemon = daemon_for(current, plan.ftp_daemon) if plan.passive_ports else None
     fragment = proftpd.fragment_for(plan) if daemon != "pureftpd" else None
-    # pure-ftpd's range (a daemon is only chosen for a host with passive ports)
-    pure_range = plan.passive_ports if daemon == "pureftpd" else None
-    if pure_range is not None:
-        files = pureftpd.wanted_files(pure_range, plan.masquerade_address)
-        changes = files["PassivePortRange"] != current.ftp.pureftpd.passive_port_range_raw
+    if daemon == "pureftpd" and plan.passive_ports is not None:
+        files = pureftpd.wanted_files(plan.passive_ports, plan.masquerade_address)
+        changes = pureftpd.changes(current, files)
     else:
-        changes = proftpd.digest(fragment) != current.fragment_sha256
+        changes = proftpd.request_part(current, fragment, None) is not None
     # A range change: the old range stays open until the daemon has switched (see
     # passive_switch.py); UFW and the FTP daemon never offer different ranges.
     switch = plan_switch(plan, current, changes, daemon or "proftpd")
+    if not changes:
+        ftp_part = None
+    elif daemon == "pureftpd":
+        ftp_part = pureftpd.request_part(files, switch)
+    else:
+        ftp_part = proftpd.request_part(current, fragment, switch)
     # First: an ftp host without an FTP daemon that takes the new range fails here,
     # before its firewall changes.
     ftpserver.ready_for_ftp(name="FTP server ready for the ftp role",
                             passive_ports=plan.passive_ports,
                             masquerade_address=plan.masquerade_address,
-                            candidate=fragment, ftp_daemon=plan.ftp_daemon)
+                            ftp_daemon=plan.ftp_daemon)
     firewall.rules_and_policies(
         name="UFW rules, policies and state",
         rules=plan.rules + (switch.keep if switch else ()),
@@ -62,10 +68,11 @@ def froxlor_firewall() -> None:
         ssh_port=plan.ssh_port,
         lockout_guard=plan.lockout_guard,
         confirm_timeout=plan.confirm_timeout,
+        ftp=ftp_part,
     )
-    if pure_range is not None:
+    if daemon == "pureftpd" and plan.passive_ports is not None:
         pureftpd.passive_port_range(name="pure-ftpd passive range",
-                                    passive_ports=pure_range,
+                                    passive_ports=plan.passive_ports,
                                     force_passive_ip=plan.masquerade_address, switch=switch)
     else:
         proftpd.passive_ports_fragment(name="ProFTPd passive-port fragment", content=fragment,

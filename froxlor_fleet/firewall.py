@@ -1,28 +1,26 @@
 """The UFW operation: make a host's rules, policies, logging and enabled state match.
 
 Reads ``FleetHostState`` and yields nothing when the host already matches (pyinfra
-prints "No change"); otherwise one remote step (see ``remote_ufw.py``).
+prints "No change"); otherwise the host program's transaction (``hostprogram.py``),
+which carries the FTP daemon's change too when the deploy hands it over (``ftp``).
 """
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Generator, Sequence
 from typing import Any
 
 from pyinfra import host, logger
-from pyinfra.api import OperationError, QuoteString, operation
+from pyinfra.api import OperationError, operation
 from pyinfra.api.util import format_text
 from pyinfra.connectors.ssh import SSHConnector
 
-from . import confirm
+from . import hostprogram
 from .catalog import DEFAULTS, LOG_LEVELS, POLICIES
 from .hoststate import HostState, UfwState, host_state
 from .plan import RuleSpec
-from .remote import program
 from .remote.ufwmodel import GUARD_NO_SESSION, ban_jail, lockout_risk, needs_confirming
-from .steps import guarded_step, refuse, reporting_stage, show_changes
+from .steps import carry, refuse, reporting_stage, show_changes
 from .ufwrules import (
     RulePlan,
     Session,
@@ -38,20 +36,6 @@ NFTABLES_AT_BOOT = (
     "wipes UFW's rules, and the host then looks converged with its firewall gone (or "
     "closed); disable nftables.service (fail2ban's nftables actions make their own table) "
     "or remove 'flush ruleset' from it")
-
-# Run $0 (the program) with its arguments under the interpreter ufw itself uses: the
-# first python3 on PATH may be another Python without ufw's modules.
-RUN_WITH_UFW_PYTHON = (
-    'ufw=$(command -v ufw || echo /usr/sbin/ufw); '
-    'py=$(sed -n "1s/^#! *//p" "$ufw" | cut -d" " -f1); '
-    'exec "${py:-/usr/bin/python3}" -c "$0" "$@"'
-)
-
-
-def remote_script() -> str:
-    """The host-side program: the shared rule model, then ``ufw_apply.py``."""
-    return program("ufwmodel.py") + "\n\n" + program("ufw_apply.py")
-
 
 def _grouped(rules: list[UfwRule]) -> list[tuple[str, UfwRule]]:
     """One line per rule as ufw shows it: the v4 and v6 halves of a rule together."""
@@ -163,6 +147,7 @@ def rules_and_policies(
     ssh_port: int = int(DEFAULTS["ssh_port"]),  # type: ignore[call-overload]
     lockout_guard: bool = bool(DEFAULTS["firewall_lockout_guard"]),
     confirm_timeout: int = int(DEFAULTS["firewall_confirm_timeout"]),  # type: ignore[call-overload]
+    ftp: dict[str, Any] | None = None,
 ) -> Generator[Any, None, None]:
     """
     Make UFW's rules, default policies, logging and enabled state exactly these.
@@ -178,11 +163,13 @@ def rules_and_policies(
     + lockout_guard: refuse a result that would not admit the SSH session pyinfra uses
       (default True; False: you accept the risk)
     + confirm_timeout: commit-confirmed: a change that can affect SSH is confirmed through
-      a new SSH connection, else the host restores its previous UFW after this many
-      seconds (0: off)
+      a new SSH connection, else the host undoes it after this many seconds (0: off)
+    + ftp: the FTP daemon's change (``proftpd.request_part`` / ``pureftpd.request_part``)
+      to make in the same transaction (its operation then only reports it)
 
     Installs ufw with apt if missing. A refused plan fails this host only, unchanged.
-    The host-side step plans again under the host lock and re-checks the guard.
+    The host program plans again under the host lock, re-checks the guard and arms
+    commit-confirm from its own plan.
 
     **Example:**
 
@@ -222,9 +209,10 @@ def rules_and_policies(
         if current.nftables_flushes:
             host.log(NFTABLES_AT_BOOT, logger.warning)
         _report(rule_plan, ufw, changes, installed,
-                confirm_timeout if _confirmed(changes, rule_plan, confirm_timeout) else 0)
+                confirm_timeout if _needs_confirming(changes, rule_plan, confirm_timeout) else 0)
 
     if not any(changes.values()) and installed:
+        carry(host, False)
         host.noop(NOOP_MESSAGE)
         return
 
@@ -239,58 +227,41 @@ def rules_and_policies(
         yield refuse(refusal)
         return
 
-    if not installed:
-        if current.persistent:
-            yield refuse(persistent_refusal(current.persistent))
-            return
-        yield guarded_step("env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-q", "ufw")
-    armed = _confirmed(changes, rule_plan, confirm_timeout)
+    if not installed and current.persistent:
+        yield refuse(persistent_refusal(current.persistent))
+        return
     request = ufw_request(rules, incoming=incoming, outgoing=outgoing, logging=logging,
                           enabled=enabled, purge_unmanaged=purge_unmanaged,
                           session=session_of(current), guard=lockout_guard, over_ssh=over_ssh,
-                          ssh_port=ssh_port, confirm=confirm_timeout > 0 and over_ssh,
-                          armed=armed)
+                          ssh_port=ssh_port)
+    # The FTP daemon's old passive range (``ftp["keep"]``, among ``rules`` here) is kept
+    # open by the host only until the daemon has switched.
+    keep = (ftp or {}).get("keep") or []
+    request["wanted"] = [w for w in request["wanted"] if w not in keep]
     # The plan made here; the host plans again under its lock and says if it differs.
     request["expect"] = {"add": [" ".join(w.ufw_args()) for w in rule_plan.add],
                          "delete": [r.tuple_text() for r in rule_plan.delete]}
-    change, stdin = ufw_change(request)
-    if not armed:
-        yield guarded_step(*change, stdin=stdin)
-        return
-    # Commit-confirmed: the host arms a revert before the change (its timer keeps the
-    # host lock until confirmed or reverted), then a NEW SSH connection must confirm.
-    token = confirm.new_token()
-    yield guarded_step(*confirm.arm_argv(confirm_timeout, token), *change, keep_lock=True,
-                       stdin=stdin)
-    # pyinfra runs this generator lazily: this line runs after the step has executed.
-    yield confirm.confirm_step(token, time.time() + confirm_timeout)
+    carry(host, ftp is not None)
+    yield from hostprogram.commands(current, hostprogram.request(
+        ufw=request, ftp=ftp, confirm_timeout=confirm_timeout if over_ssh else 0))
 
 
 def ufw_request(rules: Sequence[RuleSpec], *, incoming: str, outgoing: str, logging: str,
                 enabled: bool, purge_unmanaged: bool, session: Session | None, guard: bool,
-                over_ssh: bool, ssh_port: int, confirm: bool, armed: bool) -> dict[str, Any]:
-    """What the host-side program (``remote/ufw_apply.py``) makes of UFW: these rules
-    (and no other managed ones), policies, logging, state; the lockout guard (``guard``,
-    ``session``: None when not found, ``over_ssh``, ``ssh_port``); ``confirm``: changes
-    that could affect SSH must be commit-confirmed, ``armed``: this step is."""
+                over_ssh: bool, ssh_port: int) -> dict[str, Any]:
+    """What the host program (``remote/ufw_apply.py``) makes of UFW: these rules (and no
+    other managed ones), policies, logging, state; the lockout guard (``guard``,
+    ``session``: None when not found, ``over_ssh``, ``ssh_port``)."""
     return {
         "wanted": [want(spec).to_wire() for spec in rules],
         "purge": purge_unmanaged, "incoming": incoming, "outgoing": outgoing,
         "logging": logging, "enabled": enabled,
         "guard": guard, "session": session.to_wire() if session else None,
-        "over_ssh": over_ssh, "ssh_port": ssh_port, "confirm": confirm, "armed": armed,
+        "over_ssh": over_ssh, "ssh_port": ssh_port,
     }
 
 
-def ufw_change(request: dict[str, Any]) -> tuple[list[Any], str]:
-    """The remote command (arguments) that applies ``request`` with ufw's own Python, and
-    its input: the request travels on stdin (``ufw_apply.py -``), never as an argument,
-    which the kernel limits to 128 KiB (a few hundred sources)."""
-    return (["sh", "-c", QuoteString(RUN_WITH_UFW_PYTHON), QuoteString(remote_script()), "-"],
-            json.dumps(request))
-
-
-def _confirmed(changes: dict[str, Any], rule_plan: RulePlan, confirm_timeout: int) -> bool:
+def _needs_confirming(changes: dict[str, Any], rule_plan: RulePlan, confirm_timeout: int) -> bool:
     """Whether this change is armed: it could affect reachability
     (``ufwmodel.needs_confirming``, the host's rule too), and only over SSH."""
     reach = needs_confirming(rule_plan, enable=changes["enable"], incoming_changes=any(

@@ -12,14 +12,13 @@ from collections.abc import Generator
 from typing import Any
 
 from pyinfra import host
-from pyinfra.api import QuoteString, operation
+from pyinfra.api import operation
 
 from .catalog import FRAGMENT_PATH
 from .hoststate import HostState, host_state
-from .proftpd import APPLY_SCRIPT, digest
 from .proftpd_config import choose_daemon
 from .proftpd_config import conflicts as proftpd_conflicts
-from .steps import guarded_step, refuse
+from .steps import refuse
 
 PUREFTPD_MASQUERADE = ("pure-ftpd's ForcePassiveIP takes an IPv4 address or a DNS name (PASV "
                        "replies carry IPv4 only), not {!r}; set ftp_masquerade_address to one")
@@ -32,21 +31,18 @@ def daemon_for(current: HostState, ftp_daemon: str) -> str | None:
 
 @operation()
 def ready_for_ftp(*, passive_ports: tuple[int, int] | None,
-                  masquerade_address: str | None = None, candidate: str | None = None,
-                  ftp_daemon: str = "auto", path: str = FRAGMENT_PATH) -> Generator[Any, None, None]:
+                  masquerade_address: str | None = None, ftp_daemon: str = "auto",
+                  path: str = FRAGMENT_PATH) -> Generator[Any, None, None]:
     """
     Fail the host before anything changes when it has the ftp role but no FTP daemon
     this deploy can serve: none or both installed (``ftp_daemon`` auto), the one asked
     for missing, a ProFTPd that would not use this deploy's fragment (an admin's
     ``PassivePorts`` in proftpd.conf, an earlier conf.d file, a ``<VirtualHost>`` of its
-    own...) or that refuses the new fragment.
+    own...). (The host program's transaction tries a new fragment with ``proftpd -t``
+    before it changes anything.)
 
     + passive_ports: the host's ``(low, high)`` range, ``None``: no ftp role
     + masquerade_address: ``MasqueradeAddress`` / ``ForcePassiveIP``, if any
-    + candidate: the ProFTPd fragment about to be written: when it differs from the
-      host's, it is tried with ``proftpd -t -c`` on a copy of the configuration that
-      reads it instead of the live file, which is never written here, no restart (one
-      remote step; none when nothing changes)
     + ftp_daemon: ``auto``, ``proftpd`` or ``pureftpd``
     + path: the ProFTPd fragment's path
 
@@ -75,9 +71,5 @@ def ready_for_ftp(*, passive_ports: tuple[int, int] | None,
     if problems:
         yield refuse("ProFTPd would not use this deploy's passive ports, so UFW and ProFTPd "
                      "would disagree; nothing was changed on this host: " + " | ".join(problems))
-        return
-    if candidate is not None and digest(candidate) != current.fragment_sha256:
-        yield guarded_step("sh", "-c", QuoteString(APPLY_SCRIPT), "froxlor-fleet", "check",
-                           QuoteString(path), QuoteString(candidate))
         return
     host.noop("ProFTPd will use the fragment's passive ports")

@@ -13,6 +13,7 @@ from pyinfra.api import FactBase, Host, QuoteString, StringCommand
 from pyinfra.api.state import StateStage
 
 from .catalog import FRAGMENT_PATH, LOADED_MARKER, PUREFTPD_LOADED_MARKER
+from .hostprogram import folder
 from .proftpd_config import FtpConfig, dump_command, parse_dump
 from .remote import program
 from .ufwrules import UfwRule, parse_tuple_line
@@ -56,6 +57,10 @@ class HostState:
     # (ufw's package Breaks them), an enabled nftables.service that flushes the ruleset.
     persistent: tuple[str, ...] = ()
     nftables_flushes: bool = False
+    # The host program placed for this version (hostprogram.py): file name -> sha256,
+    # and whether anyone but root could write it.
+    program: dict[str, str] = field(default_factory=dict)
+    program_unsafe: bool = False
 
 
 
@@ -77,12 +82,12 @@ class FleetHostState(FactBase[HostState]):
         )
     """
 
-    def command(self, fragment_path: str = FRAGMENT_PATH) -> StringCommand:
+    def command(self, fragment_path: str = FRAGMENT_PATH, program_dir: str | None = None) -> StringCommand:
         # remote/state.sh: the SSH session is looked up past sudo/su (fail-closed guard);
         # remote/proftpd_dump.sh: what decides ProFTPd's effective passive range.
         return StringCommand("sh", "-c", QuoteString(program("state.sh")),
                              "froxlor-fleet", QuoteString(fragment_path), QuoteString(LOADED_MARKER),
-                             QuoteString(PUREFTPD_LOADED_MARKER),
+                             QuoteString(PUREFTPD_LOADED_MARKER), QuoteString(program_dir or folder()),
                              f"; echo '{SECTION}ftp'; " + dump_command())
 
     @staticmethod
@@ -144,6 +149,12 @@ def parse_state(lines: list[str]) -> HostState:
     state.nftables_flushes = ["nftables-flush"] in tenants
     state.ftp = parse_dump(sec.get("ftp", []))
     state.fragment_loaded = next((s.strip() for s in sec.get("loaded", []) if s.strip()), None)
+    for line in sec.get("program", []):
+        words = line.split()
+        if words == ["unsafe"]:
+            state.program_unsafe = True
+        elif len(words) == 2:
+            state.program[words[1]] = words[0]
     state.pureftpd_loaded = next((s.strip() for s in sec.get("pureloaded", []) if s.strip()), None)
     frag = sec.get("fragment")
     if frag:

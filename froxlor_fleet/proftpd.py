@@ -1,42 +1,38 @@
-"""The ProFTPd passive-port fragment: render, try with ``proftpd -t``, switch, restart.
+"""The ProFTPd passive-port fragment: render it, and the host's change for it.
 
 froxlor rewrites ``proftpd.conf`` itself and includes ``conf.d/``, so the fragment
-lives in its own file there. A new fragment is tried with ``proftpd -t`` before the
-firewall changes (``ftpserver.ready_for_ftp``); then one remote step writes it, tests the
-whole config, restarts ProFTPd, and puts the previous fragment back on any failure
-(``passive_ports_fragment``). A range change keeps UFW and ProFTPd on one range
+lives in its own file there. The host program's transaction tries a new fragment with
+``proftpd -t`` before the firewall changes, then writes it, tests the whole config,
+restarts ProFTPd, and puts the previous fragment back on any failure
+(``remote/ftpapply.py``). A range change keeps UFW and ProFTPd on one range
 throughout (``passive_switch``).
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Generator
 from importlib import resources
 from typing import Any
 
 from jinja2 import Environment, StrictUndefined
 from pyinfra import host, logger
-from pyinfra.api import OperationError, QuoteString, operation
+from pyinfra.api import OperationError, operation
 from pyinfra.api.util import format_text
 from pyinfra.operations.util.files import generate_color_diff
 
+from . import hostprogram
 from .catalog import FRAGMENT_PATH, LOADED_MARKER
 from .hoststate import HostState, host_state
-from .passive_switch import Switch, ftp_step, range_rule
+from .passive_switch import Switch, range_rule
 from .plan import HostPlan
-from .remote import program
-from .steps import guarded_step, refuse, show_changes
+from .remote.ftpapply import proftpd_digest
+from .steps import carried, refuse, reported, show_changes
 from .ufwrules import describe_spec
 
 NOOP_MESSAGE = "ProFTPd passive-port fragment already as wanted"
 MISSING_PROFTPD = ("the ftp role needs ProFTPd, but 'proftpd' is not installed on this host "
                    "(froxlor uses proftpd-basic); install it first, this deploy does not")
 TEMPLATE = "proftpd-passive-ports.conf.j2"
-
-# remote/fragment_apply.sh: check (try, put back) | apply (write, `proftpd -t`, restart
-# or restore, then the UFW half of a range change).
-APPLY_SCRIPT = program("fragment_apply.sh")
 
 
 def render_fragment(passive_ports: tuple[int, int], masquerade_address: str | None = None) -> str:
@@ -57,7 +53,7 @@ def fragment_for(plan: HostPlan) -> str | None:
 
 def digest(content: str | None) -> str | None:
     """sha256 of the fragment's bytes, as the state fact reports it (``None``: absent)."""
-    return hashlib.sha256(content.encode()).hexdigest() if content is not None else None
+    return proftpd_digest(content) if content is not None else None
 
 
 def loaded(current: HostState, content: str | None) -> bool:
@@ -103,19 +99,30 @@ def passive_ports_fragment(content: str | None, path: str = FRAGMENT_PATH,
     if content is not None and "proftpd" not in current.ftp.installed:
         yield refuse(MISSING_PROFTPD)
         return
-    same_file = digest(content) == current.fragment_sha256
-    if same_file and loaded(current, content):
+    part = request_part(current, content, switch, path)
+    if part is None:
         host.noop(NOOP_MESSAGE)
         return
 
     if show_changes():
-        _report(path, current, content, same_file, switch)
-
-    if content is None and "proftpd" not in current.ftp.installed:
-        yield guarded_step("rm", "-f", QuoteString(path))
+        _report(path, current, content, digest(content) == current.fragment_sha256, switch)
+    if carried(host):
+        yield reported("the ProFTPd fragment")
         return
-    yield ftp_step(switch, APPLY_SCRIPT, "apply", QuoteString(path),
-                   QuoteString(content or ""), QuoteString(LOADED_MARKER))
+    yield from hostprogram.commands(current, hostprogram.request(ufw=None, ftp=part,
+                                                                 confirm_timeout=0))
+
+
+def request_part(current: HostState, content: str | None, switch: Switch | None,
+                 path: str = FRAGMENT_PATH) -> dict[str, object] | None:
+    """The host program's FTP part for this fragment, or ``None``: already in place and
+    loaded. Without ProFTPd, a fragment to remove is only removed."""
+    if digest(content) == current.fragment_sha256 and loaded(current, content):
+        return None
+    if content is None and "proftpd" not in current.ftp.installed:
+        return {"daemon": "none", "path": path, "marker": LOADED_MARKER, "keep": []}
+    return {"daemon": "proftpd", "path": path, "content": content, "marker": LOADED_MARKER,
+            "keep": switch.keep_wire() if switch else []}
 
 
 def _report(path: str, current: HostState, content: str | None, same_file: bool,

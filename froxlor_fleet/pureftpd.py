@@ -10,23 +10,22 @@ for ProFTPd (``passive_switch``).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Generator
 from typing import Any
 
 from pyinfra import host, logger
-from pyinfra.api import QuoteString, operation
+from pyinfra.api import operation
 from pyinfra.operations.util.files import generate_color_diff
 
+from . import hostprogram
 from .catalog import PUREFTPD_LOADED_MARKER
 from .hoststate import HostState, host_state
-from .passive_switch import Switch, ftp_step
-from .remote import program
-from .steps import show_changes
+from .passive_switch import Switch
+from .remote.ftpapply import pureftpd_digest
+from .steps import carried, reported, show_changes
 
 CONF_DIR = "/etc/pure-ftpd/conf"
 NOOP_MESSAGE = "pure-ftpd passive range already as wanted"
-APPLY_SCRIPT = program("pureftpd_apply.sh")
 
 
 def wanted_files(passive_ports: tuple[int, int], force_passive_ip: str | None) -> dict[str, str | None]:
@@ -36,11 +35,11 @@ def wanted_files(passive_ports: tuple[int, int], force_passive_ip: str | None) -
 
 
 def digest(files: dict[str, str | None]) -> str:
-    """sha256 of what pure-ftpd runs with, as remote/pureftpd_apply.sh writes it to the
-    marker: one "NAME VALUE" line per file present, PassivePortRange first."""
-    text = "".join(f"{name} {files[name]}\n" for name in ("PassivePortRange", "ForcePassiveIP")
-                   if files.get(name) is not None)
-    return hashlib.sha256(text.encode()).hexdigest()
+    """sha256 of what pure-ftpd runs with, as the host program writes it to the marker
+    (``ftpapply.pureftpd_digest``)."""
+    if files.get("PassivePortRange") is None:
+        return ""  # no range: nothing pure-ftpd can have loaded from this deploy
+    return pureftpd_digest(str(files["PassivePortRange"]), files.get("ForcePassiveIP"))
 
 
 def loaded(current: HostState, files: dict[str, str | None]) -> bool:
@@ -88,5 +87,23 @@ def passive_port_range(passive_ports: tuple[int, int], force_passive_ip: str | N
                 for line in generate_color_diff(old, new):
                     logger.info("  %s", line)
         logger.info("")
-    yield ftp_step(switch, APPLY_SCRIPT, QuoteString(str(want["PassivePortRange"])),
-                   QuoteString(force_passive_ip or ""), QuoteString(PUREFTPD_LOADED_MARKER))
+    if carried(host):
+        yield reported("pure-ftpd's passive range")
+        return
+    part = request_part(want, switch)
+    yield from hostprogram.commands(state, hostprogram.request(ufw=None, ftp=part,
+                                                               confirm_timeout=0))
+
+
+def request_part(want: dict[str, str | None], switch: Switch | None) -> dict[str, object]:
+    """The host program's FTP part for these files (``wanted_files``)."""
+    return {"daemon": "pureftpd", "range": want["PassivePortRange"],
+            "force_ip": want["ForcePassiveIP"], "marker": PUREFTPD_LOADED_MARKER,
+            "keep": switch.keep_wire() if switch else []}
+
+
+def changes(current: HostState, want: dict[str, str | None]) -> bool:
+    """Do pure-ftpd's files or what it has loaded differ from ``want``?"""
+    pure = current.ftp.pureftpd
+    have = {"PassivePortRange": pure.passive_port_range_raw, "ForcePassiveIP": pure.force_passive_ip}
+    return have != want or not loaded(current, want)

@@ -1,34 +1,43 @@
-"""Remote steps shared by the operations: how a change runs on a host, and when to report.
+"""What the operations share: when to report, failing one host, and which operation
+carries the host's transaction.
 
-Every change runs as a *guarded step* (``guarded_step``): detached from the SSH session
-and under a host-wide lock. Reports (diffs, kept rules) print once per run: during
-change detection, or during execution when detection was skipped (``-y``).
+Reports (diffs, kept rules) print once per run: during change detection, or during
+execution when detection was skipped (``-y``). A host's change is one transaction of
+the host program (``hostprogram.py``): the UFW operation carries the FTP daemon's
+change when it runs one (``carry``), and the FTP operation then only reports it.
 """
 
 from __future__ import annotations
 
 from pyinfra import logger, state
-from pyinfra.api import FunctionCommand, Host, QuoteString, State, StringCommand
+from pyinfra.api import FunctionCommand, Host, State
 from pyinfra.api.state import StateStage
 
-from .catalog import LOCK_PATH
-from .remote import program
 
-# remote/step.sh: runs a command detached from the SSH session, under the host lock.
-STEP_SCRIPT = program("step.sh")
-assert LOCK_PATH in STEP_SCRIPT  # the host-side program names the same lock
+def _stage_key(host: Host) -> StateStage | None:
+    return host.state.current_stage if host.state.should_check_for_changes() else None
 
 
-def guarded_step(*argv: object, keep_lock: bool = False, stdin: str | None = None) -> StringCommand:
-    """``argv`` as a guarded step (``remote/step.sh``): detached from the SSH session,
-    under the host-side lock shared by all froxlor-fleet steps. ``keep_lock``: a process
-    the step leaves behind may go on holding the lock (the commit-confirmed timer).
-    ``stdin``: the step's input (a request: an argument may hold at most 128 KiB)."""
-    flags = ["--keep-lock"] if keep_lock else []
-    if stdin is None:
-        return StringCommand("sh", "-c", QuoteString(STEP_SCRIPT), "froxlor-fleet", *flags, *argv)
-    return StringCommand("sh", "-c", QuoteString(STEP_SCRIPT), "froxlor-fleet", *flags,
-                         "--stdin", *argv, _stdin=stdin)
+def carry(host: Host, ftp: bool) -> None:
+    """The UFW operation runs the transaction now; ``ftp``: with the FTP daemon's change."""
+    setattr(host, "_froxlor_fleet_carried", (_stage_key(host), ftp))  # noqa: B010
+
+
+def carried(host: Host) -> bool:
+    """Did this run phase's UFW transaction carry the FTP daemon's change?"""
+    value = getattr(host, "_froxlor_fleet_carried", None)
+    return bool(value and value[0] == _stage_key(host) and value[1])
+
+
+def _report_carried(state: State, host: Host, what: str) -> bool:
+    host.log(f"{what}: changed in the host's transaction (UFW operation above)", logger.debug)
+    return True
+
+
+def reported(what: str) -> FunctionCommand:
+    """The FTP operation's command when the UFW operation's transaction carried its change:
+    no remote command; the operation shows as changed."""
+    return FunctionCommand(_report_carried, (what,), {})
 
 
 def reporting_stage() -> bool:

@@ -4,11 +4,12 @@
 # SSH session pyinfra uses, the passive-port fragment and whether ProFTPd loaded it;
 # the FTP daemons' configuration follows from proftpd_dump.sh).
 # $1: the fragment's path, $2: the loaded-fragment marker, $3: pure-ftpd's loaded-range
-# marker. Read-only: it changes nothing.
+# marker, $4: the host program's folder (hostprogram.py). Read-only: it changes nothing.
 PATH=$PATH:/usr/sbin:/sbin
 frag=${1:-}
 loaded=${2:-}
 pureloaded=${3:-}
+progdir=${4:-}
 
 section() { printf ':::froxlor-fleet:%s\n' "$1"; }
 
@@ -90,4 +91,14 @@ if [ -n "$frag" ] && [ -f "$frag" ]; then
   if unterminated "$frag"; then sum="$sum no-final-newline"; fi
   printf '%s\n' "$sum"
   show "$frag"
+fi
+# The host program this version places: each file's sha256, and "unsafe" when anyone
+# but root could write it or a folder above it (then it is placed again).
+section program
+if [ -n "$progdir" ] && [ -d "$progdir" ]; then
+  if [ -n "$(find "${progdir%/*/*}" "${progdir%/*}" "$progdir" -maxdepth 0 \( ! -user 0 -o -perm /022 \) 2>/dev/null)" ] ||
+     [ -n "$(find "$progdir" -mindepth 1 \( ! -user 0 -o -perm /022 -o ! -type f \) 2>/dev/null)" ]; then
+    echo unsafe
+  fi
+  (cd "$progdir" && sha256sum -- *.py 2>/dev/null) || true
 fi

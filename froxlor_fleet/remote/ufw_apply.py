@@ -1,53 +1,77 @@
-"""Runs ON THE MANAGED HOST under ufw's own python3, as a guarded step (under the host
-lock): ``python3 -c <ufwmodel.py + this file> -|NAME`` with the request on stdin.
+"""UFW through ufw's own frontend, ON THE MANAGED HOST (part of the host program, see
+``fleethost.py``; runs under ufw's own python3).
 
-It plans again from the host's files *after* it got the lock (a run that waited for
-another must not apply a plan made before), re-checks the lockout guard, builds every
-ufw rule object before it changes anything (a value ufw refuses stops the step with
-nothing changed), then applies the plan in one process through ufw's own frontend,
-the code path of the ``ufw`` CLI, with one chain reload at the end.
+``Ufw`` holds ufw's lock for one transaction. ``Ufw.change`` plans from the host's
+files (a run that waited for another must not apply a plan made before), builds every
+ufw rule object before it changes anything (a value ufw refuses stops with nothing
+changed), applies the plan in one process, the code path of the ``ufw`` CLI, with one
+chain reload at the end, and reads the files again to verify.
 
 Order: disable (if asked) -> add -> delete -> reload once -> policies -> logging ->
 enable (as ufw's boot service does it, see ``enable``). Adds come before deletes so a
 changed SSH rule is never absent in between.
 
-Request keys: wanted (``Want`` fields), purge, incoming, outgoing, logging, enabled;
-the lockout guard: guard (on/off), session (``Session`` fields, or null: not found),
-over_ssh, ssh_port; commit-confirm: confirm (wanted for changes that could affect
-SSH), armed (this step is); expect ({"add": [ufw args], "delete": [tuples]}: the control
-side's plan, to say when the host changed while we waited).
-Exit status: 0 done, 1 ufw refused or failed (one line), 3 lockout guard refused.
+``undo_record`` says what one change did (from the state before and after) and
+``revert`` undoes exactly that: rules another tenant added or removed meanwhile
+(fail2ban's bans) are left as they are.
+
+Request keys (``ufw`` part): wanted (``Want`` fields), purge, incoming, outgoing,
+logging, enabled; the lockout guard: guard (on/off), session (``Session`` fields, or
+null: not found), over_ssh, ssh_port; expect ({"add": [ufw args], "delete": [tuples]}:
+the control side's plan, to say when the host changed while we waited).
 """
 
-import gettext
-import json
+from __future__ import annotations
+
+import os
 import shutil
 import sys
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
-if "plan_rules" not in globals():  # run from the package; on the host ufwmodel.py is prepended
+if __package__:  # in the package (control side, tests); on the host, beside ufwmodel.py
     from froxlor_fleet.remote.ufwmodel import (
+        BLOCKING,
         GUARD_NO_SESSION,
         RulePlan,
         Session,
         UfwRule,
         Want,
         lockout_risk,
-        needs_confirming,
         parse_rules,
+        parse_tuple_line,
+        plan_rules,
+    )
+else:  # pragma: no cover - the host's layout: the placed files, never an installed package
+    from ufwmodel import (  # type: ignore[no-redef,import-not-found]
+        BLOCKING,
+        GUARD_NO_SESSION,
+        RulePlan,
+        Session,
+        UfwRule,
+        Want,
+        lockout_risk,
+        parse_rules,
+        parse_tuple_line,
         plan_rules,
     )
 
 POLICY = {"drop": "deny", "accept": "allow", "reject": "reject"}
 GUARD_REFUSED = 3
+State = Dict[str, Any]
 
 
 class StepError(Exception):
     """One line for the operator; nothing more to say."""
 
 
-def read_state(backend: Any) -> Dict[str, Any]:
+def exit_status(error: StepError) -> int:
+    return GUARD_REFUSED if str(error).startswith("lockout guard") else 1
+
+
+def read_state(backend: Any) -> State:
     """The host's rules, policies, logging and enabled/loaded state, from ufw's files."""
+    import ufw.util
+
     lines = {}
     for family, key in ((4, "rules"), (6, "rules6")):
         try:
@@ -55,23 +79,26 @@ def read_state(backend: Any) -> Dict[str, Any]:
                 lines[family] = [line.rstrip("\n") for line in f if line.startswith("### tuple ###")]
         except OSError:
             lines[family] = []
-    import ufw.util
-
     loaded, _ = ufw.util.cmd([backend.iptables, "-w", "-n", "-L", "ufw-user-input"])
     defaults = backend.defaults
+    level = defaults.get("loglevel", "low")
     return {
         "rules": parse_rules(lines[4], lines[6]),
         "ipv6": defaults.get("ipv6", "yes") == "yes",
         "incoming": POLICY.get(defaults.get("default_input_policy", "drop"), "deny"),
         "outgoing": POLICY.get(defaults.get("default_output_policy", "accept"), "allow"),
-        "logging": {"on": "low"}.get(defaults.get("loglevel", "low"), defaults.get("loglevel", "low")),
+        "logging": {"on": "low"}.get(level, level),
         "conf_enabled": defaults.get("enabled", "no") == "yes",
         "running": loaded == 0,
     }
 
 
-def ufw_rule(rule: UfwRule) -> Any:
-    """A ufw UFWRule for a ``UfwRule`` read from the files (to delete it)."""
+def active(state: State) -> bool:
+    return bool(state["conf_enabled"] and state["running"])
+
+
+def ufw_rule(rule: UfwRule, remove: bool = True) -> Any:
+    """A ufw UFWRule for a ``UfwRule`` read from the files (to delete or re-add it)."""
     import ufw.common
     import ufw.util
 
@@ -92,7 +119,7 @@ def ufw_rule(rule: UfwRule) -> Any:
     elif iface:
         made.set_interface(direction, iface)
     made.set_v6(rule.family == 6)
-    made.remove = True
+    made.remove = remove
     return made
 
 
@@ -147,17 +174,20 @@ def enable(ui: Any) -> str:
     return "Firewall is active and enabled on system startup"
 
 
-def guard(request: Dict[str, Any], state: Dict[str, Any], plan: RulePlan) -> None:
+def session_of(request: Dict[str, Any]) -> Optional[Session]:
+    wire = request.get("session")
+    return Session(wire["client"], wire["server"], int(wire["port"]),
+                   wire.get("iface")) if wire else None
+
+
+def guard(request: Dict[str, Any], state: State, plan: RulePlan) -> None:
     """The lockout guard on the plan made under the lock (``ufwmodel.lockout_risk``, the
     control side's decision too): refuses what could cut SSH, also when the session is
     unknown. ``guard`` false: the operator accepted the risk."""
     if not request["guard"]:
         return
-    wire = request.get("session")
-    session = Session(wire["client"], wire["server"], int(wire["port"]),
-                      wire.get("iface")) if wire else None
-    risk = lockout_risk(plan, enabled=request["enabled"],
-                        active=state["conf_enabled"] and state["running"],
+    session = session_of(request)
+    risk = lockout_risk(plan, enabled=request["enabled"], active=active(state),
                         incoming_now=state["incoming"], incoming=request["incoming"],
                         session=session, ipv6=state["ipv6"], ssh_port=int(request["ssh_port"]),
                         over_ssh=request["over_ssh"])
@@ -172,48 +202,42 @@ def guard(request: Dict[str, Any], state: Dict[str, Any], plan: RulePlan) -> Non
                         % (session.client, session.server, session.port))
 
 
-def check_armed(request: Dict[str, Any], state: Dict[str, Any], plan: RulePlan) -> None:
-    """A change that could affect SSH is made only armed (commit-confirmed) when the
-    operator wants that (``confirm``). The control side armed on the plan it made; if the
-    host changed while this run waited and the plan made here needs confirming, the step
-    is not armed for it: refuse rather than apply it unconfirmed."""
-    if not request["confirm"] or request["armed"]:
-        return
-    active = state["conf_enabled"] and state["running"]
-    if needs_confirming(plan, enable=request["enabled"] and not active,
-                        incoming_changes=request["incoming"] != state["incoming"]):
-        raise StepError("the host changed while this run waited for the lock, and its UFW "
-                        "change could now affect SSH but is not armed for commit-confirm; "
-                        "nothing was changed: run again")
+class _DeferredReload:
+    """ufw reloads its chains after every rule it sets; defer that to one reload."""
+
+    def __init__(self, backend: Any) -> None:
+        self.backend = backend
+        self.skipped = False
+        original = backend.set_rule
+
+        def set_rule(rule: Any, allow_reload: bool = True) -> Any:
+            result = original(rule, allow_reload=False)
+            if "skipped reloading firewall" in result:  # ufw would have reloaded here
+                self.skipped = True
+            return result
+
+        backend.set_rule = set_rule
+
+    def reload(self, out: List[str], unless_enabling: bool) -> None:
+        if self.skipped and self.backend.is_enabled() and not unless_enabling:
+            self.backend._reload_user_rules()
+            out.append("Reloaded user rules")
 
 
-def apply(ui: Any, request: Dict[str, Any], state: Dict[str, Any], adds: List[Any],
+def apply(ui: Any, request: Dict[str, Any], state: State, adds: List[Any],
           deletes: List[Tuple[int, Any]]) -> List[str]:
     """Change what differs; returns ufw's messages."""
-    backend = ui.backend
-    skipped_reload: List[bool] = []
-    backend_set_rule = backend.set_rule
-
-    def set_rule_deferred(rule: Any, allow_reload: bool = True) -> Any:
-        result = backend_set_rule(rule, allow_reload=False)
-        if "skipped reloading firewall" in result:  # ufw would have reloaded here
-            skipped_reload.append(True)
-        return result
-
-    backend.set_rule = set_rule_deferred
+    deferred = _DeferredReload(ui.backend)
     out: List[str] = []
     enabled = request["enabled"]
-    active = state["conf_enabled"] and state["running"]
     if not enabled and (state["conf_enabled"] or state["running"]):
         out.append(ui.set_enabled(False))
     for parsed in adds:
         out.append(ui.do_action(parsed.action, parsed.data["rule"], parsed.data["iptype"], True))
     for family, rule in deletes:
         out.append(ui.set_rule(rule, "v6" if family == 6 else "v4"))
-    will_enable = enabled and not active
-    if skipped_reload and backend.is_enabled() and not will_enable:
-        backend._reload_user_rules()
-        out.append("Reloaded user rules")
+    will_enable = enabled and not active(state)
+    deferred.reload(out, unless_enabling=will_enable)
     for direction in ("incoming", "outgoing"):
         if request[direction] != state[direction]:
             out.append(ui.set_default_policy(request[direction], direction))
@@ -224,17 +248,6 @@ def apply(ui: Any, request: Dict[str, Any], state: Dict[str, Any], adds: List[An
     return out
 
 
-def verify(backend: Any, wanted: List[Want], purge: bool) -> None:
-    """Read the files again: the plan must now be empty, or ufw did not do what it said
-    (it reports e.g. "Could not delete non-existent rule" as a message, not an error)."""
-    state = read_state(backend)
-    left = plan_rules(state["rules"], wanted, state["ipv6"], purge)
-    if left.changes:
-        raise StepError("after applying, ufw's files still differ from the plan (to add: %s; "
-                        "to delete: %s)" % ([" ".join(w.ufw_args()) for w in left.add],
-                                            [r.tuple_text() for r in left.delete]))
-
-
 def _frontend() -> Any:
     import ufw.frontend
 
@@ -243,72 +256,169 @@ def _frontend() -> Any:
     return ufw.frontend.UFWFrontend(False)
 
 
-def run(request: Dict[str, Any], make_ui: Callable[[], Any] = _frontend,
-        lockfile: str = "/run/ufw.lock") -> List[str]:
-    """Plan from the host's files under ufw's own lock, check, apply, verify.
+class Ufw:
+    """ufw's frontend under ufw's own lock, for one transaction (``with Ufw() as u``).
     ``make_ui``/``lockfile``: ufw's frontend and lock (tests point them at a folder)."""
-    import ufw.util
 
-    ui = make_ui()
-    lock = ufw.util.create_lock(lockfile=lockfile)
-    try:
-        state = read_state(ui.backend)
-        wanted = [Want(**w) for w in request["wanted"]]
-        plan = plan_rules(state["rules"], wanted, state["ipv6"], request["purge"])
-        guard(request, state, plan)
-        check_armed(request, state, plan)
+    def __init__(self, make_ui: Callable[[], Any] = _frontend,
+                 lockfile: str = "/run/ufw.lock") -> None:
+        self.make_ui = make_ui
+        self.lockfile = lockfile
+        self.lock: Any = None
+
+    def __enter__(self) -> Ufw:
+        import ufw.util
+
+        self.lock = ufw.util.create_lock(lockfile=self.lockfile)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import ufw.util
+
+        ufw.util.release_lock(self.lock)
+
+    def state(self) -> State:
+        return read_state(self.make_ui().backend)
+
+    def plan(self, request: Dict[str, Any], state: State,
+             extra: Optional[List[Want]] = None) -> RulePlan:
+        wanted = [Want(**w) for w in request["wanted"]] + list(extra or [])
+        return plan_rules(state["rules"], wanted, state["ipv6"], request["purge"])
+
+    def change(self, request: Dict[str, Any], state: State, plan: RulePlan,
+               extra: Optional[List[Want]] = None) -> Tuple[List[str], State]:
+        """Apply ``plan`` (made from ``state``) and the policies/logging/enabled state of
+        ``request``; returns ufw's messages and the state after, verified."""
         adds, deletes = build(plan)
+        out = apply(self.make_ui(), request, state, adds, deletes)
+        after = self.state()
+        left = self.plan(request, after, extra)
+        if left.changes:
+            raise StepError("after applying, ufw's files still differ from the plan (to add: %s; "
+                            "to delete: %s)" % ([" ".join(w.ufw_args()) for w in left.add],
+                                                [r.tuple_text() for r in left.delete]))
+        return out, after
+
+
+# --- what a change did, and undoing exactly that ------------------------------------------
+
+def _wire(rule: UfwRule) -> List[Any]:
+    return [rule.family, rule.tuple_text()]
+
+
+def _unwire(item: List[Any]) -> UfwRule:
+    rule = parse_tuple_line("### tuple ### " + str(item[1]), int(item[0]))
+    if rule is None:
+        raise StepError("unreadable rule in the undo record: %r" % (item,))
+    return rule
+
+
+def undo_record(before: State, after: State, record: Optional[Dict[str, Any]] = None
+                ) -> Dict[str, Any]:
+    """What the change from ``before`` to ``after`` did, as ``revert`` undoes it (merged
+    into ``record``, from an earlier step of the same transaction: its "before" wins)."""
+    record = dict(record or {"added": [], "changed": [], "removed": []})
+    had = {r.key: r for r in before["rules"]}
+    has = {r.key: r for r in after["rules"]}
+    for rule in after["rules"]:
+        old = had.get(rule.key)
+        if old is None:
+            record["added"].append(_wire(rule))
+        elif (old.action, old.comment) != (rule.action, rule.comment):
+            record["changed"].append([_wire(old), _wire(rule)])
+    for rule in before["rules"]:
+        if rule.key not in has:
+            record["removed"].append(_wire(rule))
+    for key in ("incoming", "outgoing", "logging", "conf_enabled", "running"):
+        if before[key] != after[key] and key not in record:
+            record[key] = [before[key], after[key]]
+    return record
+
+
+def predicted_undo(state: State, plan: RulePlan, request: Dict[str, Any]) -> Dict[str, Any]:
+    """The undo record of ``plan`` before it is applied (for a revert armed before the
+    change: ``revert`` skips what did not happen)."""
+    after = dict(state, rules=plan.final, incoming=request["incoming"],
+                 outgoing=request["outgoing"], logging=request["logging"])
+    if request["enabled"] and not active(state):
+        after.update(conf_enabled=True, running=True)
+    elif not request["enabled"]:
+        after.update(conf_enabled=False, running=False)
+    return undo_record(state, after)
+
+
+def revert(record: Dict[str, Any], make_ui: Callable[[], Any] = _frontend,
+           lockfile: str = "/run/ufw.lock") -> Tuple[bool, str]:
+    """Undo what ``record`` says a change did, where it still stands as that change
+    left it: our added rules are deleted, rules we changed or removed come back,
+    policies, logging and the enabled state go back. Rules others added or removed
+    meanwhile stay as they are. Returns (ok, one line)."""
+    with Ufw(make_ui, lockfile) as u:
+        state = u.state()
+        now = {r.key: r for r in state["rules"]}
+        ui = u.make_ui()
+        deferred = _DeferredReload(ui.backend)
+        done: List[str] = []
+        for item in record.get("added", []):
+            rule = _unwire(item)
+            have = now.get(rule.key)
+            if have is not None and (have.action, have.comment) == (rule.action, rule.comment):
+                ui.set_rule(ufw_rule(have), "v6" if rule.family == 6 else "v4")
+                done.append("-" + rule.describe())
+        for old_item, new_item in record.get("changed", []):
+            old, new = _unwire(old_item), _unwire(new_item)
+            have = now.get(old.key)
+            if have is not None and (have.action, have.comment) == (new.action, new.comment):
+                _readd(ui, old)
+                done.append("~" + old.describe())
+        for item in record.get("removed", []):
+            rule = _unwire(item)
+            if rule.key not in now:
+                _readd(ui, rule)
+                done.append("+" + rule.describe())
+        enabled_was = record.get("conf_enabled", [None])[0]
+        running_was = record.get("running", [None])[0]
+        was_active = (enabled_was if enabled_was is not None else state["conf_enabled"]) and (
+            running_was if running_was is not None else state["running"])
+        toggles = enabled_was is not None or running_was is not None
         out: List[str] = []
-        expect = request.get("expect")
-        fresh = {"add": [" ".join(w.ufw_args()) for w in plan.add],
-                 "delete": [r.tuple_text() for r in plan.delete]}
-        if expect is not None and expect != fresh:
-            out.append("froxlor-fleet: the host changed while this run waited for the lock; "
-                       "applied a fresh plan (%d to add, %d to delete)" % (len(plan.add), len(plan.delete)))
-        out += apply(ui, request, state, adds, deletes)
-        verify(make_ui().backend, wanted, request["purge"])
-    finally:
-        ufw.util.release_lock(lock)
-    return out
+        if toggles and not was_active and (state["conf_enabled"] or state["running"]):
+            out.append(ui.set_enabled(False))
+            if enabled_was:  # ENABLED=yes but chains not loaded: keep ufw.conf as it was
+                ui.backend.set_default(ui.backend.files["conf"], "ENABLED", "yes")
+            done.append("ufw disabled")
+        deferred.reload(out, unless_enabling=False)
+        for key in ("incoming", "outgoing"):
+            if key in record and state[key] == record[key][1]:
+                ui.set_default_policy(record[key][0], key)
+                done.append("default %s %s" % (key, record[key][0]))
+        if "logging" in record and state["logging"] == record["logging"][1]:
+            ui.set_loglevel(record["logging"][0])
+            done.append("logging %s" % record["logging"][0])
+        if toggles and was_active and not active(state):
+            enable(ui)
+            done.append("ufw enabled")
+    return True, ("UFW: " + ", ".join(done)) if done else "UFW: nothing left to undo"
 
 
-def read_request(args: List[str], stdin: Any) -> Dict[str, Any]:
-    """The request from stdin (an argument is limited to 128 KiB): ``-`` the whole JSON
-    document, a NAME the request under that key (``{"if_switched": ..., "if_not": ...}``)."""
-    document = json.load(stdin)
-    if not args or args[0] == "-":
-        return dict(document)
-    return dict(document[args[0]])
+def _readd(ui: Any, rule: UfwRule) -> None:
+    """Add ``rule`` back: a deny/reject before the allows (as the plan adds them), else
+    at the end; over an existing slot ufw updates the rule in place."""
+    made = ufw_rule(rule, remove=False)
+    if rule.verdict in BLOCKING:
+        made.set_position(-1)  # ufw prepend
+    ui.set_rule(made, "v6" if rule.family == 6 else "v4")
 
 
-def exit_status(error: "StepError") -> int:
-    return GUARD_REFUSED if str(error).startswith("lockout guard") else 1
+def import_ufw() -> Any:
+    """ufw's own modules, whatever python3 runs us; untranslated messages, whatever the
+    host's locale (``apply`` reads one of them)."""
+    import gettext
 
-
-def main() -> int:
-    # Untranslated messages, whatever the host's locale: apply() reads one of them.
     gettext.NullTranslations().install()
-    sys.path.insert(0, "/usr/lib/python3/dist-packages")  # ufw's modules, whatever python3 runs us
-    try:
-        import ufw.common
-    except ImportError:
-        sys.stderr.write("froxlor-fleet: ufw's Python modules are missing on this host\n")
-        return 1
-    try:
-        out = run(read_request(sys.argv[1:], sys.stdin))
-    except StepError as e:
-        sys.stderr.write("froxlor-fleet: %s\n" % e)
-        return exit_status(e)
-    except ufw.common.UFWError as e:
-        sys.stderr.write("froxlor-fleet: ufw: %s\n" % str(e.value).strip())
-        return 1
-    except Exception as e:  # anything else: one line, never a traceback
-        sys.stderr.write("froxlor-fleet: unexpected error in the UFW step: %s: %s\n"
-                         % (type(e).__name__, e))
-        return 1
-    sys.stdout.write("\n".join(line.strip() for line in out if line and line.strip()) + "\n")
-    return 0
+    home = os.environ.get("FROXLOR_FLEET_UFW_HOME", "/usr/lib/python3/dist-packages")
+    if home not in sys.path:
+        sys.path.insert(0, home)
+    import ufw.common
 
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return ufw.common

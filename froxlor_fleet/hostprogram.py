@@ -1,0 +1,167 @@
+"""The host program, control side: placed once per version, then one transaction a host.
+
+``remote/fleethost.py`` and the modules it imports are placed on a host in
+``catalog.PROGRAM_DIR/<version>/`` (root-only; the version is a hash of their texts).
+The state fact reports each placed file's sha256 and whether anyone but root could
+write it, so a host gets the program again only when that differs: a no-op run stays
+at one remote command. A change is then one command, the transaction (the request on
+stdin: an argument may hold at most 128 KiB), and, when the host armed it, the
+confirmation over a new SSH connection (``confirm.py``).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import tarfile
+import time
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+from pyinfra import logger
+from pyinfra.api import FunctionCommand, QuoteString, StringCommand
+
+from . import confirm
+from .catalog import LOCK_PATH, LOCK_WAIT, PROGRAM_DIR
+from .remote import program
+from .remote.fleethost import ARMED
+
+if TYPE_CHECKING:
+    from pyinfra.api.host import Host
+    from pyinfra.api.state import State
+
+    from .hoststate import HostState
+
+# What is placed: the entry point and every module it imports (nothing else runs).
+FILES = ("fleethost.py", "ufwmodel.py", "ufw_apply.py", "ftpapply.py", "commit.py")
+
+# Run $0 (the program) with its arguments under the interpreter ufw itself uses: the
+# first python3 on PATH may be another Python without ufw's modules.
+RUNNER = ('ufw=$(command -v ufw || echo /usr/sbin/ufw); '
+          'py=$(sed -n "1s/^#! *//p" "$ufw" | cut -d" " -f1); '
+          'exec "${py:-/usr/bin/python3}" "$0" "$@"')
+
+# Places the program: $1 the folder, then "SHA256  NAME" lines; the files arrive as a
+# base64 tar on stdin, are checked against those sums, and replace the folder in one
+# rename. --install-ufw first: apt installs ufw (which brings its python3).
+PLACE = r"""set -eu
+umask 077
+dir=$1; shift
+if [ "${1:-}" = --install-ufw ]; then
+  shift
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q ufw >/dev/null
+fi
+base=${dir%/*}
+mkdir -p "$base"
+chmod 0700 "${base%/*}" "$base"
+tmp=$(mktemp -d "$base/.new.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+base64 -d | tar -x -C "$tmp" --no-same-owner --no-same-permissions -f -
+(cd "$tmp" && printf '%s\n' "$@" | sha256sum -c --quiet -)
+chmod 0600 "$tmp"/*
+rm -rf "$dir"
+mv "$tmp" "$dir"
+trap - EXIT
+echo "froxlor-fleet: host program placed in $dir"
+"""
+
+
+@cache
+def texts() -> dict[str, str]:
+    return {name: program(name) for name in FILES}
+
+
+@cache
+def sums() -> dict[str, str]:
+    """File name -> sha256 of its text, as ``sha256sum`` prints them on the host."""
+    return {name: hashlib.sha256(text.encode()).hexdigest() for name, text in texts().items()}
+
+
+@cache
+def version() -> str:
+    joined = "".join(f"{name} {digest}\n" for name, digest in sorted(sums().items()))
+    return hashlib.sha256(joined.encode()).hexdigest()[:16]
+
+
+def folder() -> str:
+    return f"{PROGRAM_DIR}/{version()}"
+
+
+def placed(current: HostState) -> bool:
+    """Is this version's program on the host, intact and writable by root only?"""
+    return current.program == sums() and not current.program_unsafe
+
+
+def _archive() -> str:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, text in sorted(texts().items()):
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o600, 0
+            tar.addfile(info, io.BytesIO(data))
+    return base64.encodebytes(buffer.getvalue()).decode()
+
+
+def place_command(install_ufw: bool = False) -> StringCommand:
+    flags = ["--install-ufw"] if install_ufw else []
+    lines = [QuoteString(f"{digest}  {name}") for name, digest in sorted(sums().items())]
+    return StringCommand("sh", "-c", QuoteString(PLACE), "froxlor-fleet", QuoteString(folder()),
+                         *flags, *lines, _stdin=_archive())
+
+
+def run_command(*args: str) -> StringCommand:
+    """``fleethost.py ARGS`` on the host, under ufw's python3."""
+    return StringCommand("sh", "-c", QuoteString(RUNNER), QuoteString(f"{folder()}/fleethost.py"),
+                         *args)
+
+
+def commands(current: HostState, request: dict[str, Any]) -> list[StringCommand | FunctionCommand]:
+    """What changes a host: the program if it is not there yet (and ufw, if missing),
+    then the transaction."""
+    out: list[StringCommand | FunctionCommand] = []
+    install = request.get("ufw") is not None and not current.ufw.installed
+    if install or not placed(current):
+        out.append(place_command(install))
+    out.append(FunctionCommand(_transaction, (json.dumps(request),), {}))
+    return out
+
+
+def _transaction(state: State, host: Host, request_text: str) -> bool:
+    """Run the transaction; when the host armed it, confirm over a new SSH connection.
+    A failure fails this host with the program's own lines."""
+    arguments = confirm.run_arguments(state, host)
+    ok, output = host.run_shell_command(run_command("apply"), _stdin=request_text,
+                                        print_output=state.print_output, **arguments)
+    lines = [line.line for line in output.combined_lines] if output else []
+    if not ok:
+        reasons = [line for line in lines if line.startswith("froxlor-fleet:")] or lines[-3:]
+        for line in reasons or ["the host program failed without a message"]:
+            host.log_styled(line.removeprefix("froxlor-fleet: "), fg="red", log_func=logger.error)
+        return False
+    for line in lines:
+        if line.startswith("froxlor-fleet: ") and not state.print_output:
+            host.log(line.removeprefix("froxlor-fleet: "), logger.info)
+    armed = [line.split() for line in lines if line.startswith(ARMED + " ")]
+    if not armed:
+        return True
+    request = json.loads(request_text)
+    token = armed[-1][1]
+    if token != request["confirm"]["token"]:
+        host.log_styled(f"the host armed an unknown token {token!r}", fg="red", log_func=logger.error)
+        return False
+    return confirm.confirm_now(state, host, run_command("confirm", confirm.check_token(token)),
+                               time.time() + int(request["confirm"]["timeout"]))
+
+
+def request(*, ufw: dict[str, Any] | None, ftp: dict[str, Any] | None,
+            confirm_timeout: int) -> dict[str, Any]:
+    """The transaction's request: the UFW part, the FTP part, the host lock's path and
+    wait, and (``confirm_timeout`` > 0: over SSH) a token to arm a revert with."""
+    document: dict[str, Any] = {"ufw": ufw, "ftp": ftp,
+                                "lock": {"path": LOCK_PATH, "wait": LOCK_WAIT}}
+    if confirm_timeout > 0:
+        document["confirm"] = {"timeout": confirm_timeout, "token": confirm.new_token()}
+    return document

@@ -1,0 +1,224 @@
+"""The host program's transaction (``remote/fleethost.py``) run for real: ufw's own
+frontend on rule files in a temporary folder (``FROXLOR_FLEET_ROOT``: never /etc/ufw,
+never this machine's firewall), the real commit-confirm protocol (``commit.py``: a real
+revert timer process), the real request on stdin.
+
+Issue 22's defects at unit level: a host plan that became risky while the run waited
+is armed from the host's own plan (never applied unarmed); a request far beyond the
+kernel's 128 KiB argument limit reaches the program; the revert undoes only the
+transaction's own change (fail2ban's bans added or lifted meanwhile stay as they are);
+a failed FTP switch leaves UFW as it was; the old passive range stays open until the
+daemon has switched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from froxlor_fleet.remote import commit, fleethost, ftpapply
+from froxlor_fleet.remote.ufwmodel import FAIL2BAN_COMMENT, Session, Want, expand, parse_rules
+from helpers import UFW_FIXTURES, ufw_sandbox
+
+SSH = Want("22", "tcp", None, "froxlor-fleet:ssh")
+WEB = Want("80,443", "tcp", None, "froxlor-fleet:web")
+OLD_RANGE = Want("50000:50100", "tcp", None, "froxlor-fleet:ftp")
+NEW_RANGE = Want("60000:60100", "tcp", None, "froxlor-fleet:ftp")
+SESSION = Session("10.77.0.1", "10.77.0.11", 22, "eth0")
+TOKEN = "5f0a1b2c-0123456789abcdef"
+PROGRAM = Path(fleethost.__file__)
+
+
+class Host:
+    """A host's / in a folder: UFW's files, our state, and the transaction on them."""
+
+    def __init__(self, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.root = root
+        self.etc = ufw_sandbox(root, monkeypatch)
+        monkeypatch.setenv("FROXLOR_FLEET_ROOT", str(root))  # the revert timer's too
+        (self.etc / "default" / "ufw").write_text(
+            (UFW_FIXTURES / "converged-web-ftp" / "default-ufw").read_text())
+        (self.etc / "ufw" / "ufw.conf").write_text("ENABLED=no\nLOGLEVEL=low\n")
+        (root / "run").mkdir()
+        self.ctx = fleethost.Context(str(root))
+        self.rules([SSH])
+        self.said: list[str] = []
+
+    def rules(self, wants: list[Want], extra: str = "") -> None:
+        for name, family in (("user.rules", 4), ("user6.rules", 6)):
+            (self.etc / "ufw" / name).write_text("".join(
+                f"### tuple ### {r.tuple_text()}\n" for w in wants for r in expand(w, True)
+                if r.family == family) + (extra if family == 4 else ""))
+
+    def files(self) -> dict[str, str]:
+        return {p.name: p.read_text() for p in sorted((self.etc / "ufw").glob("*.rules"))}
+
+    def written(self):
+        return parse_rules(*((self.etc / "ufw" / name).read_text().splitlines()
+                             for name in ("user.rules", "user6.rules")))
+
+    def request(self, wanted=(SSH, WEB), confirm: int = 0, ftp: dict | None = None,
+                **ufw: Any) -> dict[str, Any]:
+        part = {"wanted": [w.to_wire() for w in wanted], "purge": False, "incoming": "deny",
+                "outgoing": "allow", "logging": "low", "enabled": False, "guard": True,
+                "session": SESSION.to_wire(), "over_ssh": True, "ssh_port": 22, **ufw}
+        document: dict[str, Any] = {"ufw": part, "ftp": ftp,
+                                    "lock": {"path": "/run/froxlor-fleet.lock", "wait": 5}}
+        if confirm:
+            document["confirm"] = {"timeout": confirm, "token": TOKEN}
+        return document
+
+    def run(self, request: dict[str, Any]) -> tuple[int, list[str]]:
+        """The transaction as ``step`` runs it (in this process: ufw's sandbox)."""
+        self.said = []
+        code = fleethost.step(request, self.ctx)
+        return code, self.said
+
+    def pending(self) -> list[str]:
+        folder = self.root / "var/lib/froxlor-fleet/pending"
+        return sorted(os.listdir(folder)) if folder.is_dir() else []
+
+
+@pytest.fixture
+def host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    made = Host(tmp_path, monkeypatch)
+    monkeypatch.setattr("builtins.print", lambda *a, **k: made.said.append(" ".join(map(str, a))))
+    yield made
+    for token in made.pending():  # never leave a timer behind
+        commit.confirm(made.ctx.paths, token.split(".")[0])
+
+
+def test_a_plain_change_is_applied_unarmed_when_confirm_is_off(host: Host) -> None:
+    code, said = host.run(host.request())
+    assert code == 0, said
+    assert {r.dport for r in host.written()} == {"22", "80,443"}
+    assert host.pending() == [] and not any(fleethost.ARMED in s for s in said)
+
+
+def test_a_plan_that_changed_while_waiting_is_armed_from_the_hosts_own_plan(host: Host) -> None:
+    """The control side saw nothing to change (nothing to arm), but while it waited for
+    the lock the host changed: the host's own plan reaches SSH, so the host arms it:
+    never applied unconfirmed."""
+    code, said = host.run(host.request(confirm=60, expect={"add": [], "delete": []}))
+    assert code == 0, said
+    assert any("changed while this run waited" in s for s in said)
+    assert next(s for s in said if s.startswith(fleethost.ARMED)).split()[1] == TOKEN
+    assert host.pending() == [TOKEN]
+    assert commit.confirm(host.ctx.paths, TOKEN)[0] == 0
+    assert host.pending() == []
+
+
+def test_nothing_to_arm_when_the_change_cannot_reach_ssh(host: Host) -> None:
+    host.rules([SSH, WEB])
+    code, said = host.run(host.request(confirm=60, logging="medium"))
+    assert code == 0, said
+    assert host.pending() == []
+
+
+def test_the_guard_still_refuses_on_the_host(host: Host) -> None:
+    before = host.files()
+    code, said = host.run(host.request(wanted=[WEB], enabled=True))
+    assert code == 3 and any("would not admit this SSH session" in s for s in said)
+    assert host.files() == before and host.pending() == []
+
+
+def _ban(address: str, jail: str = "sshd") -> str:
+    comment = f"{FAIL2BAN_COMMENT} after 5 attempts against {jail}".encode().hex()
+    return f"### tuple ### deny any any 0.0.0.0/0 any {address} in comment={comment}\n"
+
+
+def test_the_revert_undoes_only_the_transactions_own_change(host: Host) -> None:
+    """Armed change, then fail2ban bans one address and lifts another ban meanwhile:
+    the revert removes our rule and puts back what we removed, the new ban stays and the
+    lifted one is not resurrected (a file restore would do both wrong)."""
+    old_ban = _ban("192.0.2.7")
+    host.rules([SSH, OLD_RANGE], extra=old_ban)
+    code, said = host.run(host.request(wanted=[SSH, WEB], confirm=60))
+    assert code == 0, said
+    record = json.loads((host.root / "var/lib/froxlor-fleet/pending" / TOKEN / "undo.json").read_text())
+    # fail2ban, meanwhile: a new ban, an old one lifted
+    rules4 = host.etc / "ufw" / "user.rules"
+    text = rules4.read_text().replace(old_ban, "")
+    rules4.write_text(_ban("198.51.100.9", "proftpd") + text)
+    ok, line = fleethost.undo(record, host.ctx)
+    assert ok, line
+    rules = host.written()
+    assert {r.dport for r in rules if r.managed} == {"22", "50000:50100"}
+    assert [r.src for r in rules if r.comment.startswith(FAIL2BAN_COMMENT)] == ["198.51.100.9"]
+
+
+def test_a_failed_ftp_switch_leaves_ufw_as_it_was(host: Host, monkeypatch) -> None:
+    host.rules([SSH, OLD_RANGE])
+    before = host.written()
+
+    def refuse(*args: Any) -> str:
+        raise ftpapply.FtpError("pure-ftpd did not come back with the new passive range")
+
+    monkeypatch.setattr(ftpapply, "pureftpd_apply", refuse)
+    ftp = {"daemon": "pureftpd", "range": "60000 60100", "force_ip": None,
+           "marker": str(host.root / "pure.loaded"), "keep": [OLD_RANGE.to_wire()]}
+    code, said = host.run(host.request(wanted=[SSH, NEW_RANGE], ftp=ftp))
+    assert code == 1 and any("did not come back" in s for s in said), said
+    assert host.written() == before
+
+
+def test_the_old_range_stays_open_until_the_daemon_has_switched(host: Host, monkeypatch) -> None:
+    host.rules([SSH, OLD_RANGE])
+    seen: list[set[str]] = []
+
+    def switch(*args: Any) -> str:
+        seen.append({r.dport for r in host.written()})
+        return "pure-ftpd restarted (pure-ftpd)"
+
+    monkeypatch.setattr(ftpapply, "pureftpd_apply", switch)
+    ftp = {"daemon": "pureftpd", "range": "60000 60100", "force_ip": None,
+           "marker": str(host.root / "pure.loaded"), "keep": [OLD_RANGE.to_wire()]}
+    code, said = host.run(host.request(wanted=[SSH, NEW_RANGE], ftp=ftp))
+    assert code == 0, said
+    assert seen == [{"22", "50000:50100", "60000:60100"}]  # both open while it switched
+    assert {r.dport for r in host.written()} == {"22", "60000:60100"}
+
+
+def test_a_big_request_reaches_the_program_on_stdin(host: Host) -> None:
+    """A request far past the kernel's 128 KiB limit for one argument (300 sources, and
+    a control-side plan of 3,000 rules) reaches the real program (fork, setsid, relay)
+    on stdin."""
+    wanted = [SSH] + [Want("3306", "tcp", f"10.1.{i // 250}.{i % 250}", "froxlor-fleet:mysql")
+                      for i in range(300)]
+    plan = [f"allow proto tcp from 10.9.{i // 250}.{i % 250} to any port 3306" for i in range(3000)]
+    request = host.request(wanted=wanted, expect={"add": plan, "delete": []})
+    text = json.dumps(request)
+    assert len(text) > 128 * 1024
+    done = subprocess.run([sys.executable, str(PROGRAM), "apply"], input=text, text=True,
+                          capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert sum(1 for r in host.written() if r.dport == "3306") == 300
+
+
+def test_the_step_goes_on_when_its_relay_is_killed(host: Host) -> None:
+    """A dropped SSH session kills the relay: the detached step still finishes."""
+    text = json.dumps(host.request())
+    proc = subprocess.Popen([sys.executable, str(PROGRAM), "apply"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdin is not None
+    proc.stdin.write(text)
+    proc.stdin.close()
+    for _ in range(100):  # the step has started: its folder beside the lock
+        if list((host.root / "run").glob("froxlor-fleet.*")):
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    for _ in range(100):
+        if {r.dport for r in host.written()} == {"22", "80,443"}:
+            break
+        time.sleep(0.1)
+    assert {r.dport for r in host.written()} == {"22", "80,443"}
