@@ -79,7 +79,8 @@ for f, t in zip(files, texts):
 # its name is the service). A restart logs what the daemon reads then (ProFTPd: $FRAG;
 # pure-ftpd: conf/PassivePortRange and ForcePassiveIP), the marker at that moment and
 # the files in the folder the daemon reads; it fails (the daemon stays down) when
-# $FAKE/down exists or what it reads holds CRASH. Running: $FAKE/active-UNIT (systemd),
+# $FAKE/down exists or what it reads holds CRASH; with $FAKE/dies it exits 0 but the
+# daemon is gone a moment later (seen only by looking again). Running: $FAKE/active-UNIT (systemd),
 # the pidfile holding $TEST_PID (init scripts).
 FAKE_SERVICE = f"""#!{sys.executable}
 import json, os, sys
@@ -112,6 +113,11 @@ if os.path.exists(fake + "/down") or any("CRASH" in (t or "") for t in loaded):
     print("Job for %s.service failed because the control process exited with error code." % unit,
           file=sys.stderr)
     sys.exit(1)
+if os.path.exists(fake + "/dies"):
+    for f in (active, pidfile):
+        if os.path.exists(f):
+            os.remove(f)
+    sys.exit(0)
 open(active, "w").close()
 if how == "init":
     open(pidfile, "w").write(os.environ["TEST_PID"] + "\\n")
@@ -212,18 +218,27 @@ def sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-# --- digests: the control side compares the markers with its own --------------------
+# --- digests: the markers' contents ------------------------------------------------
+# Spelled out as the shell programs wrote them (sha256sum of the fragment's bytes; of
+# "PassivePortRange R\n" [+ "ForcePassiveIP I\n"]): the markers already on the hosts
+# must still match, or every host restarts its FTP daemon once.
 
 
 @pytest.mark.parametrize("content", ["", OLD, "PassivePorts 1024 2048\nMasqueradeAddress ftp.example.org\n",
-                                     "# ümlaut\n"])
-def test_proftpd_digest_is_the_control_sides(content: str) -> None:
-    assert ftpapply.proftpd_digest(content) == proftpd.digest(content)
+                                     "# \u00fcmlaut\n"])
+def test_proftpd_digest_is_the_sha256_of_the_bytes(content: str) -> None:
+    assert ftpapply.proftpd_digest(content) == hashlib.sha256(content.encode("utf-8")).hexdigest()
+    assert ftpapply.proftpd_digest(content) == proftpd.digest(content)  # what the control side compares
 
 
-@pytest.mark.parametrize(("ports", "ip"), [((49152, 65534), None), ((50000, 50100), "192.0.2.7"),
-                                           ((1024, 1024), "ftp.example.org")])
-def test_pureftpd_digest_is_the_control_sides(ports: tuple[int, int], ip: str | None) -> None:
+@pytest.mark.parametrize(("ports", "ip", "text"), [
+    ((49152, 65534), None, b"PassivePortRange 49152 65534\n"),
+    ((50000, 50100), "192.0.2.7", b"PassivePortRange 50000 50100\nForcePassiveIP 192.0.2.7\n"),
+    ((1024, 1024), "ftp.example.org", b"PassivePortRange 1024 1024\nForcePassiveIP ftp.example.org\n"),
+])
+def test_pureftpd_digest_is_the_sha256_of_the_option_lines(ports: tuple[int, int], ip: str | None,
+                                                           text: bytes) -> None:
+    assert ftpapply.pureftpd_digest(f"{ports[0]} {ports[1]}", ip) == hashlib.sha256(text).hexdigest()
     assert ftpapply.pureftpd_digest(f"{ports[0]} {ports[1]}", ip) == pureftpd.digest(
         pureftpd.wanted_files(ports, ip))
 
@@ -247,7 +262,9 @@ def test_check_tries_the_candidate_without_touching_the_live_fragment(tree: Tree
     ftpapply.proftpd_check(str(tree.frag), NEW, str(tree.work))
     [seen] = tree.checks()
     assert seen["live"] == OLD
-    assert seen["texts"][0].startswith("ServerName x\nIncludeOptions IgnoreTempFiles\n")
+    # the candidate main: the Include of conf.d became one quoted Include per file read
+    assert seen["texts"][0] == "ServerName x\nIncludeOptions IgnoreTempFiles\n" + "".join(
+        f'Include "{f}"\n' for f in seen["files"][1:])
     assert seen["texts"][1:] == ["H\n", "A\n", NEW, "Z\n"]
     assert [Path(f).name for f in seen["files"][1:]] == [".hidden", "10-a.conf", "frag.conf", "zz.conf"]
     assert str(tree.frag) not in seen["files"]
@@ -476,7 +493,7 @@ def test_without_systemd_or_a_live_pidfile_proftpd_is_not_running(tree: Tree) ->
     tree.proftpd_config(OLD)
     pidfile = tree.root / "run/proftpd.pid"
     pidfile.parent.mkdir(parents=True)
-    pidfile.write_text("-1\n")  # never kill(-1): not a process
+    pidfile.write_text("12x\n")  # not a process id
     said = ftpapply.proftpd_apply(str(tree.frag), NEW, str(tree.marker), str(tree.backup), tree.host)
     assert said.startswith("proftpd is not running")
     assert tree.restarts() == []
@@ -638,3 +655,49 @@ def test_pureftpd_service_prefers_froxlors_flavour(tmp_path: Path, files: list[s
         path.touch()
         path.chmod(int(mode or "755", 8))
     assert ftpapply.pureftpd_service(Host(root=str(tmp_path))) == service
+
+
+@pytest.mark.parametrize("daemon", ["proftpd", "pure-ftpd"])
+def test_temporary_files_go_beside_the_folder_the_daemon_reads(tree: Tree, monkeypatch: pytest.MonkeyPatch,
+                                                               daemon: str) -> None:
+    """ProFTPd includes every file of conf.d and pure-ftpd's wrapper reads every file of
+    conf/, temporary ones too: each new file is renamed into place from beside them."""
+    renamed: list[tuple[str, str]] = []
+    replace = os.replace
+
+    def recording(src: Any, dst: Any) -> None:
+        renamed.append((os.path.dirname(src), os.path.dirname(dst)))
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", recording)
+    if daemon == "proftpd":
+        tree.proftpd_config(OLD)
+        tree.systemd("proftpd")
+        ftpapply.proftpd_apply(str(tree.frag), NEW, str(tree.marker), str(tree.backup), tree.host)
+        ftpapply.proftpd_restore(str(tree.frag), str(tree.marker), str(tree.backup), tree.host)
+        folder = tree.frag.parent
+    else:
+        folder = pure_host(tree)
+        ftpapply.pureftpd_apply("50000 50100", "192.0.2.7", str(tree.marker), str(tree.backup), tree.host)
+        ftpapply.pureftpd_restore(str(tree.marker), str(tree.backup), tree.host)
+    into = [src for src, dst in renamed if dst == str(folder)]
+    assert into and set(into) == {str(folder.parent)}
+
+
+def test_a_daemon_that_dies_after_its_restart_counts_as_failed(tree: Tree) -> None:
+    """``systemctl restart`` / the init script exit 0 but the daemon is gone: systemd is
+    asked again (ProFTPd), the pidfile looked at again (pure-ftpd)."""
+    tree.proftpd_config(OLD)
+    tree.systemd("proftpd")
+    (tree.fake / "dies").touch()
+    with pytest.raises(FtpError, match="previous fragment restored"):
+        ftpapply.proftpd_apply(str(tree.frag), NEW, str(tree.marker), str(tree.backup), tree.host)
+    assert tree.frag.read_text() == OLD
+
+
+def test_a_pureftpd_that_dies_after_its_restart_counts_as_failed(tree: Tree) -> None:
+    conf = pure_host(tree)
+    (tree.fake / "dies").touch()
+    with pytest.raises(FtpError, match="previous files restored"):
+        ftpapply.pureftpd_apply("50000 50100", None, str(tree.marker), str(tree.backup), tree.host)
+    assert (conf / "PassivePortRange").read_text() == "49152 65534\n"

@@ -670,6 +670,7 @@ def _pureftpd_back(service: str, marker: str, previous: Dict[str, Optional[bytes
     if problem is not None:
         lines.append(problem)
     if problem is not None or not _restart_pureftpd(service, host)[0]:
+        _remove(marker)
         lines.append("pure-ftpd did not come back on the previous files either")
     return FtpError("\n".join(lines))
 
