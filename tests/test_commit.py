@@ -46,6 +46,9 @@ def revert(undo):
         f.write(json.dumps({{"pid": os.getpid(), "undo": undo}}) + "\\n")
     if "raise" in undo:
         raise RuntimeError(undo["raise"])
+    if "sleep" in undo:  # a slow revert (ufw takes its time)
+        import time
+        time.sleep(undo["sleep"])
     return True, "undid " + str(undo.get("what"))
 
 
@@ -272,8 +275,10 @@ def test_confirm_cancels_the_revert_and_leaves_no_process(host: Host) -> None:
     assert (host.pending / TOKEN / "deadline").exists() and proc_start(pid)
     assert not host.lock_free()
 
+    started = time.monotonic()
     result = host.run("confirm", TOKEN)  # not under the lock: a new SSH connection
     assert (result.returncode, result.stdout) == (0, "confirmed\n")
+    assert time.monotonic() - started < 3  # TERM stopped it (KILL is the 5 s fallback)
     assert group_members(pid) == []  # confirm waited for the timer group to exit
     assert host.lock_free()
     assert not any(host.pending.iterdir())
@@ -380,7 +385,7 @@ def test_a_failing_change_is_reverted_at_once(host: Host) -> None:
     result = host.arm(30, undo=undo, how="fail", lock=True)
     assert result.returncode == 5, result.stdout + result.stderr
     pid = said(result, "timer-pid")
-    assert "the change failed with exit status 5; the change is undone" in result.stdout
+    assert "the change failed with exit status 5; it was undone" in result.stdout
     (record,) = host.reverts()
     assert record["undo"] == undo and record["pid"] != pid  # by the arming process, not the timer
     assert wait_gone(pid) == [] and not any(host.pending.iterdir())
@@ -501,13 +506,15 @@ def test_state_is_root_only(host: Host) -> None:
 
 
 def test_a_second_arm_waits_for_a_pending_revert(host: Host) -> None:
-    # No lock passed (the timer holds none): the next arm still never interleaves.
-    ok(host.arm(1))
+    # No lock passed (the timer holds none): the next arm still never interleaves, not
+    # even with the revert itself (the entry it waited for becomes TOKEN.reverting).
+    undo = {"what": TOKEN, "sleep": 0.8}
+    ok(host.arm(1, undo=undo))
     result = ok(host.arm(30, token="second-token", how="record-pending"))
-    assert f"waiting for the pending revert {TOKEN} of another run" in result.stdout
+    assert result.stdout.count(f"waiting for the pending revert {TOKEN} of another run") == 1
     assert (host.base / "seen").read_text() == "second-token"  # the first revert was over
     assert f"token={TOKEN} reverted" in host.log()[0]
-    assert [r["undo"] for r in host.reverts()] == [{"what": TOKEN}]
+    assert [r["undo"] for r in host.reverts()] == [undo]
     assert host.run("confirm", "second-token").returncode == 0
 
 

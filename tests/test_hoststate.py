@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from froxlor_fleet import proftpd
+from froxlor_fleet import hostprogram, proftpd
 from froxlor_fleet.catalog import FRAGMENT_PATH
 from froxlor_fleet.hoststate import SECTION, FleetHostState, parse_state
 from froxlor_fleet.proftpd_config import conflicts
@@ -76,7 +76,8 @@ def test_fact_command_quotes_the_fragment_path() -> None:
     command = FleetHostState().command(fragment_path="/etc/proftpd/conf.d/a b;rm -rf x").get_raw_value()
     assert (" froxlor-fleet '/etc/proftpd/conf.d/a b;rm -rf x'"
             " /var/lib/froxlor-fleet/proftpd-fragment.loaded"
-            " /var/lib/froxlor-fleet/pureftpd-range.loaded ; ") in command
+            " /var/lib/froxlor-fleet/pureftpd-range.loaded"
+            f" {hostprogram.folder()} ; ") in command
     assert "ufw status" not in command  # shows nothing while inactive: read the files
 
 
@@ -300,3 +301,27 @@ def test_real_state_read_on_newline_less_etc_files(tmp_path: Path, eol: str) -> 
     # the byte-identical fragment is left alone.
     assert (proftpd.digest(WANTED) == state.fragment_sha256) == (eol == "\n")
     assert not conflicts(state.ftp, FRAGMENT_PATH, (50000, 50100)), out
+
+
+def test_state_sh_reports_the_placed_program(tmp_path: Path) -> None:
+    """The program section: each placed file's sha256, and "unsafe" when anyone but root
+    could write it (then hostprogram.placed is False and the program is placed again)."""
+    import os
+
+    folder = tmp_path / "lib" / "program" / "v1"
+    folder.mkdir(parents=True)
+    (folder / "fleethost.py").write_text("print(1)\n")
+    os.chmod(folder / "fleethost.py", 0o600)
+    for d in (folder, folder.parent, folder.parent.parent):
+        os.chmod(d, 0o700)
+
+    def read():
+        out = subprocess.run(["sh", str(STATE_SH), "", "", "", str(folder)], capture_output=True,
+                             text=True, timeout=30).stdout
+        return parse_state(out.splitlines())
+
+    state = read()
+    assert state.program == {"fleethost.py": hashlib.sha256(b"print(1)\n").hexdigest()}
+    assert state.program_unsafe is (os.geteuid() != 0)  # root-owned only when run as root
+    os.chmod(folder / "fleethost.py", 0o666)
+    assert read().program_unsafe

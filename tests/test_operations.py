@@ -2,9 +2,10 @@
 
 Cases live in tests/operations/<module>.<operation>/*.json. Facts come from output
 captured from real ufw 0.36.2 (tests/fixtures), with per-case overrides. The long
-scripts embedded in commands are shown as placeholders (<ufwmodel.py+ufw_apply.py>, ...);
-JSON requests are decoded into "requests"; the lab tests (tests/lab/) run the real
-commands on real hosts.
+scripts embedded in commands are shown as placeholders (<place>, <runner>); the host
+program's transaction shows as <transaction> with its JSON request decoded into
+"requests" (the random confirm token as <token>); the lab tests (tests/lab/) run the
+real commands on real hosts.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pytest
 from pyinfra.api import FunctionCommand, QuoteString, StringCommand
 from pyinfra.api.state import StateStage
 
-from froxlor_fleet import confirm, firewall, ftpserver, passive_switch, proftpd, pureftpd, steps
+from froxlor_fleet import firewall, ftpserver, hostprogram, proftpd, pureftpd
 from froxlor_fleet.passive_switch import Switch
 from froxlor_fleet.plan import RuleSpec
 from helpers import TESTS, build_fact, fake_host, load_case
@@ -30,13 +31,10 @@ OPERATIONS = {
     "pureftpd.passive_port_range": pureftpd.passive_port_range,
 }
 PLACEHOLDERS = {
-    firewall.remote_script(): "<ufwmodel.py+ufw_apply.py>",
-    firewall.RUN_WITH_UFW_PYTHON: "<run-with-ufw-python>",
-    steps.STEP_SCRIPT: "<step-script>",
-    confirm.confirm_script(): "<confirm.sh>",
-    proftpd.APPLY_SCRIPT: "<apply-script>",
-    pureftpd.APPLY_SCRIPT: "<pureftpd-apply>",
-    passive_switch.SWITCH_STEP: "<switch-step>",
+    hostprogram.PLACE: "<place>",
+    hostprogram.RUNNER: "<runner>",
+    hostprogram.folder(): "<program-dir>",
+    **{f"{digest}  {name}": f"<sha256 {name}>" for name, digest in hostprogram.sums().items()},
 }
 
 
@@ -44,8 +42,16 @@ def render(command: StringCommand | FunctionCommand, requests: list[dict]) -> st
     """The command as text; a JSON request to the host-side program is decoded into
     ``requests`` (shown as ``<request>``), so cases hold it as readable JSON."""
     if isinstance(command, FunctionCommand):
-        if command.function.__name__ == "_confirm":  # confirm.confirm_step
-            return f"<confirm {command.args[0][:0]}through a new SSH connection>"
+        name = command.function.__name__
+        if name == "_transaction":  # hostprogram.commands: the request on stdin
+            request = json.loads(command.args[0])
+            if "confirm" in request:
+                assert re.fullmatch(r"[0-9a-f]+-[0-9a-f]{16}", request["confirm"]["token"])
+                request["confirm"]["token"] = "<token>"
+            requests.append(request)
+            return "<transaction> < <request>"
+        if name == "_report_carried":  # steps.reported
+            return f"<carried in the UFW operation's transaction: {command.args[0]}>"
         return f"<refuse> {command.args[0]}"  # steps.refuse: fails the host with a line
     bits = []
     for bit in command.bits:
@@ -64,12 +70,8 @@ def render(command: StringCommand | FunctionCommand, requests: list[dict]) -> st
             bits.append(render(bit, requests))
         else:
             bits.append(str(bit))
-    stdin = command.connector_arguments.get("_stdin")
-    if stdin is not None:  # a request on the step's input (steps.guarded_step)
-        document = json.loads(stdin)
-        requests.extend([document["if_switched"], document["if_not"]]
-                        if "if_switched" in document else [document])
-        bits.append("< <request>")
+    if command.connector_arguments.get("_stdin") is not None:  # hostprogram.place_command
+        bits.append("< <program>")
     return command.separator.join(bits)
 
 
@@ -93,8 +95,7 @@ def kwargs_for(raw: dict) -> dict:
             old=tuple(raw_switch["old"]) if raw_switch["old"] else None,
             new=tuple(raw_switch["new"]),
             keep=tuple(RuleSpec(tuple(r["ports"]), r.get("proto", "tcp"), r.get("source"), r["label"])
-                       for r in raw_switch["keep"]),
-            if_switched=raw_switch["if_switched"], if_not=raw_switch["if_not"])
+                       for r in raw_switch["keep"]))
     return kwargs
 
 

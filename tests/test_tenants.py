@@ -18,7 +18,7 @@ from froxlor_fleet.hoststate import parse_state
 from froxlor_fleet.remote import program
 from froxlor_fleet.remote.ufwmodel import Want, ban_jail, expand, plan_rules
 from froxlor_fleet.ufwrules import UfwRule
-from test_ufw_apply import SSH, WEB, Host
+from test_transaction import SSH, WEB, Host
 
 BAN4 = UfwRule(4, "reject", "any", "any", "0.0.0.0/0", "any", "203.0.113.9",
                comment="by Fail2Ban after 5 attempts against sshd")
@@ -66,7 +66,7 @@ def test_purge_through_ufw_keeps_the_ban(tmp_path: Path, monkeypatch: pytest.Mon
     rules = tmp_path / "etc" / "ufw" / "user.rules"
     rules.write_text(f"### tuple ### {BAN4.tuple_text()}\n" + rules.read_text()
                      + f"### tuple ### {HAND_8080.tuple_text()}\n")
-    code, out = host.run(purge=True)
+    code, out = host.run(host.request(purge=True))
     assert code == 0, out
     written = host.written()
     assert BAN4 in written and HAND_8080 not in written

@@ -222,3 +222,17 @@ def test_the_step_goes_on_when_its_relay_is_killed(host: Host) -> None:
             break
         time.sleep(0.1)
     assert {r.dport for r in host.written()} == {"22", "80,443"}
+
+
+def test_an_unknown_session_still_guards_on_the_host(host: Host) -> None:
+    """The session could not be found (sudo/su/jump host): the host refuses what could
+    cut SSH, as the control side does, instead of skipping its guard."""
+    before = host.written()
+    code, said = host.run(host.request(session=None, enabled=True))  # enabling: could cut SSH
+    assert code == 3 and any("could not find the SSH session" in s for s in said)
+    assert host.written() == before
+
+
+def test_an_unknown_session_allows_what_cannot_cut_ssh(host: Host) -> None:
+    code, said = host.run(host.request(wanted=[SSH, WEB], session=None))  # UFW stays off
+    assert code == 0, said
