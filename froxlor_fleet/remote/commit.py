@@ -198,6 +198,18 @@ def _rmtree(path: str) -> None:
         _unlink(path)
 
 
+def _discard(entry: str) -> None:
+    """Remove a pending entry at once: rename it to a dot name (ignored by everyone but
+    the leftover sweep), then delete. A reader never sees it half deleted (no timer
+    record: "timer gone"), which would make it settle the entry a second time."""
+    trash = os.path.join(os.path.dirname(entry), ".done-%s-%d" % (os.path.basename(entry), os.getpid()))
+    try:
+        os.rename(entry, trash)
+    except OSError:
+        trash = entry
+    _rmtree(trash)
+
+
 def _entries(paths: Paths) -> List[str]:
     """Names in pending/, sorted (oldest token first is not knowable; stable is enough)."""
     try:
@@ -416,11 +428,11 @@ def _finish_revert(paths: Paths, claimed: str, token: str, why: str, revert: Rev
     if not isinstance(undo, dict):
         log_line(paths, "token=%s not reverted (%s): its undo record %s/undo.json is missing or "
                  "unreadable" % (token, why, claimed))
-        _rmtree(claimed)
+        _discard(claimed)
         return False
     ok, summary = _call_revert(revert, undo)
     log_line(paths, "token=%s reverted (%s): %s%s" % (token, why, "" if ok else "FAILED: ", summary))
-    _rmtree(claimed)
+    _discard(claimed)
     return ok
 
 
@@ -449,7 +461,7 @@ def _abandon(paths: Paths, entry: str, token: str) -> None:
     except OSError as exc:
         if exc.errno == errno.ENOENT and not os.path.lexists(entry):
             return  # confirmed meanwhile
-        _rmtree(entry)
+        _discard(entry)
     log_line(paths, "token=%s abandoned: its revert timer is gone (host restarted or timer killed) "
              "before it was confirmed; a later run reached the host, the current state stays" % token)
 
@@ -461,36 +473,39 @@ def _settle_dead(paths: Paths, entry: str, revert: Revert) -> None:
     if name.endswith(".reverting"):
         _finish_revert(paths, entry, token, "finishing a revert that was interrupted", revert)
     elif name.endswith(".confirming"):
-        _rmtree(entry)  # confirm claimed it: the change stays, nothing to do
+        _discard(entry)  # confirm claimed it: the change stays, nothing to do
     else:
         _abandon(paths, entry, token)
 
 
-def _settle_one(paths: Paths, entry: str, say: Say, revert: Revert) -> None:
-    """Wait while ENTRY's timer lives (up to its deadline + 60 s), then settle it."""
+def _settle_one(paths: Paths, entry: str, say: Say, revert: Revert, said: List[str]) -> None:
+    """Wait while ENTRY's timer lives (up to its deadline + 60 s), then settle it. SAID:
+    the tokens we already told the operator about."""
     token = _token_of(os.path.basename(entry))
     first_seen = int(time.time())
-    said = False
     while os.path.lexists(entry):
         if not timer_alive(entry):
             _settle_dead(paths, entry, revert)
-            continue
+            if os.path.lexists(entry):  # could not remove it: don't loop on it forever
+                raise CommitError("cannot clear the pending entry %s; nothing was changed" % entry)
+            return
         deadline = _read_int(os.path.join(entry, "deadline"))
         if deadline is None:  # its change is still running: count from now
             deadline = first_seen + (_read_int(os.path.join(entry, "timeout")) or 0)
         if time.time() > deadline + SETTLE_GRACE:
             raise CommitError("the pending revert %s has not finished %d s after its deadline; "
                               "nothing was changed" % (token, SETTLE_GRACE), EX_TEMPFAIL)
-        if not said:
+        if token not in said:
             say("waiting for the pending revert %s of another run (deadline %s)" % (token, _clock(deadline)))
-            said = True
+            said.append(token)
         time.sleep(POLL * 4)
 
 
 def _remove_leftovers(paths: Paths) -> None:
-    """.new-* entries: arms that died while preparing (nothing was changed)."""
+    """.new-*: arms that died while preparing (nothing was changed); .done-*: removals
+    cut short."""
     for name in _entries(paths):
-        if name.startswith(".new-"):
+        if name.startswith((".new-", ".done-")):
             _rmtree(os.path.join(paths.pending, name))
 
 
@@ -498,9 +513,14 @@ def settle_pending(paths: Paths, say: Say, revert: Revert) -> None:
     """Before any change: the entries other runs left. A live timer: wait for it; a dead
     one: finish its revert, drop a confirm, or record the entry as abandoned."""
     _remove_leftovers(paths)
-    for name in _entries(paths):
-        if not name.startswith("."):
-            _settle_one(paths, os.path.join(paths.pending, name), say, revert)
+    said: List[str] = []
+    # List again after each entry: the one we waited for may have become TOKEN.reverting
+    # (its timer claimed it), which must be waited for too.
+    while True:
+        names = [name for name in _entries(paths) if not name.startswith(".")]
+        if not names:
+            return
+        _settle_one(paths, os.path.join(paths.pending, names[0]), say, revert, said)
 
 
 # --- arming -----------------------------------------------------------------------------
@@ -608,10 +628,10 @@ class Armed:
             if not changed:
                 log_line(self.paths, "token=%s not reverted: %s before it changed anything"
                          % (self.token, why))
-                _rmtree(claimed)
+                _discard(claimed)
                 return
             if _finish_revert(self.paths, claimed, self.token, why, self._revert):
-                self._say("%s; the change is undone" % why)
+                self._say("%s; it was undone" % why)
             else:
                 self._say("%s, and undoing it failed too: see %s" % (why, self.paths.revert_log))
         finally:
@@ -722,14 +742,12 @@ def run_timer(paths: Paths, token: str, revert: Revert) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     entry = os.path.join(paths.pending, token)
-    with _private():
-        if not _record_self(entry):
-            return 1
+    if not _record_self(entry):
+        return 1
     if not _wait_for_change(entry):
         return 0
     timeout = _read_int(os.path.join(entry, "timeout")) or 60
-    with _private():
-        deadline = _deadline_of(entry, timeout)
+    deadline = _deadline_of(entry, timeout)
     if deadline is None:
         return 0
     while time.time() < deadline:
@@ -738,8 +756,7 @@ def run_timer(paths: Paths, token: str, revert: Revert) -> int:
     if claimed is None:
         return 0  # confirm won the claim
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a revert half done is worse than none
-    with _private():
-        ok = _finish_revert(paths, claimed, token, "not confirmed within %d s" % timeout, revert)
+    ok = _finish_revert(paths, claimed, token, "not confirmed within %d s" % timeout, revert)
     return 0 if ok else 1
 
 
@@ -757,7 +774,7 @@ def confirm(paths: Paths, token: str) -> Tuple[int, str]:
         if not _kill_timer(claimed):
             record = _timer_record(claimed)
             raise CommitError("the revert timer (pid %s) does not exit" % (record[0] if record else "?"))
-        _rmtree(claimed)
+        _discard(claimed)
         return CONFIRMED, "confirmed"
     if os.path.isdir(entry + ".reverting"):
         return TOO_LATE, "too late: the revert of %s has started; this host is undoing the change" % token
@@ -823,7 +840,7 @@ def _boot_one(paths: Paths, name: str, lock_fd: int, program_argv: List[str], re
         _finish_revert(paths, entry, token, "finishing a revert the restart interrupted", revert)
         return
     if name.endswith(".confirming"):
-        _rmtree(entry)
+        _discard(entry)
         return
     deadline = _read_int(os.path.join(entry, "deadline")) or 0
     if deadline <= time.time():
@@ -848,12 +865,11 @@ def boot(paths: Paths, lock_path: str, program_argv: List[str], revert: Revert, 
         return 0
     lock_fd = _take_lock(lock_path, BOOT_LOCK_WAIT)
     try:
-        with _private():
-            _remove_leftovers(paths)
-            for name in _entries(paths):
-                if name.startswith(".") or timer_alive(os.path.join(paths.pending, name)):
-                    continue
-                _boot_one(paths, name, lock_fd, program_argv, revert, say)
+        _remove_leftovers(paths)
+        for name in _entries(paths):
+            if name.startswith(".") or timer_alive(os.path.join(paths.pending, name)):
+                continue
+            _boot_one(paths, name, lock_fd, program_argv, revert, say)
     finally:
         os.close(lock_fd)  # the re-armed timers hold their own copies
     return 0
