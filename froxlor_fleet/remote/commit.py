@@ -622,7 +622,7 @@ class Armed:
                 self._say("%s, but token %s was confirmed meanwhile; not undoing it" % (why, self.token))
                 return
             # The timer still waits for the change to end (it cannot have claimed): stop it.
-            if False:
+            if not _kill_timer(claimed):
                 self._say("the revert timer of %s does not exit; it will find nothing to do" % self.token)
             _stop(self._timer)
             if not changed:
