@@ -137,7 +137,9 @@ def _transaction(state: State, host: Host, request_text: str) -> bool:
                                         print_output=state.print_output, **arguments)
     lines = [line.line for line in output.combined_lines] if output else []
     if not ok:
-        reasons = [line for line in lines if line.startswith("froxlor-fleet:")] or lines[-3:]
+        # from the program's first own line on (a daemon's message follows it)
+        first = next((i for i, line in enumerate(lines) if line.startswith("froxlor-fleet:")), None)
+        reasons = lines[first:] if first is not None else lines[-3:]
         for line in reasons or ["the host program failed without a message"]:
             host.log_styled(line.removeprefix("froxlor-fleet: "), fg="red", log_func=logger.error)
         return False

@@ -250,11 +250,15 @@ class Transaction:
             commit.update_undo(self.armed, self.record)
             self.armed.failed(why)
             self.armed = None
-            self.say("froxlor-fleet: the change failed; UFW is back as it was")
+            self.say("froxlor-fleet: UFW is back on the previous passive range and rules: "
+                     "this run's UFW change is undone")
         elif self.record.get("ufw"):
             ok, line = undo({"ufw": self.record["ufw"]}, self.ctx)
-            self.say("froxlor-fleet: the change failed; %s %s" % (
-                "undone:" if ok else "undoing it failed too:", line))
+            if ok:
+                self.say("froxlor-fleet: UFW is back on the previous passive range and rules: "
+                         "this run's UFW change is undone")
+            else:
+                self.say("froxlor-fleet: undoing this run's UFW change failed too: %s" % line)
 
 
 # --- detached, under the host lock ----------------------------------------------------------

@@ -130,7 +130,7 @@ def proftpd_unit(slab, name: str) -> dict[str, str]:
 
 @pytest.mark.parametrize("release", RELEASES)
 def test_06_new_range_goes_through_systemctl_restart(slab, release) -> None:
-    """fragment_apply.sh sees /run/systemd/system and runs `systemctl restart proftpd`,
+    """The host program (ftpapply.py) sees /run/systemd/system and runs `systemctl restart proftpd`,
     with froxlor's whole conf.d in place (its mod_ban ratelimit file, with which a
     SIGHUP reload kills ProFTPd): systemd logs the restart, ProFTPd runs under a new
     main PID, and the new range is offered; back to the lab's range the same way."""
