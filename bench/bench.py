@@ -8,8 +8,10 @@ Phases: first rollout from pristine hosts (commit-confirmed, the default, and wi
 `firewall_confirm_timeout=0`), no-op run on the converged fleet, and `--dry --diff` on it.
 Each phase is timed several times (median), its commands per host are counted from
 what crossed SSH (the lab's sshd logs every command it runs),
-and the pyinfra process's peak RSS is read from the kernel (wait4). Prints one
-Markdown table of ratios to the floor. A benchmark, not a test: nothing here asserts.
+the pyinfra process's peak RSS is read from the kernel (wait4), and the hosts' CPU
+time from their own accounting (every process in the hosts' PID namespaces, the
+children they reaped included). Prints one Markdown table of ratios to the floor. A
+benchmark, not a test: nothing here asserts.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from lab.access import COMMAND_LOG  # noqa: E402
 from lab.common import preflight  # noqa: E402
 from lab.config import host_names  # noqa: E402
 from lab.fleet import down, up  # noqa: E402
-from lab.netns_hosts import exec_in, reset_ufw  # noqa: E402
+from lab.netns_hosts import exec_in, holder_pid, reset_ufw  # noqa: E402
 
 PYINFRA = [sys.executable, "-m", "pyinfra"]
 SETTLE = 1.0  # seconds of quiet before every timed run, the same for every phase
@@ -68,11 +70,35 @@ def commands_per_host(names: list[str]) -> tuple[int, int]:
     return min(counts), max(counts)
 
 
+def host_cpu_seconds(names: list[str]) -> float:
+    """CPU seconds the hosts' processes have used: utime+stime+cutime+cstime of every
+    live process in their PID namespaces (a process that ended counts in its reaper's)."""
+    spaces = set()
+    for name in names:
+        pid = holder_pid(name)
+        if pid is not None:
+            spaces.add(os.readlink(f"/proc/{pid}/ns/pid"))
+    ticks = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if os.readlink(f"/proc/{entry}/ns/pid") not in spaces:
+                continue
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += sum(int(f) for f in fields[11:15])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def reset_to_pristine(names: list[str]) -> None:
-    """Every host back to a fresh ufw install and no fragment (outside the timing)."""
+    """Every host back to a fresh ufw install, no fragment and none of this deploy's
+    state, the host program included (outside the timing)."""
     def reset(name: str) -> None:
         reset_ufw(name)
         exec_in(name, "sh", "-c", "rm -f /etc/proftpd/conf.d/froxlor-fleet-passive-ports.conf; "
+                "rm -rf /var/lib/froxlor-fleet/* /var/lib/froxlor-fleet/.[!.]*; "
                 "/etc/init.d/proftpd restart >/dev/null")
 
     each_host(names, reset)
@@ -84,18 +110,22 @@ def measure(n: int, repeat: int) -> dict[str, dict]:
     phases: dict[str, dict] = {}
 
     def run_phase(name: str, args: list[str], before=None) -> None:
-        times, rss, cmds = [], [], None
+        times, rss, cmds, cpu = [], [], None, []
         for _ in range(repeat):
             if before:
                 before(names)
             clear_command_logs(names)
             time.sleep(SETTLE)  # let set-up work (resets, log clearing) die down
+            cpu_before = host_cpu_seconds(names)
             seconds, peak, out = timed(args)
+            time.sleep(SETTLE)  # detached work (a confirmed timer's exit) has ended
+            cpu.append((host_cpu_seconds(names) - cpu_before) / len(names))
             times.append(seconds)
             rss.append(peak)
             cmds = commands_per_host(names)
         phases[name] = {"median": statistics.median(times), "runs": times,
-                        "rss": max(rss), "commands": cmds, "last": out}
+                        "rss": max(rss), "commands": cmds, "last": out,
+                        "host_cpu": statistics.median(cpu)}
 
     run_phase("floor (exec -- true)", ["-y", "inventory.py", "exec", "--", "true"])
     run_phase("first rollout", ["-y", "inventory.py", DEPLOY], before=reset_to_pristine)
@@ -119,12 +149,13 @@ def _all_no_change(output: str) -> bool:
 def table(n: int, phases: dict[str, dict]) -> str:
     floor = phases["floor (exec -- true)"]["median"]
     lines = [f"N = {n} hosts, median of {len(phases['no-op run']['runs'])} runs each",
-             "", "| phase | median s | × floor | commands/host | peak RSS MiB |",
-             "|---|---|---|---|---|"]
+             "", "| phase | median s | × floor | commands/host | host CPU s/host | peak RSS MiB |",
+             "|---|---|---|---|---|---|"]
     for name, p in phases.items():
         lo, hi = p["commands"]
         cmds = f"{lo}" if lo == hi else f"{lo}–{hi}"
-        lines.append(f"| {name} | {p['median']:.2f} | {p['median'] / floor:.2f} | {cmds} | {p['rss']} |")
+        lines.append(f"| {name} | {p['median']:.2f} | {p['median'] / floor:.2f} | {cmds} "
+                     f"| {p['host_cpu']:.2f} | {p['rss']} |")
     return "\n".join(lines)
 
 

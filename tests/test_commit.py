@@ -111,7 +111,7 @@ def main(argv):
         print("\\n".join(commit.status(PATHS)))
         return 0
     if argv[0] == "boot":
-        return commit.boot(PATHS, LOCK, ME, revert, say)
+        return commit.boot(PATHS, LOCK, ME, revert, say, 300.0)
     return 64
 
 
@@ -586,7 +586,7 @@ def test_boot_rearms_a_running_change_and_reverts_an_expired_one(host: Host) -> 
 
 
 def test_boot_without_pending_reverts_does_nothing(host: Host) -> None:
-    assert commit.boot(host.paths, str(host.lock), ["/nonexistent"], _no_revert, _nothing_said) == 0
+    assert commit.boot(host.paths, str(host.lock), ["/nonexistent"], _no_revert, _nothing_said, 300.0) == 0
     assert not host.lock.exists()
 
 

@@ -75,7 +75,6 @@ EX_TEMPFAIL = 75
 
 TIMER_START_WAIT = 5.0  # s for a new timer to record itself (a Python start is ~50 ms)
 SETTLE_GRACE = 60  # s after a pending revert's deadline before a waiting arm gives up
-BOOT_LOCK_WAIT = 300.0  # s the boot hook waits for the host lock
 POLL = 0.05  # s between looks at a file or a process we wait for
 
 # Signals that end a process: its /proc/PID/stat state field.
@@ -857,13 +856,14 @@ def _boot_one(paths: Paths, name: str, lock_fd: int, program_argv: List[str], re
     say("re-armed the revert %s for %s" % (token, _clock(deadline)))
 
 
-def boot(paths: Paths, lock_path: str, program_argv: List[str], revert: Revert, say: Say) -> int:
+def boot(paths: Paths, lock_path: str, program_argv: List[str], revert: Revert, say: Say,
+         lock_wait: float) -> int:
     """Optional boot hook (after the firewall's own boot service): finish reverts a
     restart interrupted, revert expired unconfirmed changes, re-arm the others for the
     time they have left. Under the host lock, which the re-armed timers keep."""
     if not os.path.isdir(paths.pending):
         return 0
-    lock_fd = _take_lock(lock_path, BOOT_LOCK_WAIT)
+    lock_fd = _take_lock(lock_path, lock_wait)
     try:
         _remove_leftovers(paths)
         for name in _entries(paths):

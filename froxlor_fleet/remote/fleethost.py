@@ -423,7 +423,8 @@ def main(argv: List[str]) -> int:
         return commit.run_timer(ctx.paths, args[0], revert)
     if sub == "boot" and len(args) == 2:
         ufw_apply.import_ufw()
-        return commit.boot(ctx.paths, args[0], ctx.program, revert, lambda line: print(line))
+        return commit.boot(ctx.paths, args[0], ctx.program, revert, lambda line: print(line),
+                           float(args[1]))
     print("froxlor-fleet: unknown command %s" % " ".join(argv), file=sys.stderr)
     return EXIT_USAGE
 

@@ -56,7 +56,8 @@ def deploy_while_locked(lab, name: str, meanwhile) -> str:
     try:
         assert wait_for_process(lab, name, "sleep 60")
         proc = background_deploy("--limit", name)
-        assert wait_for_process(lab, name, "flock -w 300 9"), proc.communicate()[0]
+        # the host program has started and can only be waiting for the lock meanwhile
+        assert wait_for_process(lab, name, "fleethost.py apply"), proc.communicate()[0]
         meanwhile()
     finally:
         lab.sh(name, "pkill -f 'sleep 60'", check=False)

@@ -16,6 +16,7 @@ from test_4_safety import Data
 
 TIMEOUT = 10  # firewall_confirm_timeout in these tests (the default is 60)
 PENDING = "/var/lib/froxlor-fleet/pending"
+BAN = "by Fail2Ban after 5 attempts against sshd"  # fail2ban's ufw action's comment
 
 
 def ufw_files(name: str) -> dict[str, bytes]:
@@ -59,8 +60,13 @@ def no_pending(lab, name: str) -> bool:
 
 
 def no_timer(lab, name: str) -> bool:
-    return lab.sh(name, "pgrep -f '[c]onfirm.sh\\|[f]roxlor-fleet arm' >/dev/null",
+    return lab.sh(name, "pgrep -f '[f]leethost.py _timer' >/dev/null",
                   check=False).returncode == 1
+
+
+def ufw_state(lab, name: str) -> tuple[list[str], str]:
+    """What UFW holds (rules as `ufw show added` lists them) and its status/policies."""
+    return sorted(lab.show_added(name)), lab.sh(name, "ufw status verbose").stdout
 
 
 def test_trap_the_guard_cannot_see_is_reverted_by_the_host(lab) -> None:
@@ -68,7 +74,7 @@ def test_trap_the_guard_cannot_see_is_reverted_by_the_host(lab) -> None:
     dns = lab.by_kind("dns")[0]
     reset_ufw(lab, dns)  # UFW off: the run will enable it
     trap_new_ssh(lab, dns)
-    before = ufw_files(dns)
+    before = ufw_state(lab, dns)
     others = [n for n in lab.hosts if n != dns]
     for name in others:  # drift elsewhere (a policy that can matter for SSH): confirmed
         lab.sh(name, "ufw default allow incoming >/dev/null")
@@ -86,7 +92,7 @@ def test_trap_the_guard_cannot_see_is_reverted_by_the_host(lab) -> None:
         assert wait_until(lambda: connect(lab.ip(dns), 22) == "connected",
                           TIMEOUT + 15 - (time.monotonic() - started))
         assert wait_until(lambda: no_pending(lab, dns), 10)
-        assert ufw_files(dns) == before  # byte-identical to before the run
+        assert ufw_state(lab, dns) == before  # the transaction undone, UFW off again
         assert "Status: inactive" in lab.sh(dns, "ufw status").stdout
         assert "reverted" in lab.sh(dns, "cat /var/lib/froxlor-fleet/revert.log").stdout
         for name in others:  # the others converged and confirmed
@@ -103,22 +109,34 @@ def test_control_side_killed_after_the_change_host_reverts_by_itself(lab) -> Non
     converge(lab)
     mail = lab.by_kind("mail")[0]
     lab.sh(mail, "ufw delete allow 143,993/tcp >/dev/null")
-    before = ufw_files(mail)
+    old_ban = f"{BAN} 192.0.2.98"
+    lab.sh(mail, f"ufw prepend deny from 192.0.2.98 comment '{BAN}' >/dev/null")
+    before = sorted(lab.show_added(mail))
     with Data(lab) as data:
         data.add("all", f"firewall_confirm_timeout = {TIMEOUT}\n")
         proc = background_deploy("--limit", mail)
         # the change is being armed and made: freeze the control side before it can
         # confirm, let the (detached) change finish, then kill it for good
-        assert wait_for_process(lab, mail, "froxlor-fleet arm"), proc.communicate()[0]
+        assert wait_for_process(lab, mail, "fleethost.py apply"), proc.communicate()[0]
         proc.send_signal(signal.SIGSTOP)
         assert wait_until(lambda: lab.sh(mail, f"ls {PENDING}").stdout.strip() != "", 20, 0.05)
         assert wait_until(lambda: "143,993" in " ".join(lab.show_added(mail)), 20, 0.05)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
     assert "143,993" in " ".join(lab.show_added(mail))  # the change is there, unconfirmed
+    # fail2ban meanwhile: bans a new address, lifts the old ban
+    lab.sh(mail, f"ufw prepend deny from 192.0.2.99 comment '{BAN}' >/dev/null")
+    lab.sh(mail, "ufw delete deny from 192.0.2.98 >/dev/null")
     assert wait_until(lambda: no_pending(lab, mail), TIMEOUT + 15)
-    assert ufw_files(mail) == before  # the host put its previous firewall back
+    # the host undid its own change only: IMAP closed again, the new ban kept, the
+    # lifted one not brought back (a file restore would get both wrong)
+    after = sorted(lab.show_added(mail))
+    assert "143,993" not in " ".join(after)
+    assert "192.0.2.99" in " ".join(after) and "192.0.2.98" not in " ".join(after)
+    assert sorted(r for r in after if "192.0.2.99" not in r) == sorted(
+        r for r in before if "192.0.2.98" not in r), (before, after, old_ban)
     assert no_timer(lab, mail)
+    lab.sh(mail, "ufw delete deny from 192.0.2.99 >/dev/null")
     converge(lab)
 
 
