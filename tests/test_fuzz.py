@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from pyinfra.api.command import StringCommand
 from pyinfra.api.state import StateStage
 
-from froxlor_fleet import firewall, proftpd
+from froxlor_fleet import firewall, hostprogram, proftpd
 from froxlor_fleet.catalog import DEFAULTS, VALID_ROLES
 from froxlor_fleet.ufwrules import ANY, Want, parse_tuple_line, want
 from froxlor_fleet.validation import FleetDataError, check_inventory, near_miss, resolve
@@ -131,20 +131,24 @@ def test_any_data_gives_clear_errors_or_a_valid_quoted_plan(override, host_data,
     event("plan" + (" with a user comment" if any(r.note for r in plan.rules) else ""))
     assert "ssh" in plan.roles
     commands, frag_commands = _commands(plan)
-    for command in commands:
-        if not isinstance(command, StringCommand):
-            continue  # a refusal (lockout guard): fails the host, carries no data
-        # the request reaches the host on the step's stdin, never through a shell; each
-        # rule travels as structured fields, and ufw parses its argv
-        assert unquoted(command)[-1] == "-"
-        payload = json.loads(command.connector_arguments["_stdin"])
-        assert payload["wanted"] == [want(spec).to_wire() for spec in plan.rules]
     fragment = proftpd.fragment_for(plan)
-    for command in frag_commands:
-        if not isinstance(command, StringCommand):
-            continue  # a refusal (e.g. no ProFTPd on the host)
-        words = unquoted(command)
-        assert words[-1] == (fragment or "") and words[-2].startswith("/etc/proftpd/conf.d/")
+    placement = {hostprogram.PLACE, hostprogram.folder(), "sh", "-c", "froxlor-fleet",
+                 *(f"{d}  {n}" for n, d in hostprogram.sums().items())}
+    for command in commands + frag_commands:
+        if isinstance(command, StringCommand):
+            # the program's placement: nothing of the data in it
+            assert set(unquoted(command)) <= placement, unquoted(command)
+            continue
+        if command.function.__name__ != "_transaction":
+            continue  # a refusal (lockout guard, no ProFTPd): fails the host, carries no data
+        # the request reaches the host program on stdin, never through a shell; each rule
+        # travels as structured fields, and ufw parses its argv
+        request = json.loads(command.args[0])
+        if request["ufw"] is not None:
+            assert request["ufw"]["wanted"] == [want(spec).to_wire() for spec in plan.rules]
+        if request["ftp"] is not None:
+            assert request["ftp"]["content"] == fragment
+            assert request["ftp"]["path"].startswith("/etc/proftpd/conf.d/")
 
 
 # --- (b) valid plans, hostile values ----------------------------------------------------
