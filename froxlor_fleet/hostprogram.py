@@ -26,7 +26,7 @@ from pyinfra.api import FunctionCommand, QuoteString, StringCommand
 from . import confirm
 from .catalog import LOCK_PATH, LOCK_WAIT, PROGRAM_DIR
 from .remote import program
-from .remote.fleethost import ARMED
+from .remote.transaction import ARMED
 
 if TYPE_CHECKING:
     from pyinfra.api.host import Host
@@ -35,13 +35,17 @@ if TYPE_CHECKING:
     from .hoststate import HostState
 
 # What is placed: the entry point and every module it imports (nothing else runs).
-FILES = ("fleethost.py", "ufwmodel.py", "ufw_apply.py", "ftpapply.py", "commit.py")
+FILES = ("fleethost.py", "transaction.py", "ufwmodel.py", "ufw_apply.py", "ftpapply.py",
+         "commit.py")
 
-# Run $0 (the program) with its arguments under the interpreter ufw itself uses: the
-# first python3 on PATH may be another Python without ufw's modules.
+# Run $0 (the program) with its arguments under the interpreter ufw itself uses (the
+# first python3 on PATH may be another Python without ufw's modules), isolated (-I: no
+# PYTHON* variables, no user site, no script folder on the path: what runs is what was
+# placed) and without site (-S: the program adds ufw's folder itself; every host
+# process pays for what it loads).
 RUNNER = ('ufw=$(command -v ufw || echo /usr/sbin/ufw); '
           'py=$(sed -n "1s/^#! *//p" "$ufw" | cut -d" " -f1); '
-          'exec "${py:-/usr/bin/python3}" "$0" "$@"')
+          'exec "${py:-/usr/bin/python3}" -I -S "$0" "$@"')
 
 # Places the program: $1 the folder, then "SHA256  NAME" lines; the files arrive as a
 # base64 tar on stdin, are checked against those sums, and replace the folder in one

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from froxlor_fleet.remote import commit, fleethost, ftpapply
+from froxlor_fleet.remote import commit, fleethost, ftpapply, transaction
 from froxlor_fleet.remote.ufwmodel import FAIL2BAN_COMMENT, Session, Want, expand, parse_rules
 from helpers import UFW_FIXTURES, ufw_sandbox
 
@@ -48,7 +48,7 @@ class Host:
             (UFW_FIXTURES / "converged-web-ftp" / "default-ufw").read_text())
         (self.etc / "ufw" / "ufw.conf").write_text("ENABLED=no\nLOGLEVEL=low\n")
         (root / "run").mkdir()
-        self.ctx = fleethost.Context(str(root))
+        self.ctx = transaction.Context(str(root))
         self.rules([SSH])
         self.said: list[str] = []
 
@@ -79,7 +79,7 @@ class Host:
     def run(self, request: dict[str, Any]) -> tuple[int, list[str]]:
         """The transaction as ``step`` runs it (in this process: ufw's sandbox)."""
         self.said = []
-        code = fleethost.step(request, self.ctx)
+        code = transaction.step(request, self.ctx)
         return code, self.said
 
     def pending(self) -> list[str]:
@@ -100,7 +100,7 @@ def test_a_plain_change_is_applied_unarmed_when_confirm_is_off(host: Host) -> No
     code, said = host.run(host.request())
     assert code == 0, said
     assert {r.dport for r in host.written()} == {"22", "80,443"}
-    assert host.pending() == [] and not any(fleethost.ARMED in s for s in said)
+    assert host.pending() == [] and not any(transaction.ARMED in s for s in said)
 
 
 def test_a_plan_that_changed_while_waiting_is_armed_from_the_hosts_own_plan(host: Host) -> None:
@@ -110,7 +110,7 @@ def test_a_plan_that_changed_while_waiting_is_armed_from_the_hosts_own_plan(host
     code, said = host.run(host.request(confirm=60, expect={"add": [], "delete": []}))
     assert code == 0, said
     assert any("changed while this run waited" in s for s in said)
-    assert next(s for s in said if s.startswith(fleethost.ARMED)).split()[1] == TOKEN
+    assert next(s for s in said if s.startswith(transaction.ARMED)).split()[1] == TOKEN
     assert host.pending() == [TOKEN]
     assert commit.confirm(host.ctx.paths, TOKEN)[0] == 0
     assert host.pending() == []
@@ -148,7 +148,7 @@ def test_the_revert_undoes_only_the_transactions_own_change(host: Host) -> None:
     rules4 = host.etc / "ufw" / "user.rules"
     text = rules4.read_text().replace(old_ban, "")
     rules4.write_text(_ban("198.51.100.9", "proftpd") + text)
-    ok, line = fleethost.undo(record, host.ctx)
+    ok, line = transaction.undo(record, host.ctx)
     assert ok, line
     rules = host.written()
     assert {r.dport for r in rules if r.managed} == {"22", "50000:50100"}

@@ -363,22 +363,84 @@ def _kill_timer(entry: str) -> bool:
     return True
 
 
+class _Forked:
+    """A timer forked from this process, as much of ``subprocess.Popen`` as we use."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: Optional[int] = None
+
+    def poll(self) -> Optional[int]:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                self.returncode = 0
+                return 0
+            if pid:
+                self.returncode = (os.WEXITSTATUS(status) if os.WIFEXITED(status)
+                                   else -os.WTERMSIG(status))
+        return self.returncode
+
+    def wait(self, timeout: Optional[float] = None) -> int:
+        ends = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if ends is not None and time.monotonic() > ends:
+                raise subprocess.TimeoutExpired(str(self.pid), timeout or 0)
+            time.sleep(POLL)
+        return self.returncode or 0
+
+
+def _fork_timer(paths: Paths, token: str, lock_fd: Optional[int], revert: Revert) -> _Forked:
+    """The timer as a fork of this process (no new interpreter to start: it has every
+    module it needs already): its own session, stdio on /dev/null, every other fd closed
+    but the host lock's (above all "applying": the countdown waits for its release)."""
+    pid = os.fork()
+    if pid:
+        return _Forked(pid)
+    code = 70
+    try:  # pragma: no cover - the child; what it does is tested through its effects
+        os.setsid()
+        os.chdir("/")
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        keep = {0, 1, 2} if lock_fd is None else {0, 1, 2, lock_fd}
+        for name in os.listdir("/proc/self/fd"):
+            if int(name) not in keep:
+                try:
+                    os.close(int(name))
+                except OSError:
+                    pass
+        code = run_timer(paths, token, revert)
+    finally:
+        os._exit(code)
+
+
 def _start_timer(paths: Paths, entry: str, token: str, program_argv: List[str],
-                 lock_fd: Optional[int]) -> subprocess.Popen[bytes]:
+                 lock_fd: Optional[int], revert: Revert) -> Union[subprocess.Popen[bytes], _Forked]:
     """Start ENTRY's timer detached (new session, stdio on /dev/null, no fd but the host
-    lock's) and wait until it recorded itself in ENTRY/timer. CommitError if it doesn't."""
+    lock's) and wait until it recorded itself in ENTRY/timer. CommitError if it doesn't.
+    ``program_argv``: run ``program_argv + ["_timer", TOKEN]``; empty: fork this process."""
     record = os.path.join(entry, "timer")
     _unlink(record)
-    env = dict(os.environ)
-    env[ROOT_ENV] = paths.root  # the timer must look where this process looks
-    try:
-        proc = subprocess.Popen(
-            list(program_argv) + ["_timer", token],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            close_fds=True, pass_fds=() if lock_fd is None else (lock_fd,),
-            start_new_session=True, cwd="/", env=env)
-    except (OSError, ValueError, subprocess.SubprocessError) as exc:
-        raise CommitError("could not start the revert timer: %s" % exc) from None
+    proc: Union[subprocess.Popen[bytes], _Forked]
+    if not program_argv:
+        try:
+            proc = _fork_timer(paths, token, lock_fd, revert)
+        except OSError as exc:
+            raise CommitError("could not start the revert timer: %s" % exc) from None
+    else:
+        env = dict(os.environ)
+        env[ROOT_ENV] = paths.root  # the timer must look where this process looks
+        try:
+            proc = subprocess.Popen(
+                list(program_argv) + ["_timer", token],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                close_fds=True, pass_fds=() if lock_fd is None else (lock_fd,),
+                start_new_session=True, cwd="/", env=env)
+        except (OSError, ValueError, subprocess.SubprocessError) as exc:
+            raise CommitError("could not start the revert timer: %s" % exc) from None
     ends = time.monotonic() + TIMER_START_WAIT
     while not (_read(record) or "").strip():
         status = proc.poll()
@@ -391,7 +453,7 @@ def _start_timer(paths: Paths, entry: str, token: str, program_argv: List[str],
     return proc
 
 
-def _stop(proc: Optional[subprocess.Popen[bytes]]) -> None:
+def _stop(proc: Optional[Union[subprocess.Popen[bytes], _Forked]]) -> None:
     """Kill (if still running) and reap a timer this process started."""
     if proc is None:
         return
@@ -566,7 +628,7 @@ class Armed:
     """An armed change: call ``started()`` when it is made, or ``failed(why)``."""
 
     def __init__(self, paths: Paths, token: str, dir: str, timeout: int, applying_fd: int,
-                 timer: Optional[subprocess.Popen[bytes]], say: Say, revert: Revert) -> None:
+                 timer: Optional[Union[subprocess.Popen[bytes], _Forked]], say: Say, revert: Revert) -> None:
         self.paths = paths
         self.token = token
         self.dir = dir
@@ -642,8 +704,6 @@ def arm(paths: Paths, timeout: int, token: str, undo: Dict[str, Any], program_ar
     """Arm a change before it is made. CommitError leaves nothing behind."""
     check_timeout(timeout)
     check_token(token)
-    if not program_argv:
-        raise CommitError("no program to run the revert timer", EX_USAGE)
     undo_text = _dump_undo(undo)
     if lock_fd is not None:
         try:
@@ -667,7 +727,7 @@ def arm(paths: Paths, timeout: int, token: str, undo: Dict[str, Any], program_ar
         raise CommitError("cannot lock %s/applying: %s; nothing was changed"
                           % (entry, exc.strerror)) from None
     try:
-        timer = _start_timer(paths, entry, token, program_argv, lock_fd)
+        timer = _start_timer(paths, entry, token, program_argv, lock_fd, revert)
     except CommitError as exc:
         _rmtree(entry)
         os.close(applying_fd)
@@ -745,7 +805,8 @@ def run_timer(paths: Paths, token: str, revert: Revert) -> int:
         return 1
     if not _wait_for_change(entry):
         return 0
-    timeout = _read_int(os.path.join(entry, "timeout")) or 60
+    # arm writes the timeout before it starts the timer; unreadable: no time is left
+    timeout = _read_int(os.path.join(entry, "timeout")) or 0
     deadline = _deadline_of(entry, timeout)
     if deadline is None:
         return 0
@@ -849,7 +910,7 @@ def _boot_one(paths: Paths, name: str, lock_fd: int, program_argv: List[str], re
         return
     try:
         _write(os.path.join(entry, "lock"), "held\n")
-        _start_timer(paths, entry, token, program_argv, lock_fd)  # it keeps the host lock
+        _start_timer(paths, entry, token, program_argv, lock_fd, revert)  # it keeps the host lock
     except (OSError, CommitError) as exc:
         say("could not re-arm the revert %s (%s); it stays pending" % (token, exc))
         return

@@ -25,243 +25,27 @@ the lock, in this order (any failure before 4 leaves the host as it was):
 5. UFW closes the old range; the result is verified.
 
 The last line of a successful armed run is ``froxlor-fleet:armed TOKEN DEADLINE``.
-FROXLOR_FLEET_ROOT (tests): a folder standing in for / (UFW's, the FTP daemons' and
-our own files); ufw's iptables calls then go to ROOT/sbin.
+The transaction itself is ``transaction.py``; this file is the command line and the
+detached relay, and imports only what each command needs (each host process pays for
+every module it loads).
 """
 
 from __future__ import annotations
 
-import fcntl
-import json
 import os
-import shutil
 import signal
 import sys
-import tempfile
 import threading
-import time
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from types import ModuleType
+from typing import Any, Callable, Dict, List, Tuple
 
-if __package__:  # in the package (control side, tests); on the host, the files beside it
-    from froxlor_fleet.remote import commit, ftpapply, ufw_apply
-    from froxlor_fleet.remote.ufwmodel import Want, needs_confirming
-else:  # pragma: no cover - the host's layout: the placed files, never an installed package
-    import commit  # type: ignore[no-redef,import-not-found]
-    import ftpapply  # type: ignore[no-redef,import-not-found]
-    import ufw_apply  # type: ignore[no-redef,import-not-found]
-    from ufwmodel import Want, needs_confirming  # type: ignore[no-redef,import-not-found]
+if not __package__:  # pragma: no cover - run as a file (python3 -I: no script dir on the path)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-ARMED = "froxlor-fleet:armed"
 EXIT_USAGE = 64
-EXIT_LOCK = 75
-Say = Callable[[str], None]
 
 
-class Context:
-    """Where things are: / on a host; a folder in tests (FROXLOR_FLEET_ROOT)."""
-
-    def __init__(self, root: str = "/") -> None:
-        self.root = root.rstrip("/") or "/"
-        self.paths = commit.Paths(root=self.root)
-        self.ftp_host = ftpapply.Host(root="" if self.root == "/" else self.root)
-        self.program = [sys.executable, os.path.abspath(__file__)]
-
-    @classmethod
-    def from_env(cls) -> Context:
-        return cls(os.environ.get("FROXLOR_FLEET_ROOT", "/"))
-
-    @property
-    def testing(self) -> bool:
-        return self.root != "/"
-
-    def ufw(self) -> ufw_apply.Ufw:
-        if not self.testing:
-            return ufw_apply.Ufw()
-        root = self.root
-
-        def make_ui() -> Any:
-            import ufw.common
-            import ufw.frontend
-
-            ufw.common.do_checks = False
-            ufw.common.iptables_dir = os.path.join(root, "sbin")
-            return ufw.frontend.UFWFrontend(False, rootdir=root, datadir=root)
-
-        return ufw_apply.Ufw(make_ui, os.path.join(root, "ufw.lock"))
-
-
-# --- undoing a transaction (the revert timer, a failed switch, the boot hook) ---------------
-
-def undo(record: Dict[str, Any], ctx: Context) -> Tuple[bool, str]:
-    """Undo what ``record`` says this transaction did: UFW first (SSH is what a revert
-    is for), then the FTP daemon's files."""
-    said: List[str] = []
-    ok = True
-    if record.get("ufw"):
-        u = ctx.ufw()
-        try:
-            done, line = ufw_apply.revert(record["ufw"], u.make_ui, u.lockfile)
-        except Exception as e:  # one line in the log, never a traceback
-            done, line = False, "UFW: %s: %s" % (type(e).__name__, e)
-        ok = ok and done
-        said.append(line)
-    ftp = record.get("ftp")
-    if ftp and ftp.get("switched"):
-        try:
-            said.append("FTP: " + restore_ftp(ftp, ctx))
-        except ftpapply.FtpError as e:
-            ok = False
-            said.append("FTP: %s" % e)
-    return ok, "; ".join(said) or "nothing to undo"
-
-
-def restore_ftp(ftp: Dict[str, Any], ctx: Context) -> str:
-    if ftp["daemon"] == "pureftpd":
-        return ftpapply.pureftpd_restore(ftp["marker"], ftp["backup"], ctx.ftp_host)
-    return ftpapply.proftpd_restore(ftp["path"], ftp["marker"], ftp["backup"], ctx.ftp_host)
-
-
-# --- the transaction ----------------------------------------------------------------------
-
-def apply_ftp(ftp: Dict[str, Any], backup: str, ctx: Context) -> str:
-    if ftp["daemon"] == "none":  # ProFTPd is gone: its leftover fragment only goes
-        if os.path.lexists(ftp["path"]):
-            os.remove(ftp["path"])
-        return "removed %s (ProFTPd is not installed)" % ftp["path"]
-    if ftp["daemon"] == "pureftpd":
-        return ftpapply.pureftpd_apply(ftp["range"], ftp.get("force_ip"), ftp["marker"], backup,
-                                       ctx.ftp_host)
-    return ftpapply.proftpd_apply(ftp["path"], ftp.get("content"), ftp["marker"], backup,
-                                  ctx.ftp_host)
-
-
-class Transaction:
-    """One host's change (see the module docstring). ``say`` prints a line."""
-
-    def __init__(self, request: Dict[str, Any], ctx: Context, say: Say, lock_fd: Optional[int],
-                 tmp: str) -> None:
-        self.request = request
-        self.ctx = ctx
-        self.say = say
-        self.lock_fd = lock_fd
-        self.tmp = tmp
-        self.ufw_request: Optional[Dict[str, Any]] = request.get("ufw")
-        self.ftp: Optional[Dict[str, Any]] = request.get("ftp")
-        self.keep = [Want(**w) for w in (self.ftp or {}).get("keep", [])]
-        self.record: Dict[str, Any] = {}
-        self.armed: Optional[commit.Armed] = None
-
-    def revert(self, record: Dict[str, Any]) -> Tuple[bool, str]:
-        return undo(record, self.ctx)
-
-    def run(self) -> int:
-        commit.settle_pending(self.ctx.paths, self.say, self.revert)
-        if self.ftp and self.ftp["daemon"] == "proftpd":
-            work = tempfile.mkdtemp(dir=self.tmp)
-            ftpapply.proftpd_check(self.ftp["path"], self.ftp.get("content") or "", work)
-        if self.ufw_request is not None:
-            self.ufw_first()
-        try:
-            if self.ftp:
-                self.switch_ftp()
-        except BaseException as e:
-            self.fail(e)
-            raise
-        if self.ufw_request is not None and self.keep:
-            self.ufw_close_old_range()
-        if self.armed is not None:
-            commit.update_undo(self.armed, self.record)
-            deadline = self.armed.started()
-            self.say("%s %s %d" % (ARMED, self.armed.token, deadline))
-        return 0
-
-    def ufw_first(self) -> None:
-        """Plan, guard, arm, apply: the old passive range still open."""
-        assert self.ufw_request is not None
-        request = self.ufw_request
-        with self.ctx.ufw() as u:
-            state = u.state()
-            plan = u.plan(request, state, self.keep)
-            ufw_apply.guard(request, state, plan)
-            self._report_fresh_plan(request, plan)
-            reach = needs_confirming(plan, enable=request["enabled"] and not ufw_apply.active(state),
-                                     incoming_changes=request["incoming"] != state["incoming"])
-            confirm = self.request.get("confirm") or {}
-            # Until the change is read back, what the plan would do (a revert skips what
-            # did not happen).
-            self.record["ufw"] = ufw_apply.predicted_undo(state, plan, request)
-            if reach and confirm.get("timeout"):
-                self.armed = commit.arm(self.ctx.paths, int(confirm["timeout"]), confirm["token"],
-                                        dict(self.record), self.ctx.program, self.lock_fd,
-                                        self.say, self.revert)
-            try:
-                out, after = u.change(request, state, plan, self.keep)
-            except BaseException as e:
-                self.fail(e)
-                raise
-            self.record["ufw"] = ufw_apply.undo_record(state, after)
-        for line in out:
-            if line and line.strip():
-                self.say("ufw: " + line.strip())
-
-    def _report_fresh_plan(self, request: Dict[str, Any], plan: Any) -> None:
-        expect = request.get("expect")
-        fresh = {"add": [" ".join(w.ufw_args()) for w in plan.add],
-                 "delete": [r.tuple_text() for r in plan.delete]}
-        if expect is not None and expect != fresh:
-            self.say("froxlor-fleet: the host changed while this run waited for the lock; "
-                     "applied a fresh plan (%d to add, %d to delete)" % (len(plan.add), len(plan.delete)))
-
-    def switch_ftp(self) -> None:
-        assert self.ftp is not None
-        backup = os.path.join(self.armed.dir if self.armed else self.tmp, "ftp-backup")
-        os.mkdir(backup, 0o700)
-        self.record["ftp"] = {"daemon": self.ftp["daemon"], "path": self.ftp.get("path"),
-                              "marker": self.ftp["marker"], "backup": backup, "switched": False}
-        if self.armed is not None:
-            commit.update_undo(self.armed, self.record)
-        line = apply_ftp(self.ftp, backup, self.ctx)
-        self.record["ftp"]["switched"] = self.ftp["daemon"] != "none"
-        self.say("ftp: " + line)
-
-    def ufw_close_old_range(self) -> None:
-        assert self.ufw_request is not None
-        request = self.ufw_request
-        try:
-            with self.ctx.ufw() as u:
-                state = u.state()
-                plan = u.plan(request, state)
-                ufw_apply.guard(request, state, plan)
-                out, after = u.change(request, state, plan)
-                self.record["ufw"] = ufw_apply.undo_record(state, after, self.record.get("ufw"))
-        except ufw_apply.StepError as e:
-            raise ufw_apply.StepError("the FTP daemon uses the new passive range, but UFW could "
-                                      "not close the previous one: %s" % e) from e
-        for line in out:
-            if line and line.strip():
-                self.say("ufw: " + line.strip())
-        self.say("ufw: closed the previous passive range")
-
-    def fail(self, error: BaseException) -> None:
-        """A step failed after UFW changed: undo this transaction's UFW change (the FTP
-        daemon's step puts its own files back itself)."""
-        why = str(error) or type(error).__name__
-        if self.armed is not None:
-            commit.update_undo(self.armed, self.record)
-            self.armed.failed(why)
-            self.armed = None
-            self.say("froxlor-fleet: UFW is back on the previous passive range and rules: "
-                     "this run's UFW change is undone")
-        elif self.record.get("ufw"):
-            ok, line = undo({"ufw": self.record["ufw"]}, self.ctx)
-            if ok:
-                self.say("froxlor-fleet: UFW is back on the previous passive range and rules: "
-                         "this run's UFW change is undone")
-            else:
-                self.say("froxlor-fleet: undoing this run's UFW change failed too: %s" % line)
-
-
-# --- detached, under the host lock ----------------------------------------------------------
+# --- detached ---------------------------------------------------------------------------
 
 def _forward(source: int, target: int) -> None:
     """Copy ``source`` to ``target`` until EOF; once ``target`` is gone (the SSH session
@@ -276,85 +60,6 @@ def _forward(source: int, target: int) -> None:
                 os.write(target, data)
             except OSError:
                 alive = False
-
-
-def take_lock(path: str, wait: float, say: Say) -> int:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return fd
-    except OSError:
-        say("froxlor-fleet: another run holds the lock on this host, waiting")
-    ends = time.monotonic() + wait
-    while time.monotonic() < ends:
-        time.sleep(0.2)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return fd
-        except OSError:
-            continue
-    os.close(fd)
-    raise TimeoutError("gave up after %d s waiting for %s" % (wait, path))
-
-
-def remove_leftovers(base: str, mine: str) -> None:
-    """Temp folders of steps that were killed (SIGKILL: no cleanup ran): no step holds
-    their lock, and they are older than a minute."""
-    for name in os.listdir(base):
-        path = os.path.join(base, name)
-        if (not name.startswith("froxlor-fleet.") or path == mine or os.path.islink(path)
-                or not os.path.isdir(path) or time.time() - os.path.getmtime(path) < 60):
-            continue
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except OSError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            shutil.rmtree(path, ignore_errors=True)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
-
-
-def step(request: Dict[str, Any], ctx: Context) -> int:
-    """The detached step's body: lock, temp folder, the transaction, one-line errors."""
-    say: Say = lambda line: print(line, flush=True)  # noqa: E731
-    lock = request.get("lock") or {}
-    lock_path = os.path.join(ctx.root, str(lock["path"]).lstrip("/")) if ctx.testing else lock["path"]
-    base = os.path.dirname(lock_path)
-    tmp = tempfile.mkdtemp(prefix="froxlor-fleet.", dir=base)
-    tmp_fd = os.open(tmp, os.O_RDONLY)
-    fcntl.flock(tmp_fd, fcntl.LOCK_EX)  # this step's: the folder is in use
-    try:
-        remove_leftovers(base, tmp)
-        try:
-            lock_fd = take_lock(lock_path, float(lock["wait"]), say)
-        except TimeoutError as e:
-            say("froxlor-fleet: %s" % e)
-            return EXIT_LOCK
-        common = ufw_apply.import_ufw()
-        try:
-            return Transaction(request, ctx, say, lock_fd, tmp).run()
-        except ufw_apply.StepError as e:
-            say("froxlor-fleet: %s" % e)
-            return ufw_apply.exit_status(e)
-        except (ftpapply.FtpError, commit.CommitError) as e:
-            say("froxlor-fleet: %s" % e)
-            return 1
-        except common.UFWError as e:
-            say("froxlor-fleet: ufw: %s" % str(e.value).strip())
-            return 1
-    except ImportError:
-        say("froxlor-fleet: ufw's Python modules are missing on this host")
-        return 1
-    except Exception as e:  # anything else: one line, never a traceback
-        say("froxlor-fleet: unexpected error: %s: %s" % (type(e).__name__, e))
-        return 1
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        os.close(tmp_fd)
 
 
 def detached(body: Callable[[], int]) -> int:
@@ -396,36 +101,68 @@ def detached(body: Callable[[], int]) -> int:
 
 # --- the command line -----------------------------------------------------------------------
 
-def main(argv: List[str]) -> int:
-    ctx = Context.from_env()
-    os.umask(0o077)
-    if not argv:
-        print("usage: fleethost.py apply | confirm TOKEN | status | boot LOCK WAIT", file=sys.stderr)
-        return EXIT_USAGE
-    sub, args = argv[0], argv[1:]
-    if sub == "apply":
+def _commit() -> ModuleType:
+    if __package__:
+        from froxlor_fleet.remote import commit
+    else:  # pragma: no cover - the host's layout
+        import commit  # type: ignore[no-redef,import-not-found]
+    return commit
+
+
+def _transaction() -> ModuleType:
+    if __package__:
+        from froxlor_fleet.remote import transaction
+    else:  # pragma: no cover - the host's layout
+        import transaction  # type: ignore[no-redef,import-not-found]
+    return transaction
+
+
+def apply(raw: bytes) -> int:
+    """The request is read whole before the step detaches (a dropped session can't cut
+    it short); the step parses it, with the modules only it needs."""
+    def body() -> int:
+        import json
+
+        txn = _transaction()
         try:
-            request = json.load(sys.stdin)
+            request = json.loads(raw.decode("utf-8"))
         except ValueError as e:
-            print("froxlor-fleet: unreadable request: %s" % e, file=sys.stderr)
+            print("froxlor-fleet: unreadable request: %s" % e, flush=True)
             return EXIT_USAGE
-        return detached(lambda: step(request, ctx))
-    if sub == "confirm" and len(args) == 1:
-        rc, line = commit.confirm(ctx.paths, args[0])
+        return int(txn.step(request, txn.Context.from_env()))
+
+    return detached(body)
+
+
+def main(argv: List[str]) -> int:
+    os.umask(0o077)
+    sub, args = (argv[0], argv[1:]) if argv else ("", [])
+    root = os.environ.get("FROXLOR_FLEET_ROOT", "/")
+    if sub == "apply" and not args:
+        return apply(sys.stdin.buffer.read())
+    if sub in ("confirm", "status") and len(args) == (1 if sub == "confirm" else 0):
+        commit = _commit()
+        paths = commit.Paths(root=root.rstrip("/") or "/")
+        if sub == "status":
+            print("\n".join(commit.status(paths)))
+            return 0
+        rc, line = commit.confirm(paths, args[0])
         print(line if rc == 0 else "froxlor-fleet: %s" % line)
-        return rc
-    if sub == "status":
-        print("\n".join(commit.status(ctx.paths)))
-        return 0
-    revert = lambda record: undo(record, ctx)  # noqa: E731
-    if sub == "_timer" and len(args) == 1:
-        ufw_apply.import_ufw()  # before the countdown: a revert must not fail on an import
-        return commit.run_timer(ctx.paths, args[0], revert)
-    if sub == "boot" and len(args) == 2:
-        ufw_apply.import_ufw()
-        return commit.boot(ctx.paths, args[0], ctx.program, revert, lambda line: print(line),
-                           float(args[1]))
-    print("froxlor-fleet: unknown command %s" % " ".join(argv), file=sys.stderr)
+        return int(rc)
+    if sub in ("_timer", "boot") and len(args) == (1 if sub == "_timer" else 2):
+        txn = _transaction()
+        ctx = txn.Context.from_env()
+        txn.ufw_apply.import_ufw()  # before the countdown: a revert must not fail on an import
+
+        def revert(record: Dict[str, Any]) -> Tuple[bool, str]:
+            ok, line = txn.undo(record, ctx)
+            return bool(ok), str(line)
+
+        if sub == "_timer":
+            return int(txn.commit.run_timer(ctx.paths, args[0], revert))
+        return int(txn.commit.boot(ctx.paths, args[0], ctx.program, revert,
+                                   lambda line: print(line), float(args[1])))
+    print("usage: fleethost.py apply | confirm TOKEN | status | boot LOCK WAIT", file=sys.stderr)
     return EXIT_USAGE
 
 

@@ -96,8 +96,8 @@ fi
 # but root could write it or a folder above it (then it is placed again).
 section program
 if [ -n "$progdir" ] && [ -d "$progdir" ]; then
-  if [ -n "$(find "${progdir%/*/*}" "${progdir%/*}" "$progdir" -maxdepth 0 \( ! -user 0 -o -perm /022 \) 2>/dev/null)" ] ||
-     [ -n "$(find "$progdir" -mindepth 1 \( ! -user 0 -o -perm /022 -o ! -type f \) 2>/dev/null)" ]; then
+  if [ -n "$(find "${progdir%/*/*}" "${progdir%/*}" "$progdir" "$progdir"/* -maxdepth 0 \
+             \( ! -user 0 -o -perm /022 \) -print 2>/dev/null)" ]; then
     echo unsafe
   fi
   (cd "$progdir" && sha256sum -- *.py 2>/dev/null) || true
