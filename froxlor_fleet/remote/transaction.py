@@ -125,6 +125,7 @@ class Transaction:
         self.keep = [Want(**w) for w in (self.ftp or {}).get("keep", [])]
         self.record: Dict[str, Any] = {}
         self.armed: Optional[commit.Armed] = None
+        self.ufw = ctx.ufw()  # one frontend for the whole transaction
 
     def revert(self, record: Dict[str, Any]) -> Tuple[bool, str]:
         return undo(record, self.ctx)
@@ -154,7 +155,7 @@ class Transaction:
         """Plan, guard, arm, apply: the old passive range still open."""
         assert self.ufw_request is not None
         request = self.ufw_request
-        with self.ctx.ufw() as u:
+        with self.ufw as u:
             state = u.state()
             plan = u.plan(request, state, self.keep)
             ufw_apply.guard(request, state, plan)
@@ -203,7 +204,7 @@ class Transaction:
         assert self.ufw_request is not None
         request = self.ufw_request
         try:
-            with self.ctx.ufw() as u:
+            with self.ufw as u:
                 state = u.state()
                 plan = u.plan(request, state)
                 ufw_apply.guard(request, state, plan)

@@ -257,14 +257,24 @@ def _frontend() -> Any:
 
 
 class Ufw:
-    """ufw's frontend under ufw's own lock, for one transaction (``with Ufw() as u``).
-    ``make_ui``/``lockfile``: ufw's frontend and lock (tests point them at a folder)."""
+    """ufw's frontend for one transaction, used under ufw's own lock (``with u:``, once
+    per step). One frontend serves every step: each one reads the configuration and
+    application profiles and starts ``iptables -V``, and it keeps what it changes in
+    step with its files. ``make_ui``/``lockfile``: ufw's frontend and lock (tests point
+    them at a folder)."""
 
     def __init__(self, make_ui: Callable[[], Any] = _frontend,
                  lockfile: str = "/run/ufw.lock") -> None:
         self.make_ui = make_ui
         self.lockfile = lockfile
         self.lock: Any = None
+        self._ui: Any = None
+
+    @property
+    def ui(self) -> Any:
+        if self._ui is None:
+            self._ui = self.make_ui()
+        return self._ui
 
     def __enter__(self) -> Ufw:
         import ufw.util
@@ -278,7 +288,7 @@ class Ufw:
         ufw.util.release_lock(self.lock)
 
     def state(self) -> State:
-        return read_state(self.make_ui().backend)
+        return read_state(self.ui.backend)
 
     def plan(self, request: Dict[str, Any], state: State,
              extra: Optional[List[Want]] = None) -> RulePlan:
@@ -290,7 +300,7 @@ class Ufw:
         """Apply ``plan`` (made from ``state``) and the policies/logging/enabled state of
         ``request``; returns ufw's messages and the state after, verified."""
         adds, deletes = build(plan)
-        out = apply(self.make_ui(), request, state, adds, deletes)
+        out = apply(self.ui, request, state, adds, deletes)
         after = self.state()
         left = self.plan(request, after, extra)
         if left.changes:
@@ -356,7 +366,7 @@ def revert(record: Dict[str, Any], make_ui: Callable[[], Any] = _frontend,
     with Ufw(make_ui, lockfile) as u:
         state = u.state()
         now = {r.key: r for r in state["rules"]}
-        ui = u.make_ui()
+        ui = u.ui
         deferred = _DeferredReload(ui.backend)
         done: List[str] = []
         for item in record.get("added", []):
