@@ -26,50 +26,8 @@ from froxlor_fleet import confirm, hostprogram
 from froxlor_fleet.remote import commit, fleethost
 from froxlor_fleet.validation import confirm_timeout
 
-SH = shutil.which("dash") or "sh"
 IN_CI = os.environ.get("CI") == "true"
 TOKEN = "t0k3n-abcdef12"
-
-
-def proc_start(pid: int) -> str | None:
-    """Start time of a live (non-zombie) process, else None."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return None if fields[0] in ("Z", "X", "x") else fields[19]
-
-
-def comm(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
-        return ""
-
-
-def group_members(pgid: int) -> list[int]:
-    """Live processes of process group ``pgid`` (from /proc)."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[2]) == pgid and fields[0] not in ("Z", "X", "x"):
-            members.append(int(entry.name))
-    return members
-
-
-def wait_gone(pgid: int, within: float = 5) -> list[int]:
-    ends = time.monotonic() + within
-    while group_members(pgid) and time.monotonic() < ends:
-        time.sleep(0.05)
-    return group_members(pgid)
-
-
-# --- confirm.py -------------------------------------------------------------------------
 
 
 def test_tokens() -> None:
