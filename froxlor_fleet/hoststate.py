@@ -1,8 +1,10 @@
 """One pyinfra fact that reads everything the deploy needs from a host in one command.
 
 UFW state comes from ufw's own files (``ufw status`` shows nothing while ufw is
-inactive), plus the ProFTPd fragment, the SSH connection pyinfra is using (for the
-lockout guard) and the service manager.
+inactive), plus the FTP daemons' configuration and loaded markers, the ProFTPd
+fragment, the SSH connection pyinfra is using (for the lockout guard), other tenants of
+the firewall (iptables-persistent, nftables at boot) and the host program placed for
+this version (``hostprogram.py``).
 """
 
 from __future__ import annotations

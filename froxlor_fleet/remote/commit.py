@@ -1,5 +1,5 @@
-"""Commit-confirmed changes, ON THE MANAGED HOST: the protocol of the former confirm.sh,
-in the host program's own Python (stdlib only, Python 3.7 syntax).
+"""Commit-confirmed changes, ON THE MANAGED HOST, part of the host program (stdlib only,
+Python 3.7 syntax).
 
 A change that could cut the control side off (a firewall change) is *armed* before it
 is made: a detached timer process undoes it unless the control side confirms it over a
@@ -69,7 +69,7 @@ TOKEN_RE = re.compile(r"[A-Za-z0-9-]{8,64}")
 CONFIRMED = 0
 TOO_LATE = 2
 UNKNOWN_TOKEN = 3
-# CommitError.status for the entry point's exit (sysexits.h, as confirm.sh used them).
+# CommitError.status for the entry point's exit (sysexits.h).
 EX_USAGE = 64
 EX_TEMPFAIL = 75
 

@@ -1,6 +1,6 @@
 """Runs ON THE MANAGED HOST under its python3 (stdlib only, 3.7 syntax), inside the host
 program's transaction (under the host lock): the FTP daemon's side of a passive-range
-change. Replaces remote/fragment_apply.sh (ProFTPd) and remote/pureftpd_apply.sh.
+change.
 
 ProFTPd: ``proftpd_check`` tries a new fragment with ``proftpd -t -c`` on a candidate
 configuration without touching the live fragment; ``proftpd_apply`` writes it, tests the
