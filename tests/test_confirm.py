@@ -261,7 +261,7 @@ def test_confirm_step_over_ssh(sshd, tmp_path, monkeypatch) -> None:
     SSH connection; an unreachable host gets one line with the deadline's local time."""
     monkeypatch.setenv("FROXLOR_FLEET_ROOT", str(tmp_path))  # the timer's, too
     paths = commit.Paths(root=str(tmp_path))
-    program = [sys.executable, fleethost.__file__]
+    program: list[str] = []  # the timer: a fork of this process, as the host program does it
     armed = commit.arm(paths, 30, TOKEN, {}, program, None, lambda line: None,
                        lambda undo: (True, "nothing"))
     armed.started()

@@ -236,3 +236,34 @@ def test_an_unknown_session_still_guards_on_the_host(host: Host) -> None:
 def test_an_unknown_session_allows_what_cannot_cut_ssh(host: Host) -> None:
     code, said = host.run(host.request(wanted=[SSH, WEB], session=None))  # UFW stays off
     assert code == 0, said
+
+
+def test_a_ban_survives_a_range_switch_and_its_revert(host: Host, monkeypatch) -> None:
+    """fail2ban's ban (``ufw prepend reject from IP ... comment 'by Fail2Ban ...'``) is
+    another tenant's: an armed range switch with purge on keeps it, a ban fail2ban adds
+    while the daemon switches survives the old range's closing, and the revert (not
+    confirmed) undoes our rules only: both bans stay, the old range is back."""
+    ban = _ban("192.0.2.7").replace("deny any", "reject any")
+    host.rules([SSH, OLD_RANGE], extra=ban)
+    rules4 = host.etc / "ufw" / "user.rules"
+
+    def switch(*args: Any) -> str:  # fail2ban bans meanwhile
+        rules4.write_text(rules4.read_text().replace(
+            "### tuple ###", _ban("198.51.100.9", "proftpd").rstrip("\n") + "\n### tuple ###", 1))
+        return "pure-ftpd restarted (pure-ftpd)"
+
+    monkeypatch.setattr(ftpapply, "pureftpd_apply", switch)
+    ftp = {"daemon": "pureftpd", "range": "60000 60100", "force_ip": None,
+           "marker": str(host.root / "pure.loaded"), "keep": [OLD_RANGE.to_wire()]}
+    code, said = host.run(host.request(wanted=[SSH, NEW_RANGE], ftp=ftp, purge=True, confirm=60))
+    assert code == 0, said
+    bans = sorted(r.src for r in host.written() if r.comment.startswith(FAIL2BAN_COMMENT))
+    assert bans == ["192.0.2.7", "198.51.100.9"]
+    assert {r.dport for r in host.written() if r.managed} == {"22", "60000:60100"}
+    record = json.loads((host.root / "var/lib/froxlor-fleet/pending" / TOKEN / "undo.json").read_text())
+    record.pop("ftp")  # the daemon's files are ftpapply's (test_ftpapply.py)
+    ok, line = transaction.undo(record, host.ctx)
+    assert ok, line
+    rules = host.written()
+    assert sorted(r.src for r in rules if r.comment.startswith(FAIL2BAN_COMMENT)) == bans
+    assert {r.dport for r in rules if r.managed} == {"22", "50000:50100"}

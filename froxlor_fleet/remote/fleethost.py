@@ -8,7 +8,6 @@ under ufw's own python3 (stdlib only, Python 3.7+ syntax)::
     fleethost.py confirm TOKEN      over a NEW SSH connection: keep the armed change
     fleethost.py status             pending reverts, one a line
     fleethost.py boot LOCK WAIT     optional boot hook (see commit.py)
-    fleethost.py _timer TOKEN       the revert timer (started by ``commit.arm``)
 
 ``apply`` runs detached from the SSH session (a dropped connection can't cut a
 half-made change short), relays its output, and takes the host lock (``lock.path``,
@@ -149,7 +148,7 @@ def main(argv: List[str]) -> int:
         rc, line = commit.confirm(paths, args[0])
         print(line if rc == 0 else "froxlor-fleet: %s" % line)
         return int(rc)
-    if sub in ("_timer", "boot") and len(args) == (1 if sub == "_timer" else 2):
+    if sub == "boot" and len(args) == 2:
         txn = _transaction()
         ctx = txn.Context.from_env()
         txn.ufw_apply.import_ufw()  # before the countdown: a revert must not fail on an import
@@ -158,8 +157,6 @@ def main(argv: List[str]) -> int:
             ok, line = txn.undo(record, ctx)
             return bool(ok), str(line)
 
-        if sub == "_timer":
-            return int(txn.commit.run_timer(ctx.paths, args[0], revert))
         return int(txn.commit.boot(ctx.paths, args[0], ctx.program, revert,
                                    lambda line: print(line), float(args[1])))
     print("usage: fleethost.py apply | confirm TOKEN | status | boot LOCK WAIT", file=sys.stderr)

@@ -125,7 +125,7 @@ class Transaction:
         self.keep = [Want(**w) for w in (self.ftp or {}).get("keep", [])]
         self.record: Dict[str, Any] = {}
         self.armed: Optional[commit.Armed] = None
-        self.ufw = ctx.ufw()  # one frontend for the whole transaction
+        self.ufw = ctx.ufw()  # a fresh frontend for each step under ufw's lock
 
     def revert(self, record: Dict[str, Any]) -> Tuple[bool, str]:
         return undo(record, self.ctx)

@@ -257,11 +257,12 @@ def _frontend() -> Any:
 
 
 class Ufw:
-    """ufw's frontend for one transaction, used under ufw's own lock (``with u:``, once
-    per step). One frontend serves every step: each one reads the configuration and
-    application profiles and starts ``iptables -V``, and it keeps what it changes in
-    step with its files. ``make_ui``/``lockfile``: ufw's frontend and lock (tests point
-    them at a folder)."""
+    """ufw's frontend under ufw's own lock, one per step (``with u:``): reading, applying
+    and verifying in a step share it (each frontend reads the configuration and profiles
+    and starts ``iptables -V``). A new step gets a new one: ufw keeps the rules in memory
+    and writes them back whole, so a frontend from before the lock was released would
+    write back a ban fail2ban's ``ufw`` made meanwhile as gone. ``make_ui``/``lockfile``:
+    ufw's frontend and lock (tests point them at a folder)."""
 
     def __init__(self, make_ui: Callable[[], Any] = _frontend,
                  lockfile: str = "/run/ufw.lock") -> None:
@@ -280,6 +281,7 @@ class Ufw:
         import ufw.util
 
         self.lock = ufw.util.create_lock(lockfile=self.lockfile)
+        self._ui = None  # read the files as they are now that we hold the lock
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -60,8 +60,9 @@ def no_pending(lab, name: str) -> bool:
 
 
 def no_timer(lab, name: str) -> bool:
-    return lab.sh(name, "pgrep -f '[f]leethost.py _timer' >/dev/null",
-                  check=False).returncode == 1
+    """No process of the host program is left (the revert timer is a fork of the
+    transaction: its command line is the transaction's, which has ended)."""
+    return lab.sh(name, "pgrep -f '[f]leethost.py' >/dev/null", check=False).returncode == 1
 
 
 def ufw_state(lab, name: str) -> tuple[list[str], str]:
