@@ -34,7 +34,8 @@ def froxlor_firewall() -> None:
     program: the UFW operation carries the FTP daemon's change."""
     plan = fleet_plans()[host.name]
     current = host_state(host)
-    # The daemon is chosen once, here (None: no ftp role, or ready_for_ftp refuses).
+    # The daemon the ftp role manages (None: no ftp role, or none can be decided:
+    # ready_for_ftp refuses the host with the reason).
     daemon = daemon_for(current, plan.ftp_daemon) if plan.passive_ports else None
     fragment = proftpd.fragment_for(plan) if daemon != "pureftpd" else None
     if daemon == "pureftpd" and plan.passive_ports is not None:

@@ -67,11 +67,9 @@ def passive_port_range(passive_ports: tuple[int, int], force_passive_ip: str | N
         pureftpd.passive_port_range(name="pure-ftpd passive range", passive_ports=(49152, 65534))
     """
     state = host_state(host)
-    current = state.ftp.pureftpd
-    have = {"PassivePortRange": current.passive_port_range_raw,
-            "ForcePassiveIP": current.force_passive_ip}
+    have = files_now(state)
     want = wanted_files(tuple(passive_ports), force_passive_ip)  # type: ignore[arg-type]
-    if have == want and loaded(state, want):
+    if not changes(state, want):
         host.noop(NOOP_MESSAGE)
         return
     if show_changes() and have == want:
@@ -102,8 +100,12 @@ def request_part(want: dict[str, str | None], switch: Switch | None) -> dict[str
             "keep": switch.keep_wire() if switch else []}
 
 
+def files_now(current: HostState) -> dict[str, str | None]:
+    """pure-ftpd's files on the host, as ``wanted_files`` names them."""
+    pure = current.ftp.pureftpd
+    return {"PassivePortRange": pure.passive_port_range_raw, "ForcePassiveIP": pure.force_passive_ip}
+
+
 def changes(current: HostState, want: dict[str, str | None]) -> bool:
     """Do pure-ftpd's files or what it has loaded differ from ``want``?"""
-    pure = current.ftp.pureftpd
-    have = {"PassivePortRange": pure.passive_port_range_raw, "ForcePassiveIP": pure.force_passive_ip}
-    return have != want or not loaded(current, want)
+    return files_now(current) != want or not loaded(current, want)
