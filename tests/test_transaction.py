@@ -204,7 +204,8 @@ def test_a_big_request_reaches_the_program_on_stdin(host: Host) -> None:
 
 
 def test_the_step_goes_on_when_its_relay_is_killed(host: Host) -> None:
-    """A dropped SSH session kills the relay: the detached step still finishes."""
+    """A dropped SSH session kills the relay and what it started: the detached step
+    (nobody's child by then) still finishes."""
     text = json.dumps(host.request())
     proc = subprocess.Popen([sys.executable, str(PROGRAM), "apply"], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True)
@@ -215,7 +216,10 @@ def test_the_step_goes_on_when_its_relay_is_killed(host: Host) -> None:
         if list((host.root / "run").glob("froxlor-fleet.*")):
             break
         time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
+    # as a dropped session does it: the relay and everything it started, by parentage
+    tree = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout
+    for pid in [proc.pid, *map(int, tree.split())]:
+        os.kill(pid, signal.SIGKILL)
     proc.wait()
     for _ in range(100):
         if {r.dport for r in host.written()} == {"22", "80,443"}:

@@ -62,16 +62,22 @@ def _forward(source: int, target: int) -> None:
 
 
 def detached(body: Callable[[], int]) -> int:
-    """Run ``body`` in a child of its own session and relay its output and exit status.
-    If this process dies (the SSH session dropped), the child goes on to the end."""
+    """Run ``body`` detached and relay its output and exit status. The step is forked
+    twice (the middle process exits at once): it is nobody's child but init's and has a
+    session of its own, so a dropped SSH session, or a kill of everything the session
+    started, can't stop it. Its exit status comes back through a pipe of its own."""
     read_end, write_end = os.pipe()
+    status_r, status_w = os.pipe()
     sys.stdout.flush()
     pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child; its exit status is tested
+    if pid == 0:  # pragma: no cover - the step's side; its effects are tested
         rc = 70
         try:
             os.close(read_end)
+            os.close(status_r)
             os.setsid()
+            if os.fork():
+                os._exit(0)  # the middle process: the step is now an orphan
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
             signal.signal(signal.SIGPIPE, signal.SIG_IGN)
             signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -90,12 +96,17 @@ def detached(body: Callable[[], int]) -> int:
             os.close(2)
             forward.join(5)
         finally:
+            try:
+                os.write(status_w, b"%d" % rc)
+            except OSError:
+                pass
             os._exit(rc)
     os.close(write_end)
+    os.close(status_w)
+    os.waitpid(pid, 0)  # the middle process, gone at once
     _forward(read_end, sys.stdout.fileno())
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode") else (
-        os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
+    status = os.read(status_r, 16)
+    return int(status) if status.strip().isdigit() else 70
 
 
 # --- the command line -----------------------------------------------------------------------
