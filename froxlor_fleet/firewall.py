@@ -21,6 +21,7 @@ from .hoststate import HostState, UfwState, host_state
 from .plan import RuleSpec
 from .remote.ufwmodel import GUARD_NO_SESSION, ban_jail, lockout_risk, needs_confirming
 from .steps import carry, refuse, reporting_stage, show_changes
+from .tenants import conflicts, persistent_refusal
 from .ufwrules import (
     RulePlan,
     Session,
@@ -31,12 +32,6 @@ from .ufwrules import (
 )
 
 NOOP_MESSAGE = "UFW rules, policies and state already match the roles"
-NFTABLES_AT_BOOT = (
-    "nftables.service is enabled and /etc/nftables.conf flushes the ruleset: at boot it "
-    "wipes UFW's rules, and the host then looks converged with its firewall gone (or "
-    "closed); disable nftables.service (fail2ban's nftables actions make their own table) "
-    "or remove 'flush ruleset' from it")
-
 def _grouped(rules: list[UfwRule]) -> list[tuple[str, UfwRule]]:
     """One line per rule as ufw shows it: the v4 and v6 halves of a rule together."""
     seen: dict[tuple[str, str], UfwRule] = {}
@@ -83,17 +78,6 @@ def rule_diff_lines(plan: RulePlan, current: UfwState) -> list[str]:
         why = rule.label if rule.managed else "unmanaged, purge"
         lines.append(format_text(f"- {text}  ({why})", "red"))
     return lines
-
-
-def persistent_refusal(packages: tuple[str, ...]) -> str:
-    """Why ufw is not installed where iptables-persistent/netfilter-persistent are: ufw's
-    package Breaks them, so apt would remove them and the rules they load at boot."""
-    one = len(packages) == 1
-    are, them, they_load = ("is", "it", "it loads") if one else ("are", "them", "they load")
-    return (f"ufw is not installed, and {', '.join(packages)} {are}: installing ufw would "
-            f"remove {them} (ufw's package Breaks {them}) and the rules {they_load} at boot; "
-            "nothing was changed on this host. Move their rules to UFW and remove "
-            f"{them}, then run again")
 
 
 def ban_summary(bans: list[UfwRule]) -> str:
@@ -206,8 +190,9 @@ def rules_and_policies(
     }
 
     if reporting_stage():
-        if current.nftables_flushes:
-            host.log(NFTABLES_AT_BOOT, logger.warning)
+        for conflict in conflicts(current):
+            if conflict.name != "persistent":  # that one refuses below, when it matters
+                host.log(conflict.text, logger.warning)
         _report(rule_plan, ufw, changes, installed,
                 confirm_timeout if _needs_confirming(changes, rule_plan, confirm_timeout) else 0)
 

@@ -55,10 +55,13 @@ class HostState:
     fragment_loaded: str | None = None
     # sha256 of the passive range pure-ftpd last loaded through this deploy (pureftpd.digest)
     pureftpd_loaded: str | None = None
-    # Other tenants of the firewall: installed iptables-persistent/netfilter-persistent
-    # (ufw's package Breaks them), an enabled nftables.service that flushes the ruleset.
+    # Other tenants of the firewall (what each means: tenants.py): installed
+    # iptables-persistent/netfilter-persistent, an enabled nftables.service that flushes
+    # the ruleset, fail2ban's f2b-* chains that ufw flushes (MANAGE_BUILTINS=yes), Docker.
     persistent: tuple[str, ...] = ()
     nftables_flushes: bool = False
+    f2b_flushed: bool = False
+    docker: bool = False
     # The host program placed for this version (hostprogram.py): file name -> sha256,
     # and whether anyone but root could write it.
     program: dict[str, str] = field(default_factory=dict)
@@ -149,6 +152,8 @@ def parse_state(lines: list[str]) -> HostState:
     state.persistent = tuple(words[1] for words in tenants if words[:1] == ["persistent"]
                              and len(words) == 2)
     state.nftables_flushes = ["nftables-flush"] in tenants
+    state.f2b_flushed = ["f2b-flushed"] in tenants
+    state.docker = ["docker"] in tenants
     state.ftp = parse_dump(sec.get("ftp", []))
     state.fragment_loaded = next((s.strip() for s in sec.get("loaded", []) if s.strip()), None)
     for line in sec.get("program", []):

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Pristine Debian root filesystems for the systemd lab hosts (run as root).
 
-    python3 lab/rootfs.py build bookworm [--ftpd proftpd|pureftpd]   # build (or reuse) one
+    python3 lab/rootfs.py build bookworm [--ftpd proftpd|pureftpd] [--tenants]  # build (or reuse) one
     python3 lab/rootfs.py list                                       # what the cache holds
 
 One tree per release and package list, built once with ``debootstrap --variant=minbase``
@@ -18,7 +18,9 @@ user ``fleet``; key-only sshd; no SSH host keys and an empty machine-id (each ho
 its own); apt pointing only at the lab's package repository (``lab-control`` is the
 control side in each host's /etc/hosts). The .debs debootstrap downloaded move out of
 the tree into ``repo/`` beside it, with a Packages and Release index: the lab serves it
-so ``apt-get install ufw`` on a host really installs from a repository.
+so ``apt-get install ufw`` on a host really installs from a repository. A tenants tree
+(``--tenants``) adds the firewall's other tenants: fail2ban, nftables on trixie, and
+iptables-persistent in its repository only.
 """
 
 from __future__ import annotations
@@ -56,8 +58,22 @@ def ftp_packages(release: str, ftpd: str) -> list[str]:
     return ["proftpd-core", "proftpd-mod-crypto"] if release == "trixie" else ["proftpd-basic"]
 
 
-def packages(release: str, ftpd: str) -> list[str]:
-    return sorted(BASE_PACKAGES + ftp_packages(release, ftpd))
+def tenant_packages(release: str) -> list[str]:
+    """The firewall's other tenants on a froxlor host, as Debian ships them: fail2ban
+    (its sshd jail reads the journal: python3-systemd) and, on trixie, where fail2ban's
+    default banaction is nftables, the nftables package (nftables.service stays disabled,
+    as Debian installs it)."""
+    return ["fail2ban", "python3-systemd"] + (["nftables"] if release == "trixie" else [])
+
+
+# Downloaded into a tenants tree's repository, never installed (ufw's package Breaks
+# them): a test installs them on a host the way an admin would.
+REPO_ONLY_TENANTS = ["iptables-persistent", "netfilter-persistent"]
+
+
+def packages(release: str, ftpd: str, tenants: bool = False) -> list[str]:
+    extra = tenant_packages(release) if tenants else []
+    return sorted(BASE_PACKAGES + ftp_packages(release, ftpd) + extra)
 
 
 def ftp_unit(ftpd: str) -> str:
@@ -82,14 +98,15 @@ def mirror() -> str:
     return "http://deb.debian.org/debian"
 
 
-def key(release: str, ftpd: str) -> str:
+def key(release: str, ftpd: str, tenants: bool = False) -> str:
+    repo_only = REPO_ONLY_TENANTS if tenants else []
     digest = hashlib.sha256("\n".join(
-        [release, mirror(), *packages(release, ftpd)]).encode()).hexdigest()
+        [release, mirror(), *packages(release, ftpd, tenants), *repo_only]).encode()).hexdigest()
     return f"{release}-{digest[:12]}"
 
 
-def tree_dir(release: str, ftpd: str) -> Path:
-    return CACHE / key(release, ftpd)
+def tree_dir(release: str, ftpd: str, tenants: bool = False) -> Path:
+    return CACHE / key(release, ftpd, tenants)
 
 
 def run(*args: str, **kw) -> subprocess.CompletedProcess:
@@ -155,19 +172,20 @@ apt-get clean >/dev/null 2>&1 || true
 """
 
 
-def build(release: str, ftpd: str = "proftpd") -> Path:
-    """The cached tree for release + FTP server: debootstrap once per package list, the
-    set-up once per SETUP_VERSION (one build at a time; a second caller reuses it)."""
+def build(release: str, ftpd: str = "proftpd", tenants: bool = False) -> Path:
+    """The cached tree for release + FTP server (+ the firewall's other tenants):
+    debootstrap once per package list, the set-up once per SETUP_VERSION (one build at a
+    time; a second caller reuses it)."""
     if release not in RELEASES or ftpd not in FTPDS:
         raise ValueError(f"unknown release/ftpd {release}/{ftpd}")
-    dest = tree_dir(release, ftpd)
+    dest = tree_dir(release, ftpd, tenants)
     if ready(dest):
         return dest
     CACHE.mkdir(parents=True, exist_ok=True)
     with open(CACHE / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (dest / ".done").exists():
-            bootstrap(release, ftpd, dest)
+            bootstrap(release, ftpd, dest, tenants)
         if not ready(dest):
             set_up(dest, ftpd)
     return dest
@@ -180,8 +198,9 @@ def ready(dest: Path) -> bool:
         return False
 
 
-def bootstrap(release: str, ftpd: str, dest: Path) -> None:
-    """debootstrap minbase with the package list; its .debs move to repo/ (indexed)."""
+def bootstrap(release: str, ftpd: str, dest: Path, tenants: bool = False) -> None:
+    """debootstrap minbase with the package list; its .debs move to repo/ (indexed),
+    with REPO_ONLY_TENANTS downloaded beside them for a tenants tree."""
     tmp = CACHE / f".build-{dest.name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.rmtree(dest, ignore_errors=True)
@@ -189,15 +208,20 @@ def bootstrap(release: str, ftpd: str, dest: Path) -> None:
     print(f"rootfs: debootstrap {release} ({ftpd}) from {mirror()} -> {dest}", flush=True)
     root = tmp / "root"
     try:
-        run("debootstrap", "--variant=minbase", f"--include={','.join(packages(release, ftpd))}",
+        run("debootstrap", "--variant=minbase",
+            f"--include={','.join(packages(release, ftpd, tenants))}",
             release, str(root), mirror() + "/")
+        if tenants:  # from the tree's own apt sources (the mirror), before SETUP moves them
+            run("chroot", str(root), "sh", "-c", "apt-get update -qq && cd /var/cache/apt/archives"
+                " && apt-get download -qq " + " ".join(REPO_ONLY_TENANTS),
+                env=dict(os.environ, PATH="/usr/sbin:/usr/bin:/sbin:/bin"))
         repo = tmp / "repo"
         repo.mkdir()
         for deb in (root / "var/cache/apt/archives").glob("*.deb"):
             deb.rename(repo / deb.name)  # out of the tree: apt in a host must download them
         index_repo(repo)
         (tmp / "versions.txt").write_text(versions(root, ftpd))
-        (tmp / "packages.txt").write_text("\n".join(packages(release, ftpd)) + "\n")
+        (tmp / "packages.txt").write_text("\n".join(packages(release, ftpd, tenants)) + "\n")
         tmp.rename(dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -230,7 +254,7 @@ def index_repo(repo: Path) -> None:
 
 def versions(root: Path, ftpd: str) -> str:
     """Versions of what the tests run on, read from the tree's dpkg database."""
-    names = ["ufw", "python3", "systemd", "openssh-server"]
+    names = ["ufw", "python3", "systemd", "openssh-server", "fail2ban", "nftables"]
     names += ["pure-ftpd-mysql"] if ftpd == "pureftpd" else ["proftpd-core", "proftpd-basic"]
     out = []
     for name in names:
@@ -242,15 +266,15 @@ def versions(root: Path, ftpd: str) -> str:
 
 
 def main(argv: list[str]) -> None:
-    if argv[:1] == ["build"] and len(argv) in (2, 4):
-        ftpd = argv[3] if len(argv) == 4 and argv[2] == "--ftpd" else "proftpd"
-        print(build(argv[1], ftpd))
+    if argv[:1] == ["build"] and len(argv) in (2, 3, 4, 5):
+        ftpd = argv[argv.index("--ftpd") + 1] if "--ftpd" in argv else "proftpd"
+        print(build(argv[1], ftpd, "--tenants" in argv))
     elif argv == ["list"]:
         for d in sorted(CACHE.glob("*-*")):
             done = (d / ".done").exists()
             print(d.name, (d / "versions.txt").read_text().replace("\n", " ") if done else "(incomplete)")
     else:
-        sys.exit("usage: rootfs.py build RELEASE [--ftpd proftpd|pureftpd] | list")
+        sys.exit("usage: rootfs.py build RELEASE [--ftpd proftpd|pureftpd] [--tenants] | list")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Lab hosts with systemd as PID 1: Debian 11, 12 and 13 booted with systemd-nspawn (root).
 
-    python3 lab/systemd_hosts.py up --release bullseye,bookworm,trixie [--per-release 1] [--pureftpd]
+    python3 lab/systemd_hosts.py up --release bullseye,bookworm,trixie [--per-release 1]
+                                     [--pureftpd] [--tenants]
     python3 lab/systemd_hosts.py status      # hosts, system state, whether ssh / ftp answer
     python3 lab/systemd_hosts.py check       # UFW state and a port check from the control side
     python3 lab/systemd_hosts.py exec NAME -- CMD...   # a command inside a host (its console)
@@ -109,18 +110,20 @@ class Host:
     ftpd: str      # proftpd | pureftpd
     ip: str
     ip6: str
+    tenants: bool = False  # fail2ban (and nftables on trixie) installed as Debian ships them
 
     @property
     def kind(self) -> str:
         return "web" if self.ftpd == "proftpd" else "web-pureftpd"
 
 
-def plan_hosts(cfg: Config, releases: list[str], per_release: int, pureftpd: bool) -> list[Host]:
+def plan_hosts(cfg: Config, releases: list[str], per_release: int, pureftpd: bool,
+               tenants: bool = False) -> list[Host]:
     specs = [(f"lab-{r}-{n}", r, "proftpd") for r in releases for n in range(1, per_release + 1)]
     if pureftpd:
         specs.append(("lab-bookworm-pureftpd", "bookworm", "pureftpd"))
     return [Host(name=name, machine=f"{cfg.prefix}-{i}", index=i, release=release, ftpd=ftpd,
-                 ip=f"{cfg.subnet}.{10 + i}", ip6=f"{cfg.v6_prefix}{10 + i}")
+                 ip=f"{cfg.subnet}.{10 + i}", ip6=f"{cfg.v6_prefix}{10 + i}", tenants=tenants)
             for i, (name, release, ftpd) in enumerate(specs, 1)]
 
 
@@ -252,6 +255,21 @@ def configure_host(cfg: Config, host: Host, root: Path, pubkey: str) -> None:
         configure_proftpd(cfg, root, host)
     else:
         configure_pureftpd(root, host)
+    if host.tenants:
+        configure_fail2ban(root, host)
+
+
+# An admin's jail.d file: the sshd jail reads the journal (no rsyslog, so no auth.log,
+# on these hosts, as on a minimal Debian); on bookworm the admin chose fail2ban's ufw
+# action (its bans are UFW user rules), on trixie Debian's own default stays (nftables:
+# fail2ban's own inet f2b-table).
+FAIL2BAN_JAIL = "[sshd]\nenabled = true\nbackend = systemd\n"
+FAIL2BAN_UFW = "[DEFAULT]\nbanaction = ufw\nbanaction_allports = ufw\n\n"
+
+
+def configure_fail2ban(root: Path, host: Host) -> None:
+    banaction = FAIL2BAN_UFW if host.release != "trixie" else ""
+    write_file(root / "etc/fail2ban/jail.d/zz-froxlor-fleet-lab.local", banaction + FAIL2BAN_JAIL)
 
 
 def configure_proftpd(cfg: Config, root: Path, host: Host) -> None:
@@ -474,16 +492,17 @@ def check_inotify(n: int) -> None:
               "containers (raise it on a machine you own)", file=sys.stderr)
 
 
-def up(cfg: Config, releases: list[str], per_release: int, pureftpd: bool) -> None:
+def up(cfg: Config, releases: list[str], per_release: int, pureftpd: bool,
+       tenants: bool = False) -> None:
     preflight(cfg)
-    hosts = plan_hosts(cfg, releases, per_release, pureftpd)
+    hosts = plan_hosts(cfg, releases, per_release, pureftpd, tenants)
     if load_hosts(cfg) and load_hosts(cfg) != hosts:
         down(cfg, quiet=True)  # a different lab: start over
     check_inotify(len(hosts))
     ensure_packages()
     cfg.lab_dir.mkdir(parents=True, exist_ok=True)
     try:
-        trees = {(h.release, h.ftpd): rootfs.build(h.release, h.ftpd) for h in hosts}
+        trees = {(h.release, h.ftpd): rootfs.build(h.release, h.ftpd, h.tenants) for h in hosts}
         pubkey = ensure_key(cfg.lab_dir).with_suffix(".pub").read_text()
         ensure_bridge(cfg.bridge, cfg.control_ip, cfg.control_ip6)
         start_repo(cfg, list(trees.values()))
@@ -623,6 +642,8 @@ def main(argv: list[str]) -> None:
     p_up.add_argument("--per-release", type=int, default=1)
     p_up.add_argument("--pureftpd", action="store_true",
                       help="one more bookworm host running froxlor's pure-ftpd, not proftpd")
+    p_up.add_argument("--tenants", action="store_true",
+                      help="fail2ban (ufw action on bookworm, nftables on trixie) on every host")
     sub.add_parser("down", help="stop and remove everything the lab made")
     sub.add_parser("status", help="list hosts")
     sub.add_parser("check", help="UFW state and a port check from the control side")
@@ -636,7 +657,7 @@ def main(argv: list[str]) -> None:
         bad = [r for r in releases if r not in rootfs.RELEASES]
         if bad or not releases or not 1 <= args.per_release <= 10:
             die(f"releases must be among {', '.join(rootfs.RELEASES)}; per-release 1-10")
-        up(cfg, releases, args.per_release, args.pureftpd)
+        up(cfg, releases, args.per_release, args.pureftpd, args.tenants)
     elif args.cmd == "down":
         down(cfg)
     elif args.cmd == "status":

@@ -832,3 +832,29 @@ def test_fail2bans_bans_are_a_notice_counted_per_jail() -> None:
     for line in lines:
         assert line.startswith(("# HELP ", "# TYPE ")) or SAMPLE.match(line), line
     assert all("203.0.113." not in line for line in lines)  # counts, never the addresses
+
+
+@pytest.mark.parametrize("tenant,kind,severity,exit_code", [
+    ("nftables-flush", "nftables_at_boot", "drift", 1),
+    ("f2b-flushed", "f2b_flushed", "drift", 1),
+    ("docker", "docker", "notice", 0),
+])
+def test_other_tenants_conflicts_are_named_in_the_audit(tenant, kind, severity,
+                                                        exit_code) -> None:
+    """Issue 19: what the deploy warns about is a finding too: an nftables.service that
+    wipes UFW at boot and fail2ban's chains ufw flushes make the audit non-green; Docker
+    is a notice (its published ports bypass UFW, the audit can't see them)."""
+    audit = audit_host(web_ftp_plan(), seen({**CONVERGED, "tenants": [tenant]}, SS_WEB))
+    found = [f for f in audit.findings if f.kind == kind]
+    assert len(found) == 1 and found[0].severity == severity, audit.findings
+    assert exit_status([audit]) == exit_code
+    data = document(FleetAudit("inventory.py", (), [audit]))
+    validate(data)
+    assert [f["kind"] for f in data["findings"] if f["kind"] != "idle_admitted"] == [kind]
+
+
+def test_iptables_persistent_where_ufw_is_missing_is_named_in_the_audit() -> None:
+    spec = {**CONVERGED, "tenants": ["persistent iptables-persistent"], "ufw": ""}
+    audit = audit_host(web_ftp_plan(), seen(spec, SS_WEB))
+    found = [f for f in audit.findings if f.kind == "persistent"]
+    assert len(found) == 1 and "installing ufw would remove it" in found[0].detail

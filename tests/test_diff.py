@@ -527,6 +527,17 @@ def test_an_nftables_service_that_flushes_at_boot_is_named_once_per_run(
     assert len(warned) == 1, log.texts()
 
 
+@pytest.mark.parametrize("tenant,words", [
+    ("f2b-flushed", "MANAGE_BUILTINS=yes in /etc/default/ufw while fail2ban's f2b-* chains"),
+    ("docker", "Docker is installed: ports its containers publish bypass UFW"),
+])
+def test_other_conflicts_are_named_once_per_run(log: Capture, tenant: str, words: str) -> None:
+    facts = {"scenario": "converged-web-ftp", "tenants": [tenant]}
+    run(firewall.rules_and_policies, facts, rules=[SSH])
+    run(firewall.rules_and_policies, facts, stage=StateStage.Execute, rules=[SSH])
+    assert len([t for t in log.texts(logging.WARNING) if words in t]) == 1, log.texts()
+
+
 def test_no_nftables_warning_without_it(log: Capture) -> None:
     run(firewall.rules_and_policies, {"scenario": "converged-web-ftp"}, rules=[SSH])
     assert not [t for t in log.texts() if "nftables" in t]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from froxlor_fleet.hoststate import parse_state
+from froxlor_fleet.hoststate import HostState, UfwState, parse_state
 from froxlor_fleet.remote import program
 from froxlor_fleet.remote.ufwmodel import Want, ban_jail, expand, plan_rules
 from froxlor_fleet.ufwrules import UfwRule
@@ -134,10 +134,86 @@ def test_the_state_read_names_other_tenants(tmp_path: Path, installed, nft_enabl
 
 
 def test_the_refusal_names_each_package_in_good_english() -> None:
-    from froxlor_fleet.firewall import persistent_refusal
+    from froxlor_fleet.tenants import persistent_refusal
 
     one = persistent_refusal(("iptables-persistent",))
     assert "and iptables-persistent is: installing ufw would remove it (" in one
     assert "the rules it loads at boot" in one
     two = persistent_refusal(("iptables-persistent", "netfilter-persistent"))
     assert "netfilter-persistent are:" in two and "the rules they load at boot" in two
+
+
+# --- fail2ban's chains under MANAGE_BUILTINS=yes, Docker beside UFW --------------------
+
+def read_more_tenants(tmp_path: Path, manage_builtins: str, chains: str, docker: bool):
+    """state.sh for real on a folder standing in for /: /etc/default/ufw's
+    MANAGE_BUILTINS, the chains `iptables -S` lists (a stub), Docker's daemon."""
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    (tools / "ip").write_text("#!/bin/sh\nexit 1\n")
+    (tools / "iptables").write_text(  # `-L ufw-user-input`: not loaded; `-S`: the chains
+        "#!/bin/sh\ncase \"$*\" in *-S*) printf '%s\\n' " + " ".join(
+            f"'-N {c}'" for c in chains.split()) + " ;; *) exit 1 ;; esac\n")
+    (tools / "ip6tables").write_text("#!/bin/sh\nexit 0\n")
+    for name in ("ip", "iptables", "ip6tables"):
+        (tools / name).chmod(0o755)
+    root = tmp_path / "root"
+    (root / "etc" / "default").mkdir(parents=True)
+    (root / "etc" / "default" / "ufw").write_text(f"IPV6=yes\nMANAGE_BUILTINS={manage_builtins}\n")
+    if docker:
+        (root / "usr" / "bin").mkdir(parents=True)
+        (root / "usr" / "bin" / "dockerd").write_text("")
+        (root / "usr" / "bin" / "dockerd").chmod(0o755)
+    env = {**os.environ, "PATH": f"{tools}:{os.environ['PATH']}",
+           "FROXLOR_FLEET_ROOT": str(root)}
+    out = subprocess.run(["sh", "-c", program("state.sh"), "froxlor-fleet", "", "", ""],
+                         capture_output=True, text=True, env=env, check=True).stdout
+    return parse_state(out.splitlines())
+
+
+@pytest.mark.parametrize("manage_builtins,chains,docker,f2b_flushed", [
+    ("yes", "INPUT f2b-sshd ufw-user-input", False, True),
+    ("no", "INPUT f2b-sshd", False, False),   # Debian's default: ufw leaves them alone
+    ("yes", "INPUT ufw-user-input", True, False),  # no fail2ban chains to flush
+    ("no", "INPUT", True, False),
+])
+def test_the_state_read_names_f2b_chains_ufw_flushes_and_docker(
+        tmp_path: Path, manage_builtins, chains, docker, f2b_flushed) -> None:
+    """Issue 19: with MANAGE_BUILTINS=yes every ufw reload/enable/disable flushes the
+    built-in chains, and fail2ban's f2b-* jumps and bans with them; Docker publishes
+    ports through its own chains, past UFW."""
+    state = read_more_tenants(tmp_path, manage_builtins, chains, docker)
+    assert state.f2b_flushed is f2b_flushed
+    assert state.docker is docker
+
+
+def tenant_state(**tenants) -> HostState:
+    return HostState(ufw=UfwState(installed=True), **tenants)
+
+
+def test_each_conflict_is_named_once_with_its_audit_severity() -> None:
+    from froxlor_fleet.tenants import conflicts
+
+    assert conflicts(tenant_state()) == []
+    every = tenant_state(nftables_flushes=True, f2b_flushed=True, docker=True,
+                         persistent=("iptables-persistent",))
+    every.ufw.installed = False
+    found = conflicts(every)
+    assert [(c.name, c.severity) for c in found] == [
+        ("nftables_at_boot", "drift"), ("f2b_flushed", "drift"), ("persistent", "drift"),
+        ("docker", "notice")]
+    texts = {c.name: c.text for c in found}
+    assert "MANAGE_BUILTINS=yes" in texts["f2b_flushed"] and "f2b-" in texts["f2b_flushed"]
+    assert "bypass UFW" in texts["docker"]
+    assert "iptables-persistent" in texts["persistent"]
+
+
+def test_persistent_beside_an_installed_ufw_is_not_a_conflict_to_refuse() -> None:
+    """dpkg keeps ufw and iptables-persistent apart; the audit's persistent finding is
+    for a host where ufw is missing (the deploy refuses to install it there)."""
+    from froxlor_fleet.tenants import conflicts
+
+    state = tenant_state(persistent=("netfilter-persistent",))
+    assert [c.name for c in conflicts(state)] == []
+    state.ufw.installed = False
+    assert [c.name for c in conflicts(state)] == ["persistent"]

@@ -30,6 +30,7 @@ from ..plan import HostPlan
 from ..proftpd import digest, fragment_for
 from ..proftpd_config import FtpConfig
 from ..remote.ufwmodel import ADMITTING, BLOCKING, RulePlan, ban_jail
+from ..tenants import TENANT_KINDS, conflicts
 from ..ufwrules import ANY, UfwRule, admits, describe_spec, plan_rules, port_matches
 from .fact import AuditState, Listening
 
@@ -48,7 +49,7 @@ KINDS = ("usage_error", "inventory_error", "limit_unmatched", "output_error", "i
          "missing_rule", "retag_rule", "action_rule", "shadowed_rule", "stray_rule",
          "unmanaged_rule", "setting", "passive_disagree", "passive_mismatch", "fragment_drift",
          "listening_blocked", "idle_admitted", "ftp_not_loaded", "force_passive_ip", "ftp_down",
-         "ufw_not_enabled", "bans")
+         "ufw_not_enabled", "bans", *TENANT_KINDS)
 # UfwSummary.state: chains loaded (it filters) and ENABLED=yes; loaded while ufw.conf
 # says ENABLED=no (filters now, not after a reboot); not loaded; not installed.
 UFW_STATES = ("active", "running_disabled", "inactive", "missing")
@@ -215,6 +216,8 @@ def audit_host(plan: HostPlan, seen: AuditState) -> HostAudit:
     audit.findings += down
     audit.findings += _port_findings(plan, audit.ports, {(f.port, f.proto) for f in down})
     audit.findings += _ban_findings(plan, rules)
+    audit.findings += [Finding(c.name, c.severity, plan.host, c.text)
+                       for c in conflicts(seen.state)]
     return audit
 
 

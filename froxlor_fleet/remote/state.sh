@@ -62,8 +62,9 @@ section rules6; grep -h '^### tuple ###' /etc/ufw/user6.rules 2>/dev/null || tru
 section running
 if iptables -w -n -L ufw-user-input >/dev/null 2>&1; then echo yes; else echo no; fi
 # Other tenants of the firewall that change what the deploy may do: iptables-persistent
-# (ufw's package Breaks it: installing ufw would remove it), and an enabled nftables
-# service whose config flushes the ruleset (at boot it wipes UFW's rules).
+# (ufw's package Breaks it: installing ufw would remove it), an enabled nftables
+# service whose config flushes the ruleset (at boot it wipes UFW's rules), fail2ban's
+# chains that ufw flushes, Docker (what each means: tenants.py).
 # (FROXLOR_FLEET_ROOT: a folder standing in for / in tests, as for proftpd_dump.sh.)
 section tenants
 # (files, not dpkg-query or systemctl: a no-op run pays for every process it starts)
@@ -79,6 +80,14 @@ if grep -qs '^[[:space:]]*flush[[:space:]][[:space:]]*ruleset' "$root/etc/nftabl
     if [ -L "$unit" ] || [ -e "$unit" ]; then echo nftables-flush; break; fi
   done
 fi
+# MANAGE_BUILTINS=yes: ufw flushes the built-in chains on every reload, enable and
+# disable, fail2ban's f2b-* jumps with them (listed only then: Debian's default is no).
+if grep -qs '^MANAGE_BUILTINS=yes' "$root/etc/default/ufw" \
+    && { iptables -w -S; ip6tables -w -S; } 2>/dev/null | grep -q '^-N f2b-'; then
+  echo f2b-flushed
+fi
+# Docker publishes container ports through its own chains, past UFW's.
+if [ -x "$root/usr/bin/dockerd" ] || [ -e "$root/sys/class/net/docker0" ]; then echo docker; fi
 section pureloaded
 if [ -n "$pureloaded" ]; then show "$pureloaded"; fi
 section loaded
