@@ -260,10 +260,10 @@ def configure_host(cfg: Config, host: Host, root: Path, pubkey: str) -> None:
 
 
 # An admin's jail.d file: the sshd jail reads the journal (no rsyslog, so no auth.log,
-# on these hosts, as on a minimal Debian); on bookworm the admin chose fail2ban's ufw
-# action (its bans are UFW user rules), on trixie Debian's own default stays (nftables:
-# fail2ban's own inet f2b-table).
-FAIL2BAN_JAIL = "[sshd]\nenabled = true\nbackend = systemd\n"
+# on these hosts, as on a minimal Debian) and bans for a day (beyond any test); on
+# bookworm the admin chose fail2ban's ufw action (its bans are UFW user rules), on
+# trixie Debian's own default stays (nftables: fail2ban's own inet f2b-table).
+FAIL2BAN_JAIL = "[sshd]\nenabled = true\nbackend = systemd\nbantime = 1d\n"
 FAIL2BAN_UFW = "[DEFAULT]\nbanaction = ufw\nbanaction_allports = ufw\n\n"
 
 

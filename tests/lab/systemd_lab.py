@@ -74,15 +74,17 @@ def assert_no_change(res: subprocess.CompletedProcess) -> None:
         assert (success, error, no_change) == ("-", "-", hosts), (op, res.out)  # type: ignore[attr-defined]
 
 
-def systemd_lab(releases: str) -> Iterator[SystemdLab]:
+def systemd_lab(releases: str, pureftpd: bool = True, tenants: bool = False) -> Iterator[SystemdLab]:
     """The body of a module's lab fixture: the systemd hosts of ``releases`` (comma-
-    separated) with pure-ftpd ones, up for the module and down after it."""
+    separated), with pure-ftpd ones, or with the firewall's other tenants (fail2ban...),
+    up for the module and down after it."""
     require_root_lab("systemd lab tests")
     before = machine_snapshot()
     cli("down")
     try:
         started = time.monotonic()
-        up = cli("up", "--release", releases, "--pureftpd")
+        flags = ["--pureftpd"] * pureftpd + ["--tenants"] * tenants
+        up = cli("up", "--release", releases, *flags)
         assert up.returncode == 0, up.stdout + up.stderr
         print(f"\nsystemd lab up in {time.monotonic() - started:.1f} s: {up.stdout.strip()}")
         the_lab = SystemdLab()

@@ -174,7 +174,7 @@ def reset_ufw(slab, host: systemd_hosts.Host) -> None:
     no ufw chains in the kernel (`ufw disable` leaves its empty chains behind)."""
     slab.sh(host.name, "ufw --force disable >/dev/null; "
                        "for t in iptables ip6tables; do $t -F; $t -X; done")
-    pristine = rootfs.tree_dir(host.release, host.ftpd) / "root"
+    pristine = rootfs.tree_dir(host.release, host.ftpd, host.tenants) / "root"
     merged = systemd_hosts.host_dir(CFG, host.name) / "root"
     for path in ("etc/ufw/user.rules", "etc/ufw/user6.rules", "etc/ufw/ufw.conf", "etc/default/ufw"):
         shutil.copy2(pristine / path, merged / path)
