@@ -15,9 +15,9 @@ from pyinfra import host
 from pyinfra.api import operation
 
 from .catalog import FRAGMENT_PATH
+from .ftpconf.daemon import choose_daemon
+from .ftpconf.judge import conflicts as proftpd_conflicts
 from .hoststate import HostState, host_state
-from .proftpd_config import choose_daemon
-from .proftpd_config import conflicts as proftpd_conflicts
 from .steps import refuse
 
 PUREFTPD_MASQUERADE = ("pure-ftpd's ForcePassiveIP takes an IPv4 address or a DNS name (PASV "

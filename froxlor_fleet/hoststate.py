@@ -15,8 +15,8 @@ from pyinfra.api import FactBase, Host, QuoteString, StringCommand
 from pyinfra.api.state import StateStage
 
 from .catalog import FRAGMENT_PATH, LOADED_MARKER, PUREFTPD_LOADED_MARKER
+from .ftpconf.dump import FtpConfig, dump_command, parse_dump
 from .hostprogram import folder
-from .proftpd_config import FtpConfig, dump_command, parse_dump
 from .remote import program
 from .ufwrules import UfwRule, parse_tuple_line
 

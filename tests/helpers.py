@@ -156,7 +156,7 @@ def ftp_dump(tree: str, edits: dict[str, list[list[str]]],
     import shutil
     import tempfile
 
-    from froxlor_fleet.proftpd_config import dump_script
+    from froxlor_fleet.ftpconf.dump import dump_script
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "root"

@@ -11,8 +11,8 @@ import pytest
 
 from froxlor_fleet import hostprogram, proftpd
 from froxlor_fleet.catalog import FRAGMENT_PATH
+from froxlor_fleet.ftpconf.judge import conflicts
 from froxlor_fleet.hoststate import SECTION, FleetHostState, parse_state
-from froxlor_fleet.proftpd_config import conflicts
 from froxlor_fleet.ufwrules import parse_tuple_line
 from helpers import UFW_FIXTURES, fact_lines, with_fragment
 

@@ -24,11 +24,11 @@ from dataclasses import dataclass, field, replace
 
 from .. import proftpd, pureftpd
 from ..catalog import FRAGMENT_PATH
+from ..ftpconf.dump import FtpConfig
 from ..ftpserver import daemon_for
 from ..hoststate import HostState, UfwState
 from ..plan import HostPlan
 from ..proftpd import digest, fragment_for
-from ..proftpd_config import FtpConfig
 from ..remote.ufwmodel import ADMITTING, BLOCKING, RulePlan, ban_jail
 from ..tenants import TENANT_KINDS, conflicts
 from ..ufwrules import ANY, UfwRule, admits, describe_spec, plan_rules, port_matches
@@ -326,8 +326,8 @@ def _passive_of_fragment(text: str | None) -> str | None:
 
 def _effective(ftp: FtpConfig, ufw: str | None,
                wanted: str | None) -> tuple[str | None, str | None, str | None]:
-    """The main server's passive range as ProFTPd really uses it (``proftpd_config``'s
-    replay of the host's configuration as the state fact dumped it: the first
+    """The main server's passive range as ProFTPd really uses it (``ftpconf.replay``
+    of the host's configuration as the state fact dumped it: the first
     ``PassivePorts`` wins), its file:line, and a finding's detail when it is not the
     range UFW admits (``None``: they agree). ``<VirtualHost>``s of their own are the
     deploy's business (it refuses such a host), not counted here."""

@@ -1,5 +1,5 @@
 # shellcheck shell=sh
-# froxlor-fleet: what the control side (proftpd_config.py) needs to know about a
+# froxlor-fleet: what the control side (ftpconf/dump.py) needs to know about a
 # host's FTP daemons, read in one go as part of the state fact. POSIX sh, no python.
 #   sh proftpd_dump.sh [ROOT [CONFDIR]]   ROOT: default / (tests pass a temp tree),
 #                                          CONFDIR: ProFTPd's, default /etc/proftpd

@@ -16,11 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from froxlor_fleet import proftpd_config as pc
+from froxlor_fleet import remote
 from froxlor_fleet.catalog import FRAGMENT_PATH
+from froxlor_fleet.ftpconf import judge
+from froxlor_fleet.ftpconf.daemon import choose_daemon
+from froxlor_fleet.ftpconf.dump import FtpConfig, PureFtpdConfig, dump_command, parse_dump
 
 FIXTURE = Path(__file__).parent / "fixtures" / "proftpd" / "froxlor-bookworm"
-SCRIPT = Path(pc.__file__).parent / "remote" / "proftpd_dump.sh"
+SCRIPT = Path(remote.__file__).parent / "proftpd_dump.sh"
 CONF = "/etc/proftpd/proftpd.conf"
 WANT = (50000, 50100)
 NEEDS_PROFTPD = pytest.mark.skipif(
@@ -64,8 +67,8 @@ def dump(root: Path, *args: str) -> list[str]:
     return out.stdout.splitlines()
 
 
-def read(root: Path) -> pc.FtpConfig:
-    return pc.parse_dump(dump(root))
+def read(root: Path) -> FtpConfig:
+    return parse_dump(dump(root))
 
 
 def line_of(root: Path, rel: str, text: str) -> int:
@@ -85,7 +88,7 @@ def test_froxlor_config_as_written_has_no_conflict(tmp_path):
         "/etc/proftpd/conf.d/99-froxlor-ratelimit.conf"]
     assert cfg.proftpd.passive_ports is None  # commented out by froxlor
     assert cfg.proftpd.masquerade is None
-    result = pc.check(cfg, FRAGMENT_PATH, WANT, None)
+    result = judge.check(cfg, FRAGMENT_PATH, WANT, None)
     assert result.conflicts == [] and result.notes == []
     eff = result.effective
     # '9' (0x39) sorts before 'f' (0x66): froxlor's file first, then ours.
@@ -98,7 +101,7 @@ def test_our_fragment_on_the_host_is_read_and_replaced_by_the_wanted_one(tmp_pat
     cfg = read(root)
     assert cfg.proftpd.passive_ports.origin == f"{FRAGMENT_PATH}:2"
     assert cfg.proftpd.passive_ports.ports == (1024, 1025)
-    assert pc.conflicts(cfg, FRAGMENT_PATH, WANT) == []  # the stale one is about to go
+    assert judge.conflicts(cfg, FRAGMENT_PATH, WANT) == []  # the stale one is about to go
 
 
 def uncomment_passive_ports(root: Path) -> int:
@@ -114,7 +117,7 @@ def test_admin_passive_ports_in_proftpd_conf_differs(tmp_path):
     n = uncomment_passive_ports(root)
     cfg = read(root)
     assert cfg.proftpd.passive_ports.origin == f"{CONF}:{n}"
-    assert pc.conflicts(cfg, FRAGMENT_PATH, WANT) == [
+    assert judge.conflicts(cfg, FRAGMENT_PATH, WANT) == [
         f"{CONF}:{n} sets PassivePorts 49152 65534, which ProFTPd uses instead of this "
         f"deploy's 50000 50100 ({FRAGMENT_PATH}); remove it from proftpd.conf (this deploy "
         "does not edit froxlor's proftpd.conf; froxlor rewrites it and keeps it commented out)"]
@@ -123,7 +126,7 @@ def test_admin_passive_ports_in_proftpd_conf_differs(tmp_path):
 def test_admin_passive_ports_after_the_include_loses(tmp_path):
     root = host(tmp_path)
     append(root, CONF, "PassivePorts 49152 65534\n")  # below 'Include .../conf.d/'
-    result = pc.check(read(root), FRAGMENT_PATH, WANT)
+    result = judge.check(read(root), FRAGMENT_PATH, WANT)
     assert result.conflicts == []
     assert result.notes == [f"{CONF}:{line_of(root, CONF, 'PassivePorts 49152 65534')} sets "
                             "PassivePorts 49152 65534, ignored: ProFTPd uses the first one "
@@ -136,7 +139,7 @@ def test_admin_passive_ports_in_proftpd_conf_equal_is_a_note(tmp_path):
     text = (root / CONF.lstrip("/")).read_text().replace(
         "# PassivePorts                  49152 65534", "  passiveports  50000   50100")
     (root / CONF.lstrip("/")).write_text(text)
-    result = pc.check(read(root), FRAGMENT_PATH, WANT, None)
+    result = judge.check(read(root), FRAGMENT_PATH, WANT, None)
     assert result.conflicts == []
     assert len(result.notes) == 1
     assert "sets PassivePorts 50000 50100 too; ProFTPd uses that one" in result.notes[0]
@@ -147,7 +150,7 @@ def test_commented_passive_ports_are_not_directives(tmp_path):
                            "#PassivePorts 1 2\n   # PassivePorts 3 4\n\t#MasqueradeAddress 192.0.2.1\n"})
     cfg = read(root)
     assert cfg.proftpd.occurrences == []
-    assert pc.conflicts(cfg, FRAGMENT_PATH, WANT, "192.0.2.7") == []
+    assert judge.conflicts(cfg, FRAGMENT_PATH, WANT, "192.0.2.7") == []
 
 
 def test_earlier_sorting_conf_d_file_wins_later_one_is_ignored(tmp_path):
@@ -155,7 +158,7 @@ def test_earlier_sorting_conf_d_file_wins_later_one_is_ignored(tmp_path):
         "/etc/proftpd/conf.d/10-passive.conf": "PassivePorts 40000 40100\n",
         "/etc/proftpd/conf.d/zz-passive.conf": "PassivePorts 41000 41100\n",
     })
-    result = pc.check(read(root), FRAGMENT_PATH, WANT, None)
+    result = judge.check(read(root), FRAGMENT_PATH, WANT, None)
     assert result.conflicts == [
         "/etc/proftpd/conf.d/10-passive.conf:1 sets PassivePorts 40000 40100, which ProFTPd "
         f"uses instead of this deploy's 50000 50100 ({FRAGMENT_PATH}); remove it from "
@@ -169,7 +172,7 @@ def test_byte_order_not_locale_order(tmp_path):
     # strcmp: 'Z' (0x5a) < '_' (0x5f) < 'f' (0x66); a locale sort would put 'f...' first.
     root = host(tmp_path, {"/etc/proftpd/conf.d/Zebra.conf": "PassivePorts 40000 40100\n",
                            "/etc/proftpd/conf.d/_x.conf": "MaxInstances 5\n"})
-    eff = pc.check(read(root), FRAGMENT_PATH, WANT).effective
+    eff = judge.check(read(root), FRAGMENT_PATH, WANT).effective
     assert eff.parse_order[-4:] == ["/etc/proftpd/conf.d/99-froxlor-ratelimit.conf",
                                     "/etc/proftpd/conf.d/Zebra.conf",
                                     "/etc/proftpd/conf.d/_x.conf", FRAGMENT_PATH]
@@ -182,12 +185,12 @@ def test_backups_and_dot_files_in_conf_d_are_read(tmp_path):
                            "/etc/proftpd/conf.d/10-passive.conf~": "PassivePorts 41000 41100\n",
                            "/etc/proftpd/conf.d/20-x.conf.frx.bak": "PassivePorts 42000 42100\n"})
     cfg = read(root)
-    eff = pc.check(cfg, FRAGMENT_PATH, WANT).effective
+    eff = judge.check(cfg, FRAGMENT_PATH, WANT).effective
     assert eff.parse_order[-5:] == [
         "/etc/proftpd/conf.d/.old", "/etc/proftpd/conf.d/10-passive.conf~",
         "/etc/proftpd/conf.d/20-x.conf.frx.bak", "/etc/proftpd/conf.d/99-froxlor-ratelimit.conf",
         FRAGMENT_PATH]
-    [conflict] = pc.conflicts(cfg, FRAGMENT_PATH, WANT)
+    [conflict] = judge.conflicts(cfg, FRAGMENT_PATH, WANT)
     assert conflict.startswith("/etc/proftpd/conf.d/.old:1 sets PassivePorts 40000 40100")
 
 
@@ -202,11 +205,11 @@ def test_include_options_ignore_temp_files(tmp_path):
         "# Custom configuration\n", "IncludeOptions IgnoreTempFiles\n")
     (root / CONF.lstrip("/")).write_text(text)
     cfg = read(root)
-    eff = pc.check(cfg, FRAGMENT_PATH, WANT).effective
+    eff = judge.check(cfg, FRAGMENT_PATH, WANT).effective
     assert eff.parse_order[-4:] == [
         "/etc/proftpd/conf.d/.12~", "/etc/proftpd/conf.d/20-x.conf.frx.bak",
         "/etc/proftpd/conf.d/99-froxlor-ratelimit.conf", FRAGMENT_PATH]
-    [conflict] = pc.conflicts(cfg, FRAGMENT_PATH, WANT)
+    [conflict] = judge.conflicts(cfg, FRAGMENT_PATH, WANT)
     assert conflict.startswith("/etc/proftpd/conf.d/20-x.conf.frx.bak:1 sets PassivePorts 42000")
 
 
@@ -221,7 +224,7 @@ def test_subdirectory_of_conf_d_is_not_read(tmp_path):
     root = host(tmp_path, {"/etc/proftpd/conf.d/00-sub/passive.conf": "PassivePorts 40000 40100\n"})
     cfg = read(root)
     assert "/etc/proftpd/conf.d/00-sub/passive.conf" in cfg.tree.entries  # listed...
-    assert pc.conflicts(cfg, FRAGMENT_PATH, WANT) == []  # ...but ProFTPd does not recurse
+    assert judge.conflicts(cfg, FRAGMENT_PATH, WANT) == []  # ...but ProFTPd does not recurse
 
 
 def test_include_glob_before_conf_d(tmp_path):
@@ -234,7 +237,7 @@ def test_include_glob_before_conf_d(tmp_path):
     cfg = read(root)
     assert "/etc/proftpd/custom/.hidden.conf" not in cfg.proftpd.parse_order  # FNM_PERIOD
     assert "/etc/proftpd/custom/notes.txt" not in cfg.proftpd.parse_order
-    [conflict] = pc.conflicts(cfg, FRAGMENT_PATH, WANT)
+    [conflict] = judge.conflicts(cfg, FRAGMENT_PATH, WANT)
     assert conflict.startswith("/etc/proftpd/custom/passive.conf:1 sets PassivePorts 40000 40100")
     assert conflict.endswith("remove it from /etc/proftpd/custom/passive.conf (ProFTPd reads it "
                              f"before {FRAGMENT_PATH})")
@@ -246,7 +249,7 @@ def test_glob_in_a_directory_component(tmp_path):
     text = (root / CONF.lstrip("/")).read_text().replace(
         "# Custom configuration\n", "Include /etc/proftpd/sites/*/ftp.conf\n")
     (root / CONF.lstrip("/")).write_text(text)
-    eff = pc.check(read(root), FRAGMENT_PATH, WANT).effective
+    eff = judge.check(read(root), FRAGMENT_PATH, WANT).effective
     assert eff.parse_order.index("/etc/proftpd/sites/a/ftp.conf") < eff.parse_order.index(
         "/etc/proftpd/sites/b/ftp.conf")
     assert eff.passive_ports.file == "/etc/proftpd/sites/a/ftp.conf"
@@ -261,10 +264,10 @@ def test_include_outside_etc_proftpd_is_followed(tmp_path):
     (root / CONF.lstrip("/")).write_text(text)
     lines = dump(root)
     assert "@missing /opt/missing" in lines
-    cfg = pc.parse_dump(lines)
+    cfg = parse_dump(lines)
     assert cfg.proftpd.masquerade.origin == "/srv/ftp/more/x.conf:1"
     assert cfg.proftpd.unknown == []
-    [conflict] = pc.conflicts(cfg, FRAGMENT_PATH, WANT)
+    [conflict] = judge.conflicts(cfg, FRAGMENT_PATH, WANT)
     assert conflict.startswith("/srv/ftp/passive.conf:1 sets PassivePorts 40000 40100")
 
 
@@ -277,11 +280,11 @@ def test_symlinked_include_directory(tmp_path):
     # Plain path to a symlinked directory: read as a file, EISDIR, skipped; the glob
     # refuses a symlinked directory without AllowSymlinks. Either way: not read.
     cfg = read(root)
-    assert pc.conflicts(cfg, FRAGMENT_PATH, WANT) == []
+    assert judge.conflicts(cfg, FRAGMENT_PATH, WANT) == []
     # With AllowSymlinks ProFTPd reads it, and the dump did not look behind the link.
     (root / CONF.lstrip("/")).write_text("IncludeOptions AllowSymlinks\n"
                                          + (root / CONF.lstrip("/")).read_text())
-    [conflict] = pc.conflicts(read(root), FRAGMENT_PATH, WANT)
+    [conflict] = judge.conflicts(read(root), FRAGMENT_PATH, WANT)
     assert conflict.startswith(f"ProFTPd reads /srv/link/*.conf (Include at {CONF}:")
     assert "cannot tell whether it sets PassivePorts" in conflict
 
@@ -296,7 +299,7 @@ def test_global_is_appended_after_the_servers_own(tmp_path):
     (root / CONF.lstrip("/")).write_text(text)
     cfg = read(root)
     assert cfg.proftpd.passive_ports.global_from == 0  # today: only the <Global> one
-    result = pc.check(cfg, FRAGMENT_PATH, WANT)
+    result = judge.check(cfg, FRAGMENT_PATH, WANT)
     assert result.conflicts == []
     assert result.effective.passive_ports.ours
     assert any("(inside <Global>) sets PassivePorts 40000 40100, ignored" in n
@@ -314,7 +317,7 @@ def test_virtual_host_own_value_and_missing_value(tmp_path):
     cfg = read(root)
     assert [v.name for v in cfg.proftpd.vhosts] == ["192.0.2.5", "192.0.2.6 192.0.2.16", "192.0.2.7"]
     assert cfg.proftpd.passive_ports is None  # a vhost's value is not the main server's
-    found = pc.conflicts(cfg, FRAGMENT_PATH, WANT)
+    found = judge.conflicts(cfg, FRAGMENT_PATH, WANT)
     assert found == [
         "<VirtualHost 192.0.2.5> (/etc/proftpd/virtuals.conf:1) uses PassivePorts 40000 40100 "
         "from /etc/proftpd/virtuals.conf:3, not this deploy's 50000 50100 (the fragment "
@@ -331,14 +334,14 @@ def test_virtual_host_gets_global_value(tmp_path):
         "<VirtualHost 192.0.2.5>\nServerName a\n</VirtualHost>\n")})
     cfg = read(root)
     assert cfg.proftpd.vhosts[0].passive_ports.origin == "/etc/proftpd/conf.d/00-vhosts.conf:2"
-    assert pc.conflicts(cfg, FRAGMENT_PATH, WANT) == []
+    assert judge.conflicts(cfg, FRAGMENT_PATH, WANT) == []
 
 
 def test_ifmodule_contents_count_as_active_and_say_so(tmp_path):
     root = host(tmp_path)
     append(root, "/etc/proftpd/tls.conf",
            "<IfModule mod_tls.c>\n  PassivePorts 40000 40100\n</IfModule>\n")
-    [conflict] = pc.conflicts(read(root), FRAGMENT_PATH, WANT)
+    [conflict] = judge.conflicts(read(root), FRAGMENT_PATH, WANT)
     assert "(inside <IfModule mod_tls.c>, counted as active) sets PassivePorts 40000" in conflict
 
 
@@ -350,13 +353,13 @@ def test_masquerade_address(tmp_path):
     cfg = read(root)
     n = line_of(root, CONF, "MasqueradeAddress		192.0.2.1")
     # Different: a conflict; equal: a note; none wanted: a note.
-    assert pc.conflicts(cfg, FRAGMENT_PATH, WANT, "192.0.2.9") == [
+    assert judge.conflicts(cfg, FRAGMENT_PATH, WANT, "192.0.2.9") == [
         f"{CONF}:{n} sets MasqueradeAddress 192.0.2.1, which ProFTPd uses instead of this "
         f"deploy's 192.0.2.9 ({FRAGMENT_PATH}); remove it from proftpd.conf (this deploy does "
         "not edit froxlor's proftpd.conf; froxlor rewrites it and keeps it commented out)"]
-    same = pc.check(cfg, FRAGMENT_PATH, WANT, "192.0.2.1")
+    same = judge.check(cfg, FRAGMENT_PATH, WANT, "192.0.2.1")
     assert same.conflicts == [] and "MasqueradeAddress 192.0.2.1 too" in same.notes[0]
-    unset = pc.check(cfg, FRAGMENT_PATH, WANT, None)
+    unset = judge.check(cfg, FRAGMENT_PATH, WANT, None)
     assert unset.conflicts == []
     assert unset.notes == [f"ProFTPd announces MasqueradeAddress 192.0.2.1 ({CONF}:{n}); "
                            "this deploy sets none"]
@@ -368,18 +371,18 @@ def test_tls_masquerade_address_overrides_under_ftps(tmp_path):
     cfg = read(root)
     assert cfg.proftpd.tls_masquerade.value == "192.0.2.2"
     n = line_of(root, "/etc/proftpd/tls.conf", "TLSMasqueradeAddress 192.0.2.2")
-    [conflict] = pc.conflicts(cfg, FRAGMENT_PATH, WANT, "192.0.2.9")
+    [conflict] = judge.conflicts(cfg, FRAGMENT_PATH, WANT, "192.0.2.9")
     assert conflict.startswith(f"/etc/proftpd/tls.conf:{n} sets TLSMasqueradeAddress 192.0.2.2: "
                                "FTPS sessions (froxlor requires TLS) announce it instead")
-    assert pc.conflicts(cfg, FRAGMENT_PATH, WANT, "192.0.2.2") == []
-    assert pc.conflicts(cfg, FRAGMENT_PATH, WANT, None) == []
+    assert judge.conflicts(cfg, FRAGMENT_PATH, WANT, "192.0.2.2") == []
+    assert judge.conflicts(cfg, FRAGMENT_PATH, WANT, None) == []
 
 
 def test_per_session_override_and_invalid_context(tmp_path):
     root = host(tmp_path, {"/etc/proftpd/conf.d/zz.conf": (
         "<IfUser web1ftp1>\n  PassivePorts 40000 40100\n</IfUser>\n"
         "<Anonymous ~ftp>\n  PassivePorts 50000 50100\n</Anonymous>\n")})
-    found = pc.conflicts(read(root), FRAGMENT_PATH, WANT)
+    found = judge.conflicts(read(root), FRAGMENT_PATH, WANT)
     assert found == [
         "/etc/proftpd/conf.d/zz.conf:5 sets PassivePorts inside <Anonymous ~ftp>, where ProFTPd "
         "does not allow it (proftpd -t fails); remove it",
@@ -389,7 +392,7 @@ def test_per_session_override_and_invalid_context(tmp_path):
 
 def test_unreadable_value_is_a_conflict(tmp_path):
     root = host(tmp_path, {"/etc/proftpd/conf.d/zz.conf": "PassivePorts \\\n  40000 40100\n"})
-    [conflict] = pc.conflicts(read(root), FRAGMENT_PATH, WANT)
+    [conflict] = judge.conflicts(read(root), FRAGMENT_PATH, WANT)
     assert "cannot read PassivePorts" in conflict
 
 
@@ -397,7 +400,7 @@ def test_fragment_not_included(tmp_path):
     root = host(tmp_path)
     text = (root / CONF.lstrip("/")).read_text().replace("Include /etc/proftpd/conf.d/\n", "")
     (root / CONF.lstrip("/")).write_text(text)
-    assert pc.conflicts(read(root), FRAGMENT_PATH, WANT) == [
+    assert judge.conflicts(read(root), FRAGMENT_PATH, WANT) == [
         f"ProFTPd never reads {FRAGMENT_PATH}: no Include in {CONF} reaches it (froxlor's "
         "proftpd.conf ends with 'Include /etc/proftpd/conf.d/'); restore that line"]
 
@@ -408,7 +411,7 @@ def test_fragment_included_inside_a_virtual_host(tmp_path):
         "Include /etc/proftpd/conf.d/\n",
         "<VirtualHost 192.0.2.5>\n  Include /etc/proftpd/conf.d/\n</VirtualHost>\n")
     (root / CONF.lstrip("/")).write_text(text)
-    assert pc.conflicts(read(root), FRAGMENT_PATH, WANT) == [
+    assert judge.conflicts(read(root), FRAGMENT_PATH, WANT) == [
         f"ProFTPd reads {FRAGMENT_PATH} inside <VirtualHost 192.0.2.5> (an Include there), so "
         "its PassivePorts does not apply to the main server; include it at the top level"]
 
@@ -416,7 +419,7 @@ def test_fragment_included_inside_a_virtual_host(tmp_path):
 def test_no_proftpd_conf(tmp_path):
     cfg = read(host(tmp_path, froxlor=False))
     assert not cfg.proftpd.found
-    [conflict] = pc.conflicts(cfg, FRAGMENT_PATH, WANT)
+    [conflict] = judge.conflicts(cfg, FRAGMENT_PATH, WANT)
     assert conflict.startswith(f"{CONF} not found")
 
 
@@ -432,13 +435,13 @@ def test_pure_ftpd_files_and_running(tmp_path):
     cfg = read(root)
     assert cfg.installed == {"pureftpd": "/usr/sbin/pure-ftpd-mysql"}
     assert cfg.running == {"pureftpd": os.getpid()}  # the proftpd pid is not alive
-    assert cfg.pureftpd == pc.PureFtpdConfig((50000, 50100), "50000 50100", "192.0.2.1")
-    assert pc.choose_daemon(cfg, "auto") == ("pureftpd", None)
+    assert cfg.pureftpd == PureFtpdConfig((50000, 50100), "50000 50100", "192.0.2.1")
+    assert choose_daemon(cfg, "auto") == ("pureftpd", None)
 
 
 def test_pure_ftpd_without_passive_files(tmp_path):
     cfg = read(host(tmp_path, froxlor=False, bins=("pure-ftpd",)))
-    assert cfg.pureftpd == pc.PureFtpdConfig()
+    assert cfg.pureftpd == PureFtpdConfig()
 
 
 @pytest.mark.parametrize("bins, wanted, daemon, error", [
@@ -459,7 +462,7 @@ def test_pure_ftpd_without_passive_files(tmp_path):
 ])
 def test_choose_daemon(tmp_path, bins, wanted, daemon, error):
     cfg = read(host(tmp_path, froxlor=False, bins=bins))
-    assert pc.choose_daemon(cfg, wanted) == (daemon, error)
+    assert choose_daemon(cfg, wanted) == (daemon, error)
 
 
 def test_config_left_behind_does_not_make_a_daemon_installed(tmp_path):
@@ -474,12 +477,12 @@ def test_config_left_behind_does_not_make_a_daemon_installed(tmp_path):
 
 def test_dump_command_runs_inside_a_joined_fact_command(tmp_path):
     root = host(tmp_path, {"/etc/proftpd/conf.d/10 a.conf": "PassivePorts 40000 40100\n"})
-    command = "; ".join(["echo ':::froxlor-fleet:ftp'", pc.dump_command(), "echo after"])
+    command = "; ".join(["echo ':::froxlor-fleet:ftp'", dump_command(), "echo after"])
     out = subprocess.run(["sh", "-c", command], capture_output=True, text=True, check=True,
                          env={**os.environ, "FROXLOR_FLEET_ROOT": str(root)}).stdout.splitlines()
     assert out[0] == ":::froxlor-fleet:ftp" and out[-1] == "after"
     assert out[1:-1] == dump(root)
-    [conflict] = pc.conflicts(pc.parse_dump(out), FRAGMENT_PATH, WANT)
+    [conflict] = judge.conflicts(parse_dump(out), FRAGMENT_PATH, WANT)
     assert conflict.startswith("/etc/proftpd/conf.d/10 a.conf:1 sets PassivePorts 40000 40100")
 
 
@@ -499,16 +502,16 @@ def test_dump_frames_files_without_final_newline(tmp_path):
             path.write_bytes(path.read_bytes().rstrip(b"\n"))
             stripped += 1
     assert stripped >= 8
-    command = "; ".join([pc.dump_command(), "echo ':::froxlor-fleet:after'"])
+    command = "; ".join([dump_command(), "echo ':::froxlor-fleet:after'"])
     for shell in ("sh", *(["dash"] if shutil.which("dash") else [])):
         outs = [subprocess.run([shell, "-c", command], capture_output=True, text=True, check=True,
                                env={**os.environ, "FROXLOR_FLEET_ROOT": str(root)}).stdout
                 for root in (with_eol, without)]
         assert outs[0].replace(str(with_eol), "") == outs[1].replace(str(without), "")
         assert outs[1].endswith("\n:::froxlor-fleet:after\n")
-    cfg = pc.parse_dump(outs[1].splitlines()[:-1])
+    cfg = parse_dump(outs[1].splitlines()[:-1])
     assert cfg.installed == {"proftpd": "/usr/sbin/proftpd", "pureftpd": "/usr/sbin/pure-ftpd"}
-    assert cfg.pureftpd == pc.PureFtpdConfig((50000, 50100), "50000 50100", "192.0.2.1")
+    assert cfg.pureftpd == PureFtpdConfig((50000, 50100), "50000 50100", "192.0.2.1")
     assert cfg.proftpd.found and [s.value for s in cfg.proftpd.occurrences
                                   if s.directive == "PassivePorts"] == ["40000 40100"]
 
@@ -516,7 +519,7 @@ def test_dump_frames_files_without_final_newline(tmp_path):
 def test_dump_on_an_empty_host(tmp_path):
     (tmp_path / "empty").mkdir()
     assert dump(tmp_path / "empty") == ["@conf /etc/proftpd/proftpd.conf", "@root /etc/proftpd -"]
-    cfg = pc.parse_dump(dump(tmp_path / "empty"))
+    cfg = parse_dump(dump(tmp_path / "empty"))
     assert cfg.installed == {} and not cfg.proftpd.found
 
 
@@ -601,7 +604,7 @@ def test_replay_matches_real_proftpd_parse(tmp_path):
     assert run.returncode == 0 and "fatal:" not in output, output
 
     # The same tree through the host-side script (root /, CONFDIR the temp one).
-    cfg = pc.parse_dump(dump(Path("/"), str(etc)))
+    cfg = parse_dump(dump(Path("/"), str(etc)))
     trace = (base / "trace.log").read_text()
     real_order = [p for p in re.findall(r"parsing '([^']+)' configuration", trace)
                   if not os.path.isdir(p)]  # ProFTPd tries subdirectories, EISDIR
@@ -637,8 +640,8 @@ def test_real_proftpd_accepts_a_second_passive_ports(tmp_path):
     run = subprocess.run([proftpd, "-t", "-c", str(etc / "proftpd.conf")],
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 0 and "fatal:" not in run.stdout + run.stderr
-    cfg = pc.parse_dump(dump(Path("/"), str(etc)))
+    cfg = parse_dump(dump(Path("/"), str(etc)))
     frag = f"{etc}/conf.d/froxlor-fleet-passive-ports.conf"
-    [first, *_] = pc.check(cfg, frag, WANT).conflicts
+    [first, *_] = judge.check(cfg, frag, WANT).conflicts
     assert first.startswith(f"{etc}/conf.d/.dot:2 sets PassivePorts 40001 40002, which ProFTPd "
                             "uses instead of this deploy's 50000 50100")
