@@ -130,7 +130,7 @@ def test_02_a_first_rollout_with_purge_keeps_the_bans(slab) -> None:
     assert [r for r in ufw_bans(slab, ufw_host(slab)) if "192.0.2.7" in r]
     with Data(slab) as data:
         data.add("all", "firewall_purge_unmanaged = True\n")
-        res = slab.deploy("-y")
+        res = slab.deploy("-y", "--diff")  # --diff: the changes, and the bans it leaves
         assert res.returncode == 0, res.out
         assert f"[{ufw_host(slab)}] leaves fail2ban's bans alone: 1 ban (sshd 1)" in res.out
         assert_no_change(slab.deploy("-y"))
