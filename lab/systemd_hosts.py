@@ -265,11 +265,15 @@ def configure_host(cfg: Config, host: Host, root: Path, pubkey: str) -> None:
 # trixie Debian's own default stays (nftables: fail2ban's own inet f2b-table).
 FAIL2BAN_JAIL = "[sshd]\nenabled = true\nbackend = systemd\nbantime = 1d\n"
 FAIL2BAN_UFW = "[DEFAULT]\nbanaction = ufw\nbanaction_allports = ufw\n\n"
+# And a jail of fail2ban's iptables action beside it (its own f2b-sshd-iptables chain,
+# jumped to from INPUT): what ufw flushes under MANAGE_BUILTINS=yes.
+FAIL2BAN_IPTABLES = ("\n[sshd-iptables]\nenabled = true\nfilter = sshd\nbackend = systemd\n"
+                     "port = ssh\nbanaction = iptables-multiport\nbantime = 1d\n")
 
 
 def configure_fail2ban(root: Path, host: Host) -> None:
-    banaction = FAIL2BAN_UFW if host.release != "trixie" else ""
-    write_file(root / "etc/fail2ban/jail.d/zz-froxlor-fleet-lab.local", banaction + FAIL2BAN_JAIL)
+    jails = FAIL2BAN_UFW + FAIL2BAN_JAIL + FAIL2BAN_IPTABLES if host.release != "trixie" else FAIL2BAN_JAIL
+    write_file(root / "etc/fail2ban/jail.d/zz-froxlor-fleet-lab.local", jails)
 
 
 def configure_proftpd(cfg: Config, root: Path, host: Host) -> None:

@@ -10,8 +10,9 @@ commit-confirm revert keeps a ban fail2ban made during the window and does not b
 back one it lifted; fail2ban's unban after our change still removes its rule; after a
 reboot UFW admits what the audit said before it, and the bans are back; an enabled
 nftables.service that flushes the ruleset is named by the deploy and the audit before
-it bites, and a restart of it (what a boot does when it comes after ufw) shows why; a
-host with iptables-persistent fails clearly and keeps it.
+it bites, and a restart of it (what a boot does when it comes after ufw) shows why; so
+is MANAGE_BUILTINS=yes beside fail2ban's iptables chains (a second jail on bookworm),
+and a ufw reload shows why; a host with iptables-persistent fails clearly and keeps it.
 """
 
 from __future__ import annotations
@@ -265,6 +266,40 @@ def test_07_nftables_that_flushes_is_named_before_it_bites(slab) -> None:
     assert res.returncode == 0 and FLUSH not in res.out, res.out
     code, doc = audit_json(slab)
     assert code == 0, doc["findings"]
+
+
+F2B_FLUSHED = "MANAGE_BUILTINS=yes in /etc/default/ufw while fail2ban's f2b-* chains are loaded"
+
+
+def f2b_jumps(slab, name: str) -> list[str]:
+    return [r for r in slab.sh(name, "iptables -w -S INPUT").stdout.splitlines() if "f2b-" in r]
+
+
+def test_07b_manage_builtins_that_flushes_fail2bans_chains_is_named(slab) -> None:
+    """fail2ban's iptables action (a second jail on the bookworm host) jumps from INPUT to
+    its own chain; with MANAGE_BUILTINS=yes each ufw reload flushes that jump."""
+    name = ufw_host(slab)
+    slab.sh(name, "fail2ban-client set sshd-iptables banip 192.0.2.11 >/dev/null")
+    assert wait_until(lambda: bool(f2b_jumps(slab, name)), 10)
+    conf = "/etc/default/ufw"
+    slab.sh(name, f"sed -i 's/^MANAGE_BUILTINS=no/MANAGE_BUILTINS=yes/' {conf}")
+    try:
+        res = slab.deploy("-y", "--limit", name)
+        assert res.returncode == 0, res.out
+        lines = [line for line in res.out.splitlines() if F2B_FLUSHED in line]
+        assert len(lines) == 1 and f"[{name}]" in lines[0], res.out
+        code, doc = audit_json(slab)
+        assert code == 1 and kinds(doc, name).count("f2b_flushed") == 1, doc["findings"]
+        slab.sh(name, "ufw reload >/dev/null")  # why: fail2ban's jump is gone, its ban dead
+        assert f2b_jumps(slab, name) == []
+    finally:
+        slab.sh(name, f"sed -i 's/^MANAGE_BUILTINS=yes/MANAGE_BUILTINS=no/' {conf}; "
+                      "systemctl restart fail2ban")
+    assert wait_until(lambda: bool(f2b_jumps(slab, name)), 30)
+    res = slab.deploy("-y", "--limit", name)
+    assert res.returncode == 0 and F2B_FLUSHED not in res.out, res.out
+    code, doc = audit_json(slab)
+    assert "f2b_flushed" not in kinds(doc, name), doc["findings"]
 
 
 def test_08_iptables_persistent_fails_the_host_clearly_and_is_kept(slab) -> None:
