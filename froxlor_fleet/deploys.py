@@ -7,10 +7,9 @@ from pyinfra.api import deploy
 
 from . import firewall, ftpserver, proftpd, pureftpd
 from .catalog import DEFAULTS
-from .ftpserver import daemon_for
+from .ftpplan import plan_ftp
 from .hoststate import host_state
 from .loading import run_plans
-from .passive_switch import plan_switch
 from .plan import HostPlan
 
 
@@ -33,34 +32,18 @@ def froxlor_firewall() -> None:
     other data keys, see README) ask. Each changed host gets one transaction of the host
     program: the UFW operation carries the FTP daemon's change."""
     plan = fleet_plans()[host.name]
-    current = host_state(host)
-    # The daemon the ftp role manages (None: no ftp role, or none can be decided:
-    # ready_for_ftp refuses the host with the reason).
-    daemon = daemon_for(current, plan.ftp_daemon) if plan.passive_ports else None
-    fragment = proftpd.fragment_for(plan) if daemon != "pureftpd" else None
-    if daemon == "pureftpd" and plan.passive_ports is not None:
-        files = pureftpd.wanted_files(plan.passive_ports, plan.masquerade_address)
-        changes = pureftpd.changes(current, files)
-    else:
-        changes = proftpd.request_part(current, fragment, None) is not None
-    # A range change: the old range stays open until the daemon has switched (see
-    # passive_switch.py); UFW and the FTP daemon never offer different ranges.
-    switch = plan_switch(plan, current, changes, daemon or "proftpd")
-    if not changes:
-        ftp_part = None
-    elif daemon == "pureftpd":
-        ftp_part = pureftpd.request_part(files, switch)
-    else:
-        ftp_part = proftpd.request_part(current, fragment, switch)
+    # The FTP side, decided once for this host and run (the daemon, its change, the
+    # range switch) and handed to each operation below.
+    ftp = plan_ftp(plan, host_state(host))
     # First: an ftp host without an FTP daemon that takes the new range fails here,
     # before its firewall changes.
     ftpserver.ready_for_ftp(name="FTP server ready for the ftp role",
                             passive_ports=plan.passive_ports,
                             masquerade_address=plan.masquerade_address,
-                            ftp_daemon=plan.ftp_daemon)
+                            ftp_daemon=plan.ftp_daemon, ftp=ftp)
     firewall.rules_and_policies(
         name="UFW rules, policies and state",
-        rules=plan.rules + (switch.keep if switch else ()),
+        rules=plan.rules + ftp.keep,
         incoming=plan.incoming,
         outgoing=plan.outgoing,
         logging=plan.logging,
@@ -69,12 +52,14 @@ def froxlor_firewall() -> None:
         ssh_port=plan.ssh_port,
         lockout_guard=plan.lockout_guard,
         confirm_timeout=plan.confirm_timeout,
-        ftp=ftp_part,
+        ftp=ftp.part,
     )
-    if daemon == "pureftpd" and plan.passive_ports is not None:
+    if ftp.daemon == "pureftpd" and plan.passive_ports is not None:
         pureftpd.passive_port_range(name="pure-ftpd passive range",
                                     passive_ports=plan.passive_ports,
-                                    force_passive_ip=plan.masquerade_address, switch=switch)
+                                    force_passive_ip=plan.masquerade_address, switch=ftp.switch,
+                                    ftp=ftp)
     else:
-        proftpd.passive_ports_fragment(name="ProFTPd passive-port fragment", content=fragment,
-                                       switch=switch)
+        proftpd.passive_ports_fragment(name="ProFTPd passive-port fragment",
+                                       content=ftp.fragment, switch=ftp.switch,
+                                       ftp=ftp)

@@ -148,7 +148,7 @@ def rules_and_policies(
       (default True; False: you accept the risk)
     + confirm_timeout: commit-confirmed: a change that can affect SSH is confirmed through
       a new SSH connection, else the host undoes it after this many seconds (0: off)
-    + ftp: the FTP daemon's change (``proftpd.request_part`` / ``pureftpd.request_part``)
+    + ftp: the FTP daemon's change (``ftpplan.FtpPlan.part``: the host program's FTP part)
       to make in the same transaction (its operation then only reports it)
 
     Installs ufw with apt if missing. A refused plan fails this host only, unchanged.

@@ -9,7 +9,7 @@ installed). This deploy never installs an FTP server unasked and never edits
 from __future__ import annotations
 
 from collections.abc import Generator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyinfra import host
 from pyinfra.api import operation
@@ -17,22 +17,20 @@ from pyinfra.api import operation
 from .catalog import FRAGMENT_PATH
 from .ftpconf.daemon import choose_daemon
 from .ftpconf.judge import conflicts as proftpd_conflicts
-from .hoststate import HostState, host_state
+from .hoststate import host_state
 from .steps import refuse
+
+if TYPE_CHECKING:
+    from .ftpplan import FtpPlan
 
 PUREFTPD_MASQUERADE = ("pure-ftpd's ForcePassiveIP takes an IPv4 address or a DNS name (PASV "
                        "replies carry IPv4 only), not {!r}; set ftp_masquerade_address to one")
 
 
-def daemon_for(current: HostState, ftp_daemon: str) -> str | None:
-    """The daemon the ftp role manages on this host (``None``: it can't be decided)."""
-    return choose_daemon(current.ftp, ftp_daemon)[0]
-
-
 @operation()
 def ready_for_ftp(*, passive_ports: tuple[int, int] | None,
                   masquerade_address: str | None = None, ftp_daemon: str = "auto",
-                  path: str = FRAGMENT_PATH) -> Generator[Any, None, None]:
+                  path: str = FRAGMENT_PATH, ftp: FtpPlan | None = None) -> Generator[Any, None, None]:
     """
     Fail the host before anything changes when it has the ftp role but no FTP daemon
     this deploy can serve: none or both installed (``ftp_daemon`` auto), the one asked
@@ -45,6 +43,9 @@ def ready_for_ftp(*, passive_ports: tuple[int, int] | None,
     + masquerade_address: ``MasqueradeAddress`` / ``ForcePassiveIP``, if any
     + ftp_daemon: ``auto``, ``proftpd`` or ``pureftpd``
     + path: the ProFTPd fragment's path
+    + ftp: the FTP side the deploy decided for this host and run (``ftpplan.plan_ftp``,
+      from the same data): its daemon, or why none can be served, is used as it is.
+      ``None``: chosen here from ``ftp_daemon``.
 
     **Example:**
 
@@ -56,9 +57,10 @@ def ready_for_ftp(*, passive_ports: tuple[int, int] | None,
         host.noop("no ftp role")
         return
     current = host_state(host)
-    daemon, error = choose_daemon(current.ftp, ftp_daemon)
+    daemon, refusal = (ftp.daemon, ftp.refusal) if ftp is not None else choose_daemon(
+        current.ftp, ftp_daemon)
     if daemon is None:
-        yield refuse(str(error))
+        yield refuse(str(refusal))
         return
     if daemon == "pureftpd":
         if masquerade_address and ":" in masquerade_address:

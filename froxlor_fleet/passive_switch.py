@@ -34,6 +34,14 @@ class Switch:
         return [want(rule).to_wire() for rule in self.keep]
 
 
+def with_keep(part: dict[str, object] | None, switch: Switch | None) -> dict[str, object] | None:
+    """The host program's FTP part (``proftpd.request_part``/``pureftpd.request_part``)
+    with the old range UFW keeps open until the daemon has switched."""
+    if part is None or switch is None:
+        return part
+    return {**part, "keep": switch.keep_wire()}
+
+
 def range_rule(ports: tuple[int, int]) -> RuleSpec:
     """The rule the ftp role opens for a passive range (as ``validation`` makes it)."""
     return RuleSpec((f"{ports[0]}:{ports[1]}",), "tcp", None, "ftp")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jinja2 import Environment, StrictUndefined
 from pyinfra import host, logger
@@ -23,11 +23,14 @@ from pyinfra.operations.util.files import generate_color_diff
 from . import hostprogram
 from .catalog import FRAGMENT_PATH, LOADED_MARKER
 from .hoststate import HostState, host_state
-from .passive_switch import Switch, range_rule
+from .passive_switch import Switch, range_rule, with_keep
 from .plan import HostPlan
 from .remote.ftpapply import proftpd_digest
 from .steps import carried, refuse, reported, show_changes
 from .ufwrules import describe_spec
+
+if TYPE_CHECKING:
+    from .ftpplan import FtpPlan
 
 NOOP_MESSAGE = "ProFTPd passive-port fragment already as wanted"
 MISSING_PROFTPD = ("the ftp role needs ProFTPd, but 'proftpd' is not installed on this host "
@@ -67,7 +70,8 @@ def loaded(current: HostState, content: str | None) -> bool:
 
 @operation()
 def passive_ports_fragment(content: str | None, path: str = FRAGMENT_PATH,
-                           switch: Switch | None = None) -> Generator[Any, None, None]:
+                           switch: Switch | None = None,
+                           ftp: FtpPlan | None = None) -> Generator[Any, None, None]:
     """
     Make the ProFTPd fragment at ``path`` exactly ``content`` (or remove it: ``None``)
     and loaded by ProFTPd.
@@ -77,6 +81,9 @@ def passive_ports_fragment(content: str | None, path: str = FRAGMENT_PATH,
     + switch: the UFW half of a passive-range change (``passive_switch.plan_switch``):
       once ProFTPd uses the new range UFW closes the old one; if the switch fails, UFW
       closes the new one. ``None``: UFW is not touched here.
+    + ftp: the FTP side the deploy decided for this host and run (``ftpplan.plan_ftp``,
+      from the same ``content`` and ``switch``): its part, the one the UFW operation
+      carries, is used as it is. ``None``: made here from ``content`` and ``switch``.
 
     The config is checked with ``proftpd -t`` before ProFTPd is restarted (systemd or
     plain init) and ProFTPd must still run afterwards; on failure the previous fragment
@@ -99,7 +106,7 @@ def passive_ports_fragment(content: str | None, path: str = FRAGMENT_PATH,
     if content is not None and "proftpd" not in current.ftp.installed:
         yield refuse(MISSING_PROFTPD)
         return
-    part = request_part(current, content, switch, path)
+    part = ftp.part if ftp is not None else with_keep(request_part(current, content, path), switch)
     if part is None:
         host.noop(NOOP_MESSAGE)
         return
@@ -113,16 +120,17 @@ def passive_ports_fragment(content: str | None, path: str = FRAGMENT_PATH,
                                                                  confirm_timeout=0))
 
 
-def request_part(current: HostState, content: str | None, switch: Switch | None,
+def request_part(current: HostState, content: str | None,
                  path: str = FRAGMENT_PATH) -> dict[str, object] | None:
     """The host program's FTP part for this fragment, or ``None``: already in place and
-    loaded. Without ProFTPd, a fragment to remove is only removed."""
+    loaded. Without ProFTPd, a fragment to remove is only removed. A range switch adds
+    the range to keep open (``passive_switch.with_keep``)."""
     if digest(content) == current.fragment_sha256 and loaded(current, content):
         return None
     if content is None and "proftpd" not in current.ftp.installed:
         return {"daemon": "none", "path": path, "marker": LOADED_MARKER, "keep": []}
     return {"daemon": "proftpd", "path": path, "content": content, "marker": LOADED_MARKER,
-            "keep": switch.keep_wire() if switch else []}
+            "keep": []}
 
 
 def _report(path: str, current: HostState, content: str | None, same_file: bool,

@@ -11,7 +11,7 @@ for ProFTPd (``passive_switch``).
 from __future__ import annotations
 
 from collections.abc import Generator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyinfra import host, logger
 from pyinfra.api import operation
@@ -20,9 +20,12 @@ from pyinfra.operations.util.files import generate_color_diff
 from . import hostprogram
 from .catalog import PUREFTPD_LOADED_MARKER
 from .hoststate import HostState, host_state
-from .passive_switch import Switch
+from .passive_switch import Switch, with_keep
 from .remote.ftpapply import pureftpd_digest
 from .steps import carried, reported, show_changes
+
+if TYPE_CHECKING:
+    from .ftpplan import FtpPlan
 
 CONF_DIR = "/etc/pure-ftpd/conf"
 NOOP_MESSAGE = "pure-ftpd passive range already as wanted"
@@ -52,13 +55,17 @@ def loaded(current: HostState, files: dict[str, str | None]) -> bool:
 
 @operation()
 def passive_port_range(passive_ports: tuple[int, int], force_passive_ip: str | None = None,
-                       switch: Switch | None = None) -> Generator[Any, None, None]:
+                       switch: Switch | None = None,
+                       ftp: FtpPlan | None = None) -> Generator[Any, None, None]:
     """
     Make pure-ftpd offer ``passive_ports`` (and ``force_passive_ip`` in PASV replies).
 
     + passive_ports: ``(low, high)``, the range UFW opens for the ftp role
     + force_passive_ip: ``ForcePassiveIP`` (IPv4 address or DNS name), ``None``: none
     + switch: the UFW half of a range change (``passive_switch.plan_switch``)
+    + ftp: the FTP side the deploy decided for this host and run (``ftpplan.plan_ftp``,
+      from the same range, address and ``switch``): its part, the one the UFW operation
+      carries, is used as it is. ``None``: made here from the other arguments.
 
     **Example:**
 
@@ -69,7 +76,8 @@ def passive_port_range(passive_ports: tuple[int, int], force_passive_ip: str | N
     state = host_state(host)
     have = files_now(state)
     want = wanted_files(tuple(passive_ports), force_passive_ip)  # type: ignore[arg-type]
-    if not changes(state, want):
+    part = ftp.part if ftp is not None else with_keep(request_part(state, want), switch)
+    if part is None:
         host.noop(NOOP_MESSAGE)
         return
     if show_changes() and have == want:
@@ -88,16 +96,18 @@ def passive_port_range(passive_ports: tuple[int, int], force_passive_ip: str | N
     if carried(host):
         yield reported("pure-ftpd's passive range")
         return
-    part = request_part(want, switch)
     yield from hostprogram.commands(state, hostprogram.request(ufw=None, ftp=part,
                                                                confirm_timeout=0))
 
 
-def request_part(want: dict[str, str | None], switch: Switch | None) -> dict[str, object]:
-    """The host program's FTP part for these files (``wanted_files``)."""
+def request_part(current: HostState, want: dict[str, str | None]) -> dict[str, object] | None:
+    """The host program's FTP part for these files (``wanted_files``), or ``None``: on
+    disk and loaded (``changes``). A range switch adds the range to keep open
+    (``passive_switch.with_keep``)."""
+    if not changes(current, want):
+        return None
     return {"daemon": "pureftpd", "range": want["PassivePortRange"],
-            "force_ip": want["ForcePassiveIP"], "marker": PUREFTPD_LOADED_MARKER,
-            "keep": switch.keep_wire() if switch else []}
+            "force_ip": want["ForcePassiveIP"], "marker": PUREFTPD_LOADED_MARKER, "keep": []}
 
 
 def files_now(current: HostState) -> dict[str, str | None]:

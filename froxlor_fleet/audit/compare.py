@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from .. import proftpd, pureftpd
 from ..catalog import FRAGMENT_PATH
 from ..ftpconf.dump import FtpConfig
-from ..ftpserver import daemon_for
+from ..ftpplan import daemon_for
 from ..hoststate import HostState, UfwState
 from ..plan import HostPlan
 from ..proftpd import digest, fragment_for
@@ -207,12 +207,14 @@ def audit_host(plan: HostPlan, seen: AuditState) -> HostAudit:
         audit.findings += _setting_findings(plan, ufw)
     else:
         audit.findings.append(Finding("ufw_missing", "drift", plan.host, "ufw is not installed"))
-    audit.passive, passive_findings = _passive(plan, seen.state, live)
+    # The FTP daemon the deploy manages here (None: no ftp role, or it can't tell).
+    daemon = daemon_for(plan, seen.state).daemon
+    audit.passive, passive_findings = _passive(plan, seen.state, live, daemon)
     audit.findings += passive_findings
-    audit.findings += _daemon_findings(plan, seen.state)
+    audit.findings += _daemon_findings(plan, seen.state, daemon)
     server = seen.state.ssh_server or "0.0.0.0"
     audit.ports = _ports(plan, live, rules, server, seen.listening)
-    down = _ftp_down(plan, seen)
+    down = _ftp_down(plan, seen, daemon)
     audit.findings += down
     audit.findings += _port_findings(plan, audit.ports, {(f.port, f.proto) for f in down})
     audit.findings += _ban_findings(plan, rules)
@@ -369,20 +371,15 @@ def _effective_pureftpd(ftp: FtpConfig, ufw: str | None) -> tuple[str | None, st
     return effective, origin, f"{origin} says {ports[0]} {ports[1]}; {admitted}"
 
 
-def _daemon(plan: HostPlan, state: HostState) -> str | None:
-    """The FTP daemon the deploy manages on this host (``None``: no ftp role, or it
-    can't tell)."""
-    return daemon_for(state, plan.ftp_daemon) if plan.passive_ports else None
-
-
-def _passive(plan: HostPlan, state: HostState,
-             live: UfwState) -> tuple[Passive | None, list[Finding]]:
-    """``live``: UFW's rules without the inert ones (v6 while IPV6=no)."""
+def _passive(plan: HostPlan, state: HostState, live: UfwState,
+             daemon: str | None) -> tuple[Passive | None, list[Finding]]:
+    """``live``: UFW's rules without the inert ones (v6 while IPV6=no); ``daemon``: the
+    one the deploy manages (``ftpplan.daemon_for``)."""
     ranges = sorted({r.dport for r in live.rules if r.label == "ftp" and ":" in r.dport})
     ufw = ",".join(ranges) or None
     wanted = f"{plan.passive_ports[0]}:{plan.passive_ports[1]}" if plan.passive_ports else None
     fragment = _passive_of_fragment(state.fragment)
-    pure = _daemon(plan, state) == "pureftpd"
+    pure = daemon == "pureftpd"
     if not plan.passive_ports:  # no ftp role: only a leftover fragment or ftp rule counts
         passive = Passive(wanted, fragment, ufw, fragment=fragment)
         disagree = None
@@ -418,11 +415,10 @@ def _passive(plan: HostPlan, state: HostState,
     return shown, []
 
 
-def _daemon_findings(plan: HostPlan, state: HostState) -> list[Finding]:
+def _daemon_findings(plan: HostPlan, state: HostState, daemon: str | None) -> list[Finding]:
     """What the FTP daemon runs with against what the deploy writes: its files as
     wanted but not loaded by the running daemon (the deploy restarts it), and
     pure-ftpd's ForcePassiveIP against ``ftp_masquerade_address``."""
-    daemon = _daemon(plan, state)
     if plan.passive_ports is None or daemon is None:
         return []
     wanted = f"{plan.passive_ports[0]}:{plan.passive_ports[1]}"
@@ -458,7 +454,7 @@ def _daemon_findings(plan: HostPlan, state: HostState) -> list[Finding]:
     return found
 
 
-def _ftp_down(plan: HostPlan, seen: AuditState) -> list[Finding]:
+def _ftp_down(plan: HostPlan, seen: AuditState, daemon: str | None) -> list[Finding]:
     """An ftp host where nothing listens on the ftp role's port: an outage no deploy
     mends (it never starts an FTP daemon that is down). Not told when ``ss`` listed no
     public socket at all (no ``ss`` on the host: it can't tell) and the daemon's pid
@@ -466,7 +462,6 @@ def _ftp_down(plan: HostPlan, seen: AuditState) -> list[Finding]:
     if "ftp" not in plan.roles:
         return []
     state = seen.state
-    daemon = _daemon(plan, state)
     running = daemon is not None and daemon in state.ftp.running
     if not seen.listening and running:
         return []

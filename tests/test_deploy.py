@@ -1,0 +1,158 @@
+"""The packaged deploy (``deploys.froxlor_firewall``) on one host, its operations
+recorded: the FTP side (daemon or refusal, the host program's FTP part, the range
+switch) is decided once per host and run (``ftpplan.plan_ftp``) and every operation
+gets that one decision; the operations then use it instead of deciding again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any
+
+import pytest
+from pyinfra.api import FunctionCommand
+from pyinfra.api.state import StateStage
+
+from froxlor_fleet import deploys, firewall, ftpplan, ftpserver, proftpd, pureftpd
+from froxlor_fleet.catalog import FRAGMENT_PATH
+from froxlor_fleet.ftpplan import FtpPlan
+from helpers import build_fact, fake_host
+from test_passive_switch import CONVERGED_RANGE, plan_for
+
+OPERATIONS = {"ready_for_ftp": (ftpserver, ftpserver.ready_for_ftp),
+              "rules_and_policies": (firewall, firewall.rules_and_policies),
+              "passive_ports_fragment": (proftpd, proftpd.passive_ports_fragment),
+              "passive_port_range": (pureftpd, pureftpd.passive_port_range)}
+PUREFTPD = ["@bin pure-ftpd-mysql /usr/sbin/pure-ftpd-mysql",
+            "@bin pure-ftpd-wrapper /usr/sbin/pure-ftpd-wrapper"]
+
+
+def proftpd_facts(ports: tuple[int, int]) -> dict[str, Any]:
+    """A converged web+ftp host whose ProFTPd runs on our fragment for ``ports``."""
+    fragment = proftpd.render_fragment(ports)
+    return {"scenario": "converged-web-ftp", "ftp_tree": "froxlor-bookworm",
+            "ftp_files": {FRAGMENT_PATH.lstrip("/"): fragment}, "fragment": fragment,
+            "ftp_running": {"proftpd": 812}}
+
+
+def pureftpd_facts(ports: tuple[int, int]) -> dict[str, Any]:
+    """A converged web+ftp host (UFW) with pure-ftpd on ``ports``, no ProFTPd."""
+    return {"scenario": "converged-web-ftp", "proftpd": [], "ftp_running": {"pureftpd": 733},
+            "ftp_lines": [*PUREFTPD, f"@pure PassivePortRange {ports[0]} {ports[1]}"]}
+
+
+class Run:
+    """One deploy on one fake host: what each operation was called with, and how often
+    the FTP side was decided (``choose_daemon``, ``request_part``)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, facts: dict[str, Any], **data: Any):
+        self.calls: dict[str, list[dict[str, Any]]] = {}
+        self.decided: Counter[str] = Counter()
+        self.facts = build_fact(facts)
+        for name, (module, _) in OPERATIONS.items():
+            monkeypatch.setattr(module, name, lambda _name=name, **kw: self.calls.setdefault(
+                _name, []).append(kw))
+        for module, name, key in ((ftpplan, "choose_daemon", "choose_daemon"),
+                                  (ftpserver, "choose_daemon", "choose_daemon"),
+                                  (proftpd, "request_part", "proftpd.request_part"),
+                                  (pureftpd, "request_part", "pureftpd.request_part")):
+            monkeypatch.setattr(module, name, self.counted(key, getattr(module, name)))
+        with fake_host(self.facts) as (host, _):
+            setattr(host.state, "_froxlor_fleet_plans", {host.name: plan_for(**data)})  # noqa: B010
+            deploys.froxlor_firewall._inner()
+
+    def counted(self, key: str, func: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            self.decided[key] += 1
+            return func(*args, **kwargs)
+        return wrapper
+
+    def once(self, name: str) -> dict[str, Any]:
+        (kwargs,) = self.calls[name]
+        return kwargs
+
+    def real(self, name: str) -> tuple[list[str], list[dict[str, Any]]]:
+        """The real operation with the kwargs the deploy gave it, run on the same host:
+        its noop lines and the requests of the transactions it would run."""
+        with fake_host(self.facts, stage=StateStage.Execute) as (_host, noops):
+            kwargs = {k: v for k, v in self.once(name).items() if k != "name"}
+            commands = list(OPERATIONS[name][1]._inner(**kwargs))
+        return noops, [json.loads(c.args[0]) for c in commands
+                       if isinstance(c, FunctionCommand) and c.function.__name__ == "_transaction"]
+
+
+def test_a_proftpd_range_switch_is_decided_once_and_handed_to_every_operation(monkeypatch) -> None:
+    run = Run(monkeypatch, proftpd_facts(CONVERGED_RANGE), ftp_passive_ports=(50000, 50100))
+    assert run.decided == {"choose_daemon": 1,
+                           "proftpd.request_part": 1}
+    ftp = run.once("ready_for_ftp")["ftp"]
+    assert isinstance(ftp, FtpPlan) and (ftp.daemon, ftp.refusal) == ("proftpd", None)
+    ufw = run.once("rules_and_policies")
+    assert ufw["ftp"] is ftp.part and ftp.part is not None
+    assert [w["dport"] for w in ftp.part["keep"]] == ["49152:65534"]
+    assert ftp.keep and set(ftp.keep) <= set(ufw["rules"])  # open until ProFTPd switched
+    fragment = run.once("passive_ports_fragment")
+    assert fragment["ftp"] is ftp and fragment["switch"] is ftp.switch
+    assert fragment["content"] is ftp.fragment and "PassivePorts 50000 50100" in ftp.fragment
+    assert "passive_port_range" not in run.calls
+
+    # The operation sends the deploy's part as it is: nothing decided again.
+    noops, requests = run.real("passive_ports_fragment")
+    assert noops == [] and [r["ftp"] for r in requests] == [ftp.part]
+    assert sum(run.decided.values()) == 2
+
+
+def test_a_pureftpd_range_switch_is_decided_once_and_handed_to_every_operation(monkeypatch) -> None:
+    run = Run(monkeypatch, pureftpd_facts(CONVERGED_RANGE), ftp_passive_ports=(50000, 50100))
+    assert run.decided == {"choose_daemon": 1,
+                           "pureftpd.request_part": 1}
+    ftp = run.once("ready_for_ftp")["ftp"]
+    assert (ftp.daemon, ftp.refusal) == ("pureftpd", None)
+    assert run.once("rules_and_policies")["ftp"] is ftp.part
+    assert ftp.part["range"] == "50000 50100"
+    assert [w["dport"] for w in ftp.part["keep"]] == ["49152:65534"]
+    pure = run.once("passive_port_range")
+    assert pure["ftp"] is ftp and pure["switch"] is ftp.switch
+    assert pure["passive_ports"] == (50000, 50100)
+    assert "passive_ports_fragment" not in run.calls
+
+    noops, requests = run.real("passive_port_range")
+    assert noops == [] and [r["ftp"] for r in requests] == [ftp.part]
+    assert sum(run.decided.values()) == 2
+
+
+def test_a_host_no_daemon_can_serve_is_refused_from_the_one_decision(monkeypatch) -> None:
+    facts = proftpd_facts(CONVERGED_RANGE)
+    facts["ftp_lines"] = PUREFTPD  # ProFTPd and pure-ftpd both installed, ftp_daemon auto
+    run = Run(monkeypatch, facts, ftp_passive_ports=(50000, 50100))
+    ftp = run.once("ready_for_ftp")["ftp"]
+    assert ftp.daemon is None and ftp.refusal.startswith("both ProFTPd (")
+    assert run.decided["choose_daemon"] == 1
+
+    with fake_host(run.facts, stage=StateStage.Execute):
+        kwargs = {k: v for k, v in run.once("ready_for_ftp").items() if k != "name"}
+        (refusal,) = OPERATIONS["ready_for_ftp"][1]._inner(**kwargs)
+    assert refusal.args == (ftp.refusal,)
+    assert run.decided["choose_daemon"] == 1
+
+
+def test_nothing_to_change_is_decided_once_too(monkeypatch) -> None:
+    run = Run(monkeypatch, proftpd_facts(CONVERGED_RANGE), ftp_passive_ports=CONVERGED_RANGE)
+    ftp = run.once("ready_for_ftp")["ftp"]
+    assert (ftp.daemon, ftp.part, ftp.switch) == ("proftpd", None, None)
+    assert run.once("rules_and_policies")["ftp"] is None
+    noops, requests = run.real("passive_ports_fragment")
+    assert noops == [proftpd.NOOP_MESSAGE] and requests == []
+    assert sum(run.decided.values()) == 2
+
+
+def test_a_host_without_the_ftp_role_chooses_no_daemon(monkeypatch) -> None:
+    run = Run(monkeypatch, proftpd_facts(CONVERGED_RANGE), froxlor_roles=["web"])
+    ftp = run.once("ready_for_ftp")["ftp"]
+    assert (ftp.daemon, ftp.refusal, ftp.switch) == (None, None, None)
+    assert "choose_daemon" not in run.decided
+    # ProFTPd's leftover fragment goes (its operation, ProFTPd's part)
+    assert run.once("passive_ports_fragment")["content"] is None
+    assert ftp.part is not None and ftp.part["daemon"] == "proftpd"
+    assert run.once("rules_and_policies")["ftp"] is ftp.part
