@@ -7,6 +7,12 @@ write it, so a host gets the program again only when that differs: a no-op run s
 at one remote command. A change is then one command, the transaction (the request on
 stdin: an argument may hold at most 128 KiB), and, when the host armed it, the
 confirmation over a new SSH connection (``confirm.py``).
+
+pyinfra shows a command's output only when the command ends, so what the operator must
+see while it happens is said here, before the command: a passive-range switch, and a
+wait for the host lock. The transaction is first sent with lock wait 0: when another run
+holds the lock the program changes nothing and says ``transaction.BUSY``; then the
+wait is said and the request sent again with the real wait (a free lock: one command).
 """
 
 from __future__ import annotations
@@ -25,8 +31,9 @@ from pyinfra.api import FunctionCommand, QuoteString, StringCommand
 
 from . import confirm
 from .catalog import LOCK_PATH, LOCK_WAIT, PROGRAM_DIR
+from .ftpconf.daemon import DAEMON_TITLES
 from .remote import program
-from .remote.transaction import ARMED
+from .remote.transaction import ARMED, BUSY
 
 if TYPE_CHECKING:
     from pyinfra.api.host import Host
@@ -137,17 +144,72 @@ def commands(current: HostState, request: dict[str, Any]) -> list[StringCommand 
     install = request.get("ufw") is not None and not current.ufw.installed
     if install or not placed(current):
         out.append(place_command(install))
-    out.append(FunctionCommand(_transaction, (json.dumps(request),), {}))
+    out.append(FunctionCommand(_transaction, (json.dumps(request),),
+                               {"switching": switch_line(current, request.get("ftp"))}))
     return out
 
 
-def _transaction(state: State, host: Host, request_text: str) -> bool:
-    """Run the transaction; when the host armed it, confirm over a new SSH connection.
-    A failure fails this host with the program's own lines."""
-    arguments = confirm.run_arguments(state, host)
+def _two_ports(text: object) -> tuple[int, int] | None:
+    """``"LOW HIGH"`` (as ``proftpd.render_fragment`` and ``pureftpd.wanted_files``
+    write a range; pure-ftpd also reads ``LOW:HIGH``) as ``(LOW, HIGH)``."""
+    words = str(text).replace(":", " ").split()
+    return (int(words[0]), int(words[1])) if len(words) == 2 and all(w.isdigit() for w in words) else None
+
+
+def _wanted_range(ftp: dict[str, Any]) -> tuple[int, int] | None:
+    """The passive range the FTP part gives its daemon (``None``: the fragment goes)."""
+    if ftp["daemon"] == "pureftpd":
+        return _two_ports(ftp.get("range"))
+    for line in (ftp.get("content") or "").splitlines():
+        directive, _, value = line.strip().partition(" ")
+        if directive == "PassivePorts":
+            return _two_ports(value)
+    return None
+
+
+def switch_line(current: HostState, ftp: dict[str, Any] | None) -> str | None:
+    """What to say right before a transaction that moves an FTP daemon's passive range
+    ("switching ProFTPd's passive range 50000:50100 -> 50200:50300 (restart)"), or
+    ``None``: no FTP part, or the range the daemon uses stays."""
+    from .passive_switch import daemon_range  # here: it imports hoststate, which imports us
+
+    if not ftp or ftp["daemon"] not in DAEMON_TITLES:
+        return None
+    new, old = _wanted_range(ftp), daemon_range(current, ftp["daemon"])
+    if new is None or new == old:
+        return None
+    name = DAEMON_TITLES[ftp["daemon"]]
+    was = f"{old[0]}:{old[1]}" if old else "(none set)"
+    # ftpapply restarts a running daemon only; a stopped one reads its files at start
+    how = "restart" if ftp["daemon"] in current.ftp.running else "not running: no restart"
+    return f"switching {name}'s passive range {was} -> {new[0]}:{new[1]} ({how})"
+
+
+def _apply(state: State, host: Host, request_text: str, arguments: dict[str, Any]
+           ) -> tuple[bool, list[str]]:
+    """``fleethost.py apply``, the request on stdin: (ok, output lines)."""
     ok, output = host.run_shell_command(run_command("apply"), _stdin=request_text,
                                         print_output=state.print_output, **arguments)
-    lines = [line.line for line in output.combined_lines] if output else []
+    return ok, [line.line for line in output.combined_lines] if output else []
+
+
+def _without_wait(request: dict[str, Any]) -> str:
+    return json.dumps({**request, "lock": {**request["lock"], "wait": 0}})
+
+
+def _transaction(state: State, host: Host, request_text: str, switching: str | None = None) -> bool:
+    """Run the transaction; when the host armed it, confirm over a new SSH connection.
+    A failure fails this host with the program's own lines. ``switching``: said first
+    (``switch_line``)."""
+    request = json.loads(request_text)
+    if switching:
+        host.log(switching, logger.info)
+    arguments = confirm.run_arguments(state, host)
+    ok, lines = _apply(state, host, _without_wait(request), arguments)
+    if not ok and BUSY in lines:  # nothing changed: say so now, then wait on the host
+        host.log("another run holds the lock on this host; waiting up to "
+                 f"{request['lock']['wait']} s", logger.info)
+        ok, lines = _apply(state, host, request_text, arguments)
     if not ok:
         # from the program's first own line on (a daemon's message follows it)
         first = next((i for i, line in enumerate(lines) if line.startswith("froxlor-fleet:")), None)
@@ -161,7 +223,6 @@ def _transaction(state: State, host: Host, request_text: str) -> bool:
     armed = [line.split() for line in lines if line.startswith(ARMED + " ")]
     if not armed:
         return True
-    request = json.loads(request_text)
     token = armed[-1][1]
     if token != request["confirm"]["token"]:
         host.log_styled(f"the host armed an unknown token {token!r}", fg="red", log_func=logger.error)

@@ -1,17 +1,29 @@
 """The host program's placement (``hostprogram.PLACE``) run for real in a temp folder:
 the files arrive intact and private, a copy in place stays put (two runs placing at
 once must not pull it from under a running transaction), a damaged one is replaced,
-and a tampered archive is refused."""
+and a tampered archive is refused. Then the transaction's command on the control side
+(``_transaction``, pyinfra's host faked): what the operator sees while it happens."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
-from froxlor_fleet import hostprogram
+from pyinfra.api import FunctionCommand, StringCommand
+from pyinfra.connectors.util import CommandOutput, OutputLine
+
+from froxlor_fleet import hostprogram, proftpd, pureftpd
+from froxlor_fleet.catalog import FRAGMENT_PATH, LOADED_MARKER, LOCK_WAIT, PUREFTPD_LOADED_MARKER
+from froxlor_fleet.hoststate import HostState
+from froxlor_fleet.remote import transaction
+from test_passive_switch import host_with
 
 
 def place(folder: Path, archive: str | None = None, sums: list[str] | None = None
@@ -64,3 +76,127 @@ def test_the_archive_is_what_the_sums_name() -> None:
     assert names == hostprogram.sums()
     assert set(names) == set(hostprogram.FILES)
     assert os.path.basename(hostprogram.folder()) == hostprogram.version()
+
+
+# --- the transaction, control side: live lines (pyinfra shows a command's output only
+# when it ends, so what the operator must see while it happens is said here) ------------
+
+class FakeState:
+    print_output = False
+
+    def get_op_data_for_host(self, host: object, op_hash: str) -> SimpleNamespace:
+        return SimpleNamespace(global_arguments={})
+
+
+class FakeHost:
+    """pyinfra's Host as ``_transaction`` uses it: what it logs and runs, in order.
+    ``answer`` gives a command's (ok, output lines) for the request it got on stdin."""
+
+    name = "web1"
+    nested_executing_op_hash = None
+    executing_op_hash = "op"
+
+    def __init__(self, answer: Callable[[str], tuple[bool, list[str]]]) -> None:
+        self.answer = answer
+        self.events: list[tuple[str, object]] = []
+
+    def log(self, message: str, log_func: Any = None) -> None:
+        self.events.append(("log", message))
+
+    def log_styled(self, message: str, log_func: Any = None, **styles: Any) -> None:
+        self.events.append(("log", message))
+
+    def run_shell_command(self, command: StringCommand, _stdin: str = "", print_output: bool = False,
+                          **arguments: Any) -> tuple[bool, CommandOutput]:
+        assert command.get_raw_value() == hostprogram.run_command("apply").get_raw_value()
+        self.events.append(("run", json.loads(_stdin)["lock"]["wait"]))
+        ok, lines = self.answer(_stdin)
+        return ok, CommandOutput([OutputLine("stdout", line) for line in lines])
+
+    def runs(self) -> list[object]:
+        return [wait for kind, wait in self.events if kind == "run"]
+
+
+def run_transaction(host: FakeHost, current: HostState, request: dict[str, Any]) -> bool:
+    """The transaction command ``hostprogram.commands`` makes, run as pyinfra runs it."""
+    command = hostprogram.commands(current, request)[-1]
+    assert isinstance(command, FunctionCommand)
+    return bool(command.function(FakeState(), host, *command.args, **command.kwargs))
+
+
+def test_a_free_lock_costs_one_command() -> None:
+    """No round trip for the case that is almost always true: the first command, told
+    not to wait, runs the whole transaction."""
+    host = FakeHost(lambda stdin: (True, ["ufw: Rules updated"]))
+    assert run_transaction(host, host_with(None), hostprogram.request(
+        ufw={"wanted": []}, ftp=None, confirm_timeout=0))
+    assert host.events == [("run", 0)]
+
+
+def test_a_held_lock_is_said_at_once_then_waited_for() -> None:
+    """The host program, told not to wait, finds the lock held and says BUSY: the
+    operator reads the wait now (not when a 300 s wait is over), then the same request
+    runs again with the real wait."""
+    answers = [(False, [transaction.BUSY]), (True, ["ufw: Rules updated"])]
+    host = FakeHost(lambda stdin: answers.pop(0))
+    assert run_transaction(host, host_with(None), hostprogram.request(
+        ufw={"wanted": []}, ftp=None, confirm_timeout=0))
+    assert host.events == [
+        ("run", 0),
+        ("log", f"another run holds the lock on this host; waiting up to {LOCK_WAIT} s"),
+        ("run", LOCK_WAIT)]
+
+
+def test_a_run_that_gave_up_waiting_fails_with_the_programs_line() -> None:
+    answers = [(False, [transaction.BUSY]),
+               (False, [f"froxlor-fleet: gave up after {LOCK_WAIT} s waiting for /run/froxlor-fleet.lock"])]
+    host = FakeHost(lambda stdin: answers.pop(0))
+    assert not run_transaction(host, host_with(None), hostprogram.request(
+        ufw={"wanted": []}, ftp=None, confirm_timeout=0))
+    assert host.runs() == [0, LOCK_WAIT]
+    assert host.events[-1] == ("log", f"gave up after {LOCK_WAIT} s waiting for /run/froxlor-fleet.lock")
+
+
+def _switch(current: HostState, part: dict[str, object] | None) -> list[tuple[str, object]]:
+    host = FakeHost(lambda stdin: (True, ["ftp: restarted"]))
+    assert run_transaction(host, current, hostprogram.request(ufw=None, ftp=part, confirm_timeout=0))
+    return host.events
+
+
+def proftpd_part(content: str | None) -> dict[str, object]:
+    """The FTP part of a request for ProFTPd (as ``proftpd.request_part`` makes it)."""
+    return {"daemon": "proftpd", "path": FRAGMENT_PATH, "content": content,
+            "marker": LOADED_MARKER, "keep": []}
+
+
+def test_a_passive_range_switch_is_said_right_before_the_transaction() -> None:
+    running = host_with((50000, 50100), ftp_running={"proftpd": 812})
+    part = proftpd_part(proftpd.render_fragment((50200, 50300)))
+    assert _switch(running, part) == [
+        ("log", "switching ProFTPd's passive range 50000:50100 -> 50200:50300 (restart)"),
+        ("run", 0)]
+    stopped = host_with((50000, 50100))  # a stopped ProFTPd reads the file when it starts
+    assert _switch(stopped, part)[0] == (
+        "log", "switching ProFTPd's passive range 50000:50100 -> 50200:50300 (not running: no restart)")
+    unset = host_with(None, ftp_running={"proftpd": 812})
+    assert _switch(unset, part)[0] == (
+        "log", "switching ProFTPd's passive range (none set) -> 50200:50300 (restart)")
+
+
+def test_pure_ftpds_switch_is_said_too() -> None:
+    current = host_with(None, ftp_running={"pureftpd": 900}, ftp_lines=[
+        "@bin pure-ftpd-wrapper /usr/sbin/pure-ftpd-wrapper", "@pure PassivePortRange 50000 50100"])
+    part = {"daemon": "pureftpd", "marker": PUREFTPD_LOADED_MARKER, "keep": [], "force_ip": None,
+            "range": pureftpd.wanted_files((50200, 50300), None)["PassivePortRange"]}
+    assert _switch(current, part)[0] == (
+        "log", "switching pure-ftpd's passive range 50000:50100 -> 50200:50300 (restart)")
+
+
+def test_no_switch_line_when_the_range_stays() -> None:
+    """Only MasqueradeAddress moves, or the fragment goes: the range ProFTPd uses stays
+    (what changes is --diff's to show), so nothing is said before the command."""
+    current = host_with((50000, 50100), ftp_running={"proftpd": 812})
+    masquerade = proftpd_part(proftpd.render_fragment((50000, 50100), "192.0.2.7"))
+    assert _switch(current, masquerade) == [("run", 0)]
+    assert _switch(current, proftpd_part(None)) == [("run", 0)]
+    assert _switch(current, None) == [("run", 0)]

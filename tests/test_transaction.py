@@ -8,25 +8,35 @@ is armed from the host's own plan (never applied unarmed); a request far beyond 
 kernel's 128 KiB argument limit reaches the program; the revert undoes only the
 transaction's own change (fail2ban's bans added or lifted meanwhile stay as they are);
 a failed FTP switch leaves UFW as it was; the old passive range stays open until the
-daemon has switched.
+daemon has switched. Issue 21's live lock wait: told not to wait, a run that finds the
+lock held says so at once and changes nothing; the control side says it waits, then
+waits.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from froxlor_fleet import hostprogram
+from froxlor_fleet.catalog import LOCK_WAIT
 from froxlor_fleet.remote import commit, fleethost, ftpapply, transaction
 from froxlor_fleet.remote.ufwmodel import FAIL2BAN_COMMENT, Session, Want, expand, parse_rules
 from helpers import UFW_FIXTURES, ufw_sandbox
+from test_hostprogram import FakeHost, run_transaction
+from test_passive_switch import host_with
 
 SSH = Want("22", "tcp", None, "froxlor-fleet:ssh")
 WEB = Want("80,443", "tcp", None, "froxlor-fleet:web")
@@ -271,3 +281,79 @@ def test_a_ban_survives_a_range_switch_and_its_revert(host: Host, monkeypatch) -
     rules = host.written()
     assert sorted(r.src for r in rules if r.comment.startswith(FAIL2BAN_COMMENT)) == bans
     assert {r.dport for r in rules if r.managed} == {"22", "50000:50100"}
+
+
+# --- another run holds the host lock --------------------------------------------------------
+
+@contextlib.contextmanager
+def lock_held(host: Host) -> Iterator[int]:
+    """Another run's hold on the host lock, taken as the program takes it (flock)."""
+    fd = os.open(host.root / "run" / "froxlor-fleet.lock", os.O_WRONLY | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def tree(root: Path) -> dict[str, bytes | None]:
+    """Every file (its bytes) and folder (None) below ``root``: the host's whole state."""
+    return {str(p.relative_to(root)): None if p.is_dir() else p.read_bytes()
+            for p in sorted(root.rglob("*"))}
+
+
+def program(text: str) -> tuple[int, list[str]]:
+    """The real program (fork, setsid, relay), as the SSH session runs it."""
+    done = subprocess.run([sys.executable, str(PROGRAM), "apply"], input=text, text=True,
+                          capture_output=True, timeout=30)
+    return done.returncode, (done.stdout + done.stderr).splitlines()
+
+
+def test_a_run_told_not_to_wait_for_a_held_lock_says_busy_and_changes_nothing(host: Host) -> None:
+    """Lock wait 0 (the control side's first try) against a held lock: the one line
+    BUSY, exit status 75, nothing changed and nothing armed; the same request on a free
+    lock changes and arms (so "nothing" above is not for want of something to do)."""
+    request = host.request(confirm=60)
+    request["lock"]["wait"] = 0
+    with lock_held(host):
+        before = tree(host.root)
+        code, lines = program(json.dumps(request))
+        assert (code, lines) == (transaction.EXIT_LOCK, [transaction.BUSY])
+        assert tree(host.root) == before and host.pending() == []
+    code, lines = program(json.dumps(request))
+    assert code == 0, lines
+    assert lines[-1].startswith(transaction.ARMED) and host.pending() == [TOKEN]
+    assert {r.dport for r in host.written()} == {"22", "80,443"}
+
+
+def test_the_control_side_says_it_waits_then_the_program_waits(host: Host) -> None:
+    """``_transaction`` against the real program: the first command finds the lock held,
+    the waiting line is logged before the second command, which waits (the lock is
+    freed a moment after the line) and applies."""
+    with lock_held(host) as fd:
+        def answer(stdin: str) -> tuple[bool, list[str]]:
+            code, lines = program(stdin)
+            if code == transaction.EXIT_LOCK:  # the other run ends a moment after
+                threading.Timer(0.5, fcntl.flock, (fd, fcntl.LOCK_UN)).start()
+            return code == 0, lines
+
+        pyinfra_host = FakeHost(answer)
+        request = hostprogram.request(ufw=host.request()["ufw"], ftp=None, confirm_timeout=0)
+        assert run_transaction(pyinfra_host, host_with(None), request)
+    assert pyinfra_host.events[:3] == [
+        ("run", 0),
+        ("log", f"another run holds the lock on this host; waiting up to {LOCK_WAIT} s"),
+        ("run", LOCK_WAIT)]
+    assert {r.dport for r in host.written()} == {"22", "80,443"}
+
+
+def test_a_free_lock_is_one_command_of_the_real_program(host: Host) -> None:
+    def answer(stdin: str) -> tuple[bool, list[str]]:
+        code, lines = program(stdin)
+        return code == 0, lines
+
+    pyinfra_host = FakeHost(answer)
+    request = hostprogram.request(ufw=host.request()["ufw"], ftp=None, confirm_timeout=0)
+    assert run_transaction(pyinfra_host, host_with(None), request)
+    assert pyinfra_host.runs() == [0]
+    assert {r.dport for r in host.written()} == {"22", "80,443"}

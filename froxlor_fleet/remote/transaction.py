@@ -27,7 +27,12 @@ else:  # pragma: no cover - the host's layout: the placed files, never an instal
     from ufwmodel import Want, needs_confirming  # type: ignore[no-redef,import-not-found]
 
 ARMED = "froxlor-fleet:armed"  # the last line of an armed run: ARMED TOKEN DEADLINE
-EXIT_LOCK = 75
+# The only line of a run told not to wait (lock.wait 0) that found the host lock held:
+# it changed and armed nothing. The control side (hostprogram._transaction) sends every
+# request so first, says at once that it waits, then sends it again with the real wait:
+# pyinfra shows a command's output only when the command ends.
+BUSY = "froxlor-fleet:busy"
+EXIT_LOCK = 75  # EX_TEMPFAIL: the lock was not free within lock.wait (0: the line BUSY)
 Say = Callable[[str], None]
 
 
@@ -239,21 +244,36 @@ class Transaction:
 
 # --- under the host lock ---------------------------------------------------------------
 
-def take_lock(path: str, wait: float, say: Say) -> int:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+class LockBusy(Exception):
+    """The host lock is held and the request said not to wait for it."""
+
+
+def _try_lock(fd: int) -> bool:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return fd
+        return True
     except OSError:
-        say("froxlor-fleet: another run holds the lock on this host, waiting")
-    ends = time.monotonic() + wait
-    while time.monotonic() < ends:
+        return False
+
+
+def take_lock(path: str, wait: float, say: Say) -> int:
+    """The host lock's fd, waiting up to ``wait`` s. Raises ``LockBusy`` when it is held
+    and ``wait`` is 0, ``TimeoutError`` when it stayed held."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    if _try_lock(fd):
+        return fd
+    if wait <= 0:
+        os.close(fd)
+        raise LockBusy(path)
+    # The control side said "waiting" when it began (this output shows only at the
+    # end): say how long it took.
+    started = time.monotonic()
+    while time.monotonic() < started + wait:
         time.sleep(0.2)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if _try_lock(fd):
+            say("froxlor-fleet: waited %.1f s for another run's lock on this host"
+                % (time.monotonic() - started))
             return fd
-        except OSError:
-            continue
     os.close(fd)
     raise TimeoutError("gave up after %d s waiting for %s" % (wait, path))
 
@@ -292,6 +312,9 @@ def step(request: Dict[str, Any], ctx: Context) -> int:
         remove_leftovers(base, tmp)
         try:
             lock_fd = take_lock(lock_path, float(lock["wait"]), say)
+        except LockBusy:
+            say(BUSY)
+            return EXIT_LOCK
         except TimeoutError as e:
             say("froxlor-fleet: %s" % e)
             return EXIT_LOCK
