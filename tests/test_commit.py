@@ -1,8 +1,9 @@
 """The commit-confirm protocol of the host program (remote/commit.py), driven for real:
 a small driver program (written to the temp dir) arms, confirms, reports status and
-runs the boot hook in separate processes, and is itself the detached timer
-(``driver.py _timer TOKEN``), as fleethost.py will be. Its revert callback records the
-undo record it got (and its pid) in a file; nothing else is reverted.
+runs the boot hook in separate processes; its timers are forks of the arming (or boot)
+driver, as they are of the host program's transaction. Before it arms it settles other
+runs' pending reverts, as the transaction does. Its revert callback records the undo
+record it got (and its pid) in a file; nothing else is reverted.
 
 Never touches this machine's /var/lib/froxlor-fleet or /run: FROXLOR_FLEET_ROOT points
 below a temp dir, the host lock is a temp file, and every timer left by a failing test
@@ -92,14 +93,13 @@ def change(armed, how):
 
 
 def main(argv):
-    if argv[0] == "_timer":
-        return commit.run_timer(PATHS, argv[1], revert)
     if argv[0] == "arm":
         lock_fd = None
         if "--lock" in argv:  # as inside a guarded step: the host lock held
             lock_fd = os.open(LOCK, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
             fcntl.flock(lock_fd, fcntl.LOCK_EX)
-        armed = commit.arm(PATHS, int(argv[1]), argv[2], json.loads(argv[3]), ME, lock_fd, say, revert)
+        commit.settle_pending(PATHS, say, revert)  # as the transaction does, first
+        armed = commit.arm(PATHS, int(argv[1]), argv[2], json.loads(argv[3]), lock_fd, say, revert)
         with open(os.path.join(armed.dir, "timer")) as f:
             print("timer-pid " + f.read().split()[0], flush=True)
         return change(armed, argv[4])
@@ -111,7 +111,7 @@ def main(argv):
         print("\\n".join(commit.status(PATHS)))
         return 0
     if argv[0] == "boot":
-        return commit.boot(PATHS, LOCK, ME, revert, say, 300.0)
+        return commit.boot(PATHS, LOCK, revert, say, 300.0)
     return 64
 
 
@@ -327,8 +327,7 @@ def test_unknown_token(host: Host) -> None:
                                    "tok\nen12345", "t0k3n-abcdef12\n", "", "t" * 8 + ";id"])
 def test_bad_tokens_are_rejected(host: Host, token: str) -> None:
     with pytest.raises(commit.CommitError, match="invalid token") as exc:
-        commit.arm(host.paths, 5, token, {}, [sys.executable, str(host.driver)], None, _nothing_said,
-                   _no_revert)
+        commit.arm(host.paths, 5, token, {}, None, _nothing_said, _no_revert)
     assert exc.value.status == 64
     with pytest.raises(commit.CommitError, match="invalid token"):
         commit.confirm(host.paths, token)
@@ -339,15 +338,13 @@ def test_bad_tokens_are_rejected(host: Host, token: str) -> None:
 @pytest.mark.parametrize("timeout", [0, -1, True, 1.5, "5", None])
 def test_bad_timeouts_are_rejected(host: Host, timeout: Any) -> None:
     with pytest.raises(commit.CommitError, match="invalid timeout") as exc:
-        commit.arm(host.paths, timeout, TOKEN, {}, [sys.executable, str(host.driver)], None,
-                   _nothing_said, _no_revert)
+        commit.arm(host.paths, timeout, TOKEN, {}, None, _nothing_said, _no_revert)
     assert exc.value.status == 64 and not host.state_dir.exists()
 
 
 def test_an_undo_record_that_is_not_json_is_rejected_before_anything(host: Host) -> None:
     with pytest.raises(commit.CommitError, match="not JSON"):
-        commit.arm(host.paths, 5, TOKEN, {"x": object()}, [sys.executable, str(host.driver)], None,
-                   _nothing_said, _no_revert)
+        commit.arm(host.paths, 5, TOKEN, {"x": object()}, None, _nothing_said, _no_revert)
     assert not host.state_dir.exists()
 
 
@@ -463,12 +460,20 @@ def test_the_countdown_starts_when_the_change_is_done(host: Host) -> None:
     assert time.time() >= ended + 0.5
 
 
-@pytest.mark.parametrize("argv", [["/nonexistent/fleethost"], [sys.executable, "-c", "pass"]],
-                         ids=["no-program", "exits-at-once"])
-def test_a_timer_that_does_not_start_leaves_nothing(host: Host, argv: list[str]) -> None:
+def _no_fork() -> int:
+    raise OSError(11, "Resource temporarily unavailable")
+
+
+@pytest.mark.parametrize("broken", ["no-fork", "exits-at-once"])
+def test_a_timer_that_does_not_start_leaves_nothing(host: Host, broken: str,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    if broken == "no-fork":  # the process limit reached
+        monkeypatch.setattr(commit.os, "fork", _no_fork)
+    else:  # the fork ends before it records itself
+        monkeypatch.setattr(commit, "run_timer", lambda *args: 0)
     started = time.monotonic()
     with pytest.raises(commit.CommitError, match=r"revert timer.*; nothing was changed$"):
-        commit.arm(host.paths, 5, TOKEN, {}, argv, None, _nothing_said, _no_revert)
+        commit.arm(host.paths, 5, TOKEN, {}, None, _nothing_said, _no_revert)
     assert time.monotonic() - started < 3  # not the whole 5 s start wait
     assert list(host.pending.iterdir()) == [] and host.log() == []
 
@@ -551,11 +556,9 @@ def test_a_live_timer_past_its_deadline_stops_the_next_arm(host: Host) -> None:
     # instead of changing the host under it.
     ok(host.arm(30))
     (host.pending / TOKEN / "deadline").write_text(f"{int(time.time()) - 61}\n")
-    lines: list[str] = []
-    with pytest.raises(commit.CommitError, match="has not finished 60 s after its deadline") as exc:
-        commit.arm(host.paths, 5, "second-token", {}, [sys.executable, str(host.driver)], None,
-                   lines.append, _no_revert)
-    assert exc.value.status == 75 and not (host.pending / "second-token").exists()
+    result = host.arm(5, token="second-token")
+    assert "has not finished 60 s after its deadline" in result.stdout, result.stdout + result.stderr
+    assert result.returncode == 75 and not (host.pending / "second-token").exists()
     assert host.run("confirm", TOKEN).returncode == 0
 
 
@@ -586,7 +589,7 @@ def test_boot_rearms_a_running_change_and_reverts_an_expired_one(host: Host) -> 
 
 
 def test_boot_without_pending_reverts_does_nothing(host: Host) -> None:
-    assert commit.boot(host.paths, str(host.lock), ["/nonexistent"], _no_revert, _nothing_said, 300.0) == 0
+    assert commit.boot(host.paths, str(host.lock), _no_revert, _nothing_said, 300.0) == 0
     assert not host.lock.exists()
 
 

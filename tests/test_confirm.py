@@ -261,9 +261,8 @@ def test_confirm_step_over_ssh(sshd, tmp_path, monkeypatch) -> None:
     SSH connection; an unreachable host gets one line with the deadline's local time."""
     monkeypatch.setenv("FROXLOR_FLEET_ROOT", str(tmp_path))  # the timer's, too
     paths = commit.Paths(root=str(tmp_path))
-    program: list[str] = []  # the timer: a fork of this process, as the host program does it
-    armed = commit.arm(paths, 30, TOKEN, {}, program, None, lambda line: None,
-                       lambda undo: (True, "nothing"))
+    # the timer: a fork of this process, as in the host program
+    armed = commit.arm(paths, 30, TOKEN, {}, None, lambda line: None, lambda undo: (True, "nothing"))
     armed.started()
     env = {"FROXLOR_FLEET_ROOT": str(tmp_path)}
     command = StringCommand(sys.executable, fleethost.__file__, "confirm", TOKEN)
@@ -278,7 +277,7 @@ def test_confirm_step_over_ssh(sshd, tmp_path, monkeypatch) -> None:
     logged.clear()
 
     # Unreachable (nothing listens): one line with the local time of the deadline.
-    armed = commit.arm(paths, 30, "other-token", {}, program, None, lambda line: None,
+    armed = commit.arm(paths, 30, "other-token", {}, None, lambda line: None,
                        lambda undo: (True, "nothing"))
     armed.started()
     deadline = time.time() + 30

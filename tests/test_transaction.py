@@ -140,6 +140,33 @@ def test_the_guard_still_refuses_on_the_host(host: Host) -> None:
     assert host.files() == before and host.pending() == []
 
 
+@pytest.mark.parametrize("confirm", [0, 60], ids=["unarmed", "armed"])
+def test_another_runs_interrupted_revert_is_finished_before_the_change(
+        host: Host, monkeypatch: pytest.MonkeyPatch, confirm: int) -> None:
+    """A revert a restart cut short (its timer gone) is finished before this run changes
+    anything, armed or not: the transaction settles other runs' pending reverts first,
+    the one place they are settled (commit.arm relies on it)."""
+    entry = host.root / "var/lib/froxlor-fleet/pending" / "old-token1.reverting"
+    entry.mkdir(parents=True)
+    (entry / "undo.json").write_text("{}")
+    (entry / "timer").write_text("1 0 not-this-boot\n")  # a timer of another boot
+    seen: list[set[str]] = []
+    real_undo = transaction.undo
+
+    def undo(record: dict[str, Any], ctx: transaction.Context) -> tuple[bool, str]:
+        seen.append({r.dport for r in host.written()})
+        return real_undo(record, ctx)
+
+    monkeypatch.setattr(transaction, "undo", undo)
+    code, said = host.run(host.request(confirm=confirm))
+    assert code == 0, said
+    assert seen == [{"22"}]  # reverted before this run added 80,443
+    log = (host.root / "var/lib/froxlor-fleet/revert.log").read_text()
+    assert " token=old-token1 reverted (finishing a revert that was interrupted): " in log
+    assert host.pending() == ([TOKEN] if confirm else [])
+    assert {r.dport for r in host.written()} == {"22", "80,443"}
+
+
 def _ban(address: str, jail: str = "sshd") -> str:
     comment = f"{FAIL2BAN_COMMENT} after 5 attempts against {jail}".encode().hex()
     return f"### tuple ### deny any any 0.0.0.0/0 any {address} in comment={comment}\n"

@@ -33,11 +33,14 @@ the change to end (the timer cannot claim before), stops the timer, and reverts.
 
 The host lock. When the caller holds the host lock (``lock_fd``), the timer inherits
 that open file description and keeps it until it exits: no other run changes the host
-until the change is confirmed or reverted. Without it, every arm first settles pending
-reverts of other runs (``settle_pending``), so a change never interleaves with a revert.
+until the change is confirmed or reverted. Before any change (armed or not) the caller
+settles the pending reverts of other runs (``settle_pending``: the transaction does it
+first thing under the lock), so a change never interleaves with a revert; ``arm``
+relies on that and does not settle again.
 
-The timer is its own session (``start_new_session``): an SSH disconnect or a dead control
-side can't stop it. A reboot before the deadline kills it; pending/TOKEN survives: the
+The timer is a fork of the arming process (no second interpreter: it has every module
+it needs) in a session of its own: an SSH disconnect or a dead control side can't stop
+it. A reboot before the deadline kills it; pending/TOKEN survives: the
 optional ``boot`` hook reverts or re-arms, else the next arm records it as abandoned
 (that run reached the host, so the current state stays).
 
@@ -55,7 +58,6 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 import syslog
 import time
 from dataclasses import dataclass
@@ -73,7 +75,7 @@ UNKNOWN_TOKEN = 3
 EX_USAGE = 64
 EX_TEMPFAIL = 75
 
-TIMER_START_WAIT = 5.0  # s for a new timer to record itself (a Python start is ~50 ms)
+TIMER_START_WAIT = 5.0  # s for a new timer (a fork) to record itself
 SETTLE_GRACE = 60  # s after a pending revert's deadline before a waiting arm gives up
 POLL = 0.05  # s between looks at a file or a process we wait for
 
@@ -364,7 +366,7 @@ def _kill_timer(entry: str) -> bool:
 
 
 class _Forked:
-    """A timer forked from this process, as much of ``subprocess.Popen`` as we use."""
+    """A timer forked from this process: ``poll`` and ``wait`` for it, as for a child."""
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
@@ -386,7 +388,7 @@ class _Forked:
         ends = None if timeout is None else time.monotonic() + timeout
         while self.poll() is None:
             if ends is not None and time.monotonic() > ends:
-                raise subprocess.TimeoutExpired(str(self.pid), timeout or 0)
+                raise TimeoutError("the revert timer %d did not exit" % self.pid)
             time.sleep(POLL)
         return self.returncode or 0
 
@@ -417,30 +419,16 @@ def _fork_timer(paths: Paths, token: str, lock_fd: Optional[int], revert: Revert
         os._exit(code)
 
 
-def _start_timer(paths: Paths, entry: str, token: str, program_argv: List[str],
-                 lock_fd: Optional[int], revert: Revert) -> Union[subprocess.Popen[bytes], _Forked]:
-    """Start ENTRY's timer detached (new session, stdio on /dev/null, no fd but the host
-    lock's) and wait until it recorded itself in ENTRY/timer. CommitError if it doesn't.
-    ``program_argv``: run ``program_argv + ["_timer", TOKEN]``; empty: fork this process."""
+def _start_timer(paths: Paths, entry: str, token: str, lock_fd: Optional[int],
+                 revert: Revert) -> _Forked:
+    """Start ENTRY's timer (``_fork_timer``) and wait until it recorded itself in
+    ENTRY/timer. CommitError if it doesn't."""
     record = os.path.join(entry, "timer")
     _unlink(record)
-    proc: Union[subprocess.Popen[bytes], _Forked]
-    if not program_argv:
-        try:
-            proc = _fork_timer(paths, token, lock_fd, revert)
-        except OSError as exc:
-            raise CommitError("could not start the revert timer: %s" % exc) from None
-    else:
-        env = dict(os.environ)
-        env[ROOT_ENV] = paths.root  # the timer must look where this process looks
-        try:
-            proc = subprocess.Popen(
-                list(program_argv) + ["_timer", token],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                close_fds=True, pass_fds=() if lock_fd is None else (lock_fd,),
-                start_new_session=True, cwd="/", env=env)
-        except (OSError, ValueError, subprocess.SubprocessError) as exc:
-            raise CommitError("could not start the revert timer: %s" % exc) from None
+    try:
+        proc = _fork_timer(paths, token, lock_fd, revert)
+    except OSError as exc:
+        raise CommitError("could not start the revert timer: %s" % exc) from None
     ends = time.monotonic() + TIMER_START_WAIT
     while not (_read(record) or "").strip():
         status = proc.poll()
@@ -453,7 +441,7 @@ def _start_timer(paths: Paths, entry: str, token: str, program_argv: List[str],
     return proc
 
 
-def _stop(proc: Optional[Union[subprocess.Popen[bytes], _Forked]]) -> None:
+def _stop(proc: Optional[_Forked]) -> None:
     """Kill (if still running) and reap a timer this process started."""
     if proc is None:
         return
@@ -461,7 +449,7 @@ def _stop(proc: Optional[Union[subprocess.Popen[bytes], _Forked]]) -> None:
         if proc.poll() is None:
             _signal_group(proc.pid, signal.SIGKILL)
         proc.wait(timeout=5)
-    except (OSError, subprocess.SubprocessError):
+    except OSError:  # TimeoutError among them
         pass
 
 
@@ -628,7 +616,7 @@ class Armed:
     """An armed change: call ``started()`` when it is made, or ``failed(why)``."""
 
     def __init__(self, paths: Paths, token: str, dir: str, timeout: int, applying_fd: int,
-                 timer: Optional[Union[subprocess.Popen[bytes], _Forked]], say: Say, revert: Revert) -> None:
+                 timer: Optional[_Forked], say: Say, revert: Revert) -> None:
         self.paths = paths
         self.token = token
         self.dir = dir
@@ -699,9 +687,12 @@ class Armed:
             self._release()
 
 
-def arm(paths: Paths, timeout: int, token: str, undo: Dict[str, Any], program_argv: List[str],
-        lock_fd: Optional[int], say: Say, revert: Revert) -> Armed:
-    """Arm a change before it is made. CommitError leaves nothing behind."""
+def arm(paths: Paths, timeout: int, token: str, undo: Dict[str, Any], lock_fd: Optional[int],
+        say: Say, revert: Revert) -> Armed:
+    """Arm a change before it is made, once the caller settled other runs' pending
+    reverts (``settle_pending``). CommitError leaves nothing behind. ``say`` tells the
+    operator the deadline; ``revert`` undoes an ``undo`` record (in the timer, or here
+    when the change fails)."""
     check_timeout(timeout)
     check_token(token)
     undo_text = _dump_undo(undo)
@@ -716,7 +707,6 @@ def arm(paths: Paths, timeout: int, token: str, undo: Dict[str, Any], program_ar
     except OSError as exc:
         raise CommitError("cannot create %s: %s; nothing was changed"
                           % (paths.pending, exc.strerror)) from None
-    settle_pending(paths, say, revert)
     if _token_used(paths, token):
         raise CommitError("token %s was used before on this host" % token, EX_USAGE)
     entry = _prepare(paths, token, timeout, undo_text, lock_fd is not None)
@@ -727,7 +717,7 @@ def arm(paths: Paths, timeout: int, token: str, undo: Dict[str, Any], program_ar
         raise CommitError("cannot lock %s/applying: %s; nothing was changed"
                           % (entry, exc.strerror)) from None
     try:
-        timer = _start_timer(paths, entry, token, program_argv, lock_fd, revert)
+        timer = _start_timer(paths, entry, token, lock_fd, revert)
     except CommitError as exc:
         _rmtree(entry)
         os.close(applying_fd)
@@ -789,14 +779,15 @@ def _deadline_of(entry: str, timeout: int) -> Optional[int]:
 
 
 def run_timer(paths: Paths, token: str, revert: Revert) -> int:
-    """The detached timer (``program_argv + ["_timer", TOKEN]``): revert at the deadline
-    unless confirm claimed the entry first. Returns the exit status (nobody reads it)."""
+    """The timer (``_fork_timer``): revert at the deadline unless confirm claimed the
+    entry first. Returns its exit status (nobody reads it)."""
     try:
         check_token(token)
     except CommitError:
         return EX_USAGE
-    # A hang-up or ^C of the arming session must not stop it; confirm's TERM must (an
-    # inherited SIG_IGN would survive exec and make confirm wait for its KILL).
+    # A hang-up or ^C of the arming session must not stop it; confirm's TERM must (the
+    # fork inherits the arming process's handlers: an ignored or caught TERM would make
+    # confirm wait for its KILL).
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -892,8 +883,7 @@ def _take_lock(lock_path: str, within: float) -> int:
             time.sleep(0.2)
 
 
-def _boot_one(paths: Paths, name: str, lock_fd: int, program_argv: List[str], revert: Revert,
-              say: Say) -> None:
+def _boot_one(paths: Paths, name: str, lock_fd: int, revert: Revert, say: Say) -> None:
     entry = os.path.join(paths.pending, name)
     token = _token_of(name)
     if name.endswith(".reverting"):
@@ -910,15 +900,14 @@ def _boot_one(paths: Paths, name: str, lock_fd: int, program_argv: List[str], re
         return
     try:
         _write(os.path.join(entry, "lock"), "held\n")
-        _start_timer(paths, entry, token, program_argv, lock_fd, revert)  # it keeps the host lock
+        _start_timer(paths, entry, token, lock_fd, revert)  # it keeps the host lock
     except (OSError, CommitError) as exc:
         say("could not re-arm the revert %s (%s); it stays pending" % (token, exc))
         return
     say("re-armed the revert %s for %s" % (token, _clock(deadline)))
 
 
-def boot(paths: Paths, lock_path: str, program_argv: List[str], revert: Revert, say: Say,
-         lock_wait: float) -> int:
+def boot(paths: Paths, lock_path: str, revert: Revert, say: Say, lock_wait: float) -> int:
     """Optional boot hook (after the firewall's own boot service): finish reverts a
     restart interrupted, revert expired unconfirmed changes, re-arm the others for the
     time they have left. Under the host lock, which the re-armed timers keep."""
@@ -930,7 +919,7 @@ def boot(paths: Paths, lock_path: str, program_argv: List[str], revert: Revert, 
         for name in _entries(paths):
             if name.startswith(".") or timer_alive(os.path.join(paths.pending, name)):
                 continue
-            _boot_one(paths, name, lock_fd, program_argv, revert, say)
+            _boot_one(paths, name, lock_fd, revert, say)
     finally:
         os.close(lock_fd)  # the re-armed timers hold their own copies
     return 0

@@ -168,8 +168,8 @@ def main(argv: List[str]) -> int:
             ok, line = txn.undo(record, ctx)
             return bool(ok), str(line)
 
-        return int(txn.commit.boot(ctx.paths, args[0], ctx.program, revert,
-                                   lambda line: print(line), float(args[1])))
+        return int(txn.commit.boot(ctx.paths, args[0], revert, lambda line: print(line),
+                                   float(args[1])))
     print("usage: fleethost.py apply | confirm TOKEN | status | boot LOCK WAIT", file=sys.stderr)
     return EXIT_USAGE
 

@@ -43,8 +43,6 @@ class Context:
         self.root = root.rstrip("/") or "/"
         self.paths = commit.Paths(root=self.root)
         self.ftp_host = ftpapply.Host(root="" if self.root == "/" else self.root)
-        # the revert timer: a fork of this process (commit.py), no new interpreter
-        self.program: List[str] = []
 
     @classmethod
     def from_env(cls) -> Context:
@@ -136,6 +134,8 @@ class Transaction:
         return undo(record, self.ctx)
 
     def run(self) -> int:
+        # Other runs' pending reverts, before any change, armed or not (commit.arm relies
+        # on it): the only place they are settled.
         commit.settle_pending(self.ctx.paths, self.say, self.revert)
         if self.ftp and self.ftp["daemon"] == "proftpd":
             work = tempfile.mkdtemp(dir=self.tmp)
@@ -173,8 +173,7 @@ class Transaction:
             self.record["ufw"] = ufw_apply.predicted_undo(state, plan, request)
             if reach and confirm.get("timeout"):
                 self.armed = commit.arm(self.ctx.paths, int(confirm["timeout"]), confirm["token"],
-                                        dict(self.record), self.ctx.program, self.lock_fd,
-                                        self.say, self.revert)
+                                        dict(self.record), self.lock_fd, self.say, self.revert)
             try:
                 out, after = u.change(request, state, plan, self.keep)
             except BaseException as e:
