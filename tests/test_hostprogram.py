@@ -57,6 +57,26 @@ def test_a_copy_in_place_stays_and_a_damaged_one_is_replaced(tmp_path: Path) -> 
     assert (folder / "commit.py").read_text() == hostprogram.texts()["commit.py"]
 
 
+def test_the_placed_program_imports_its_modules_as_the_host_runs_it(tmp_path: Path) -> None:
+    """The placed files alone (no package around them), run as the host runs them
+    (``RUNNER``: ``python3 -I -S``): fleethost.py makes its folder the package, and every
+    module imports its siblings relatively (``status``: commit.py; ``apply``: the
+    transaction, ufw_apply.py, ufwmodel.py, ftpapply.py, before the request is read)."""
+    folder = tmp_path / "program" / hostprogram.version()
+    assert place(folder).returncode == 0
+    env = dict(os.environ, FROXLOR_FLEET_ROOT=str(tmp_path / "root"))
+
+    def run(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
+        return subprocess.run(["sh", "-c", hostprogram.RUNNER, str(folder / "fleethost.py"), *args],
+                              input=stdin, text=True, capture_output=True, env=env, timeout=60)
+
+    status = run("status")
+    assert (status.returncode, status.stdout, status.stderr) == (0, "no pending reverts\n", "")
+    applied = run("apply", stdin="not json")
+    assert applied.returncode == 64, applied.stdout + applied.stderr
+    assert applied.stdout.startswith("froxlor-fleet: unreadable request: ") and applied.stderr == ""
+
+
 def test_an_archive_that_does_not_match_the_sums_is_refused(tmp_path: Path) -> None:
     folder = tmp_path / "program" / hostprogram.version()
     wrong = [f"{hashlib.sha256(b'x').hexdigest()}  fleethost.py"]

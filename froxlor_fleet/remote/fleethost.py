@@ -27,6 +27,11 @@ The last line of a successful armed run is ``froxlor-fleet:armed TOKEN DEADLINE`
 The transaction itself is ``transaction.py``; this file is the command line and the
 detached relay, and imports only what each command needs (each host process pays for
 every module it loads).
+
+The host-side modules import each other one way, relative to their package
+(``from . import commit``): in the installed package that is ``froxlor_fleet.remote``;
+on the host, where this file runs as a file (``python3 -I``: no package, no script
+folder on the path), its folder is made the package ``HOST_PACKAGE`` first.
 """
 
 from __future__ import annotations
@@ -38,10 +43,8 @@ import threading
 from types import ModuleType
 from typing import Any, Callable, Dict, List, Tuple
 
-if not __package__:  # pragma: no cover - run as a file (python3 -I: no script dir on the path)
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
 EXIT_USAGE = 64
+HOST_PACKAGE = "froxlor_fleet_host"  # this file's folder on the host, as a package
 
 
 # --- detached ---------------------------------------------------------------------------
@@ -111,20 +114,30 @@ def detached(body: Callable[[], int]) -> int:
 
 # --- the command line -----------------------------------------------------------------------
 
-def _commit() -> ModuleType:
+def _package() -> str:
+    """The package of the host-side modules (see the module docstring)."""
     if __package__:
-        from froxlor_fleet.remote import commit
-    else:  # pragma: no cover - the host's layout
-        import commit  # type: ignore[no-redef,import-not-found]
-    return commit
+        return __package__
+    if HOST_PACKAGE not in sys.modules:
+        package = ModuleType(HOST_PACKAGE)
+        package.__path__ = [os.path.dirname(os.path.abspath(__file__))]
+        sys.modules[HOST_PACKAGE] = package
+    return HOST_PACKAGE
+
+
+def _sibling(name: str) -> ModuleType:
+    """``commit`` or ``transaction`` beside this file, which import theirs relatively."""
+    import importlib
+
+    return importlib.import_module("." + name, _package())
+
+
+def _commit() -> ModuleType:
+    return _sibling("commit")
 
 
 def _transaction() -> ModuleType:
-    if __package__:
-        from froxlor_fleet.remote import transaction
-    else:  # pragma: no cover - the host's layout
-        import transaction  # type: ignore[no-redef,import-not-found]
-    return transaction
+    return _sibling("transaction")
 
 
 def apply(raw: bytes) -> int:

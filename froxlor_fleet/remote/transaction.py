@@ -17,14 +17,9 @@ import tempfile
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-if __package__:  # in the package (control side, tests); on the host, the files beside it
-    from froxlor_fleet.remote import commit, ftpapply, ufw_apply
-    from froxlor_fleet.remote.ufwmodel import Want, needs_confirming
-else:  # pragma: no cover - the host's layout: the placed files, never an installed package
-    import commit  # type: ignore[no-redef,import-not-found]
-    import ftpapply  # type: ignore[no-redef,import-not-found]
-    import ufw_apply  # type: ignore[no-redef,import-not-found]
-    from ufwmodel import Want, needs_confirming  # type: ignore[no-redef,import-not-found]
+# Its siblings, in the package or on the host (fleethost.py makes its folder the package)
+from . import commit, ftpapply, ufw_apply
+from .ufwmodel import Want, needs_confirming
 
 ARMED = "froxlor-fleet:armed"  # the last line of an armed run: ARMED TOKEN DEADLINE
 # The only line of a run told not to wait (lock.wait 0) that found the host lock held:

@@ -28,32 +28,19 @@ import shutil
 import sys
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-if __package__:  # in the package (control side, tests); on the host, beside ufwmodel.py
-    from froxlor_fleet.remote.ufwmodel import (
-        BLOCKING,
-        GUARD_NO_SESSION,
-        RulePlan,
-        Session,
-        UfwRule,
-        Want,
-        lockout_risk,
-        parse_rules,
-        parse_tuple_line,
-        plan_rules,
-    )
-else:  # pragma: no cover - the host's layout: the placed files, never an installed package
-    from ufwmodel import (  # type: ignore[no-redef,import-not-found]
-        BLOCKING,
-        GUARD_NO_SESSION,
-        RulePlan,
-        Session,
-        UfwRule,
-        Want,
-        lockout_risk,
-        parse_rules,
-        parse_tuple_line,
-        plan_rules,
-    )
+# Its sibling, in the package or on the host (fleethost.py makes its folder the package)
+from .ufwmodel import (
+    BLOCKING,
+    GUARD_NO_SESSION,
+    RulePlan,
+    Session,
+    UfwRule,
+    Want,
+    lockout_risk,
+    parse_rules,
+    parse_tuple_line,
+    plan_rules,
+)
 
 POLICY = {"drop": "deny", "accept": "allow", "reject": "reject"}
 GUARD_REFUSED = 3

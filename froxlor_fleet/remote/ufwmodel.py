@@ -1,7 +1,7 @@
 """UFW rules as ufw stores them, the plan from current to wanted rules, and the lockout
 guard's model. Shared by both sides: the control side plans and previews with it, and
-the host-side program (``ufw_apply.py``, which gets this file's text prepended) plans
-again under the host lock, so a run that waited for another never applies a stale plan.
+the host program (``ufw_apply.py`` and ``transaction.py`` import it) plans again under
+the host lock, so a run that waited for another never applies a stale plan.
 
 Stdlib only, Python 3.7+ syntax (the hosts' own python3: 3.9 on Debian 11).
 """
