@@ -20,7 +20,7 @@ control side in each host's /etc/hosts). The .debs debootstrap downloaded move o
 the tree into ``repo/`` beside it, with a Packages and Release index: the lab serves it
 so ``apt-get install ufw`` on a host really installs from a repository. A tenants tree
 (``--tenants``) adds the firewall's other tenants: fail2ban, nftables on trixie, and
-iptables-persistent in its repository only.
+iptables-persistent and Docker in its repository only.
 """
 
 from __future__ import annotations
@@ -66,9 +66,10 @@ def tenant_packages(release: str) -> list[str]:
     return ["fail2ban", "python3-systemd"] + (["nftables"] if release == "trixie" else [])
 
 
-# Downloaded into a tenants tree's repository, never installed (ufw's package Breaks
-# them): a test installs them on a host the way an admin would.
-REPO_ONLY_TENANTS = ["iptables-persistent", "netfilter-persistent"]
+# Downloaded (with what they depend on) into a tenants tree's repository, never
+# installed there: a test installs one on a host the way an admin would (ufw's package
+# Breaks iptables-persistent; Docker only needs to be installed to be seen).
+REPO_ONLY_TENANTS = ["iptables-persistent", "docker.io"]
 
 
 def packages(release: str, ftpd: str, tenants: bool = False) -> list[str]:
@@ -212,9 +213,11 @@ def bootstrap(release: str, ftpd: str, dest: Path, tenants: bool = False) -> Non
             f"--include={','.join(packages(release, ftpd, tenants))}",
             release, str(root), mirror() + "/")
         if tenants:  # from the tree's own apt sources (the mirror), before SETUP moves them
-            run("chroot", str(root), "sh", "-c", "apt-get update -qq && cd /var/cache/apt/archives"
-                " && apt-get download -qq " + " ".join(REPO_ONLY_TENANTS),
-                env=dict(os.environ, PATH="/usr/sbin:/usr/bin:/sbin:/bin"))
+            run("chroot", str(root), "sh", "-c", "apt-get update -qq && for p in "
+                + " ".join(REPO_ONLY_TENANTS) + "; do apt-get install -y -qq --download-only "
+                "--no-install-recommends $p; done",
+                env=dict(os.environ, PATH="/usr/sbin:/usr/bin:/sbin:/bin",
+                         DEBIAN_FRONTEND="noninteractive"))
         repo = tmp / "repo"
         repo.mkdir()
         for deb in (root / "var/cache/apt/archives").glob("*.deb"):

@@ -145,7 +145,7 @@ def test_the_refusal_names_each_package_in_good_english() -> None:
 
 # --- fail2ban's chains under MANAGE_BUILTINS=yes, Docker beside UFW --------------------
 
-def read_more_tenants(tmp_path: Path, manage_builtins: str, chains: str, docker: bool):
+def read_more_tenants(tmp_path: Path, manage_builtins: str, chains: str, docker: str):
     """state.sh for real on a folder standing in for /: /etc/default/ufw's
     MANAGE_BUILTINS, the chains `iptables -S` lists (a stub), Docker's daemon."""
     tools = tmp_path / "tools"
@@ -160,10 +160,10 @@ def read_more_tenants(tmp_path: Path, manage_builtins: str, chains: str, docker:
     root = tmp_path / "root"
     (root / "etc" / "default").mkdir(parents=True)
     (root / "etc" / "default" / "ufw").write_text(f"IPV6=yes\nMANAGE_BUILTINS={manage_builtins}\n")
-    if docker:
-        (root / "usr" / "bin").mkdir(parents=True)
-        (root / "usr" / "bin" / "dockerd").write_text("")
-        (root / "usr" / "bin" / "dockerd").chmod(0o755)
+    if docker:  # where the package puts dockerd: docker-ce /usr/bin, Debian's docker.io /usr/sbin
+        (root / docker).parent.mkdir(parents=True)
+        (root / docker).write_text("")
+        (root / docker).chmod(0o755)
     env = {**os.environ, "PATH": f"{tools}:{os.environ['PATH']}",
            "FROXLOR_FLEET_ROOT": str(root)}
     out = subprocess.run(["sh", "-c", program("state.sh"), "froxlor-fleet", "", "", ""],
@@ -172,10 +172,10 @@ def read_more_tenants(tmp_path: Path, manage_builtins: str, chains: str, docker:
 
 
 @pytest.mark.parametrize("manage_builtins,chains,docker,f2b_flushed", [
-    ("yes", "INPUT f2b-sshd ufw-user-input", False, True),
-    ("no", "INPUT f2b-sshd", False, False),   # Debian's default: ufw leaves them alone
-    ("yes", "INPUT ufw-user-input", True, False),  # no fail2ban chains to flush
-    ("no", "INPUT", True, False),
+    ("yes", "INPUT f2b-sshd ufw-user-input", "", True),
+    ("no", "INPUT f2b-sshd", "", False),   # Debian's default: ufw leaves them alone
+    ("yes", "INPUT ufw-user-input", "usr/bin/dockerd", False),  # no fail2ban chains to flush
+    ("no", "INPUT", "usr/sbin/dockerd", False),
 ])
 def test_the_state_read_names_f2b_chains_ufw_flushes_and_docker(
         tmp_path: Path, manage_builtins, chains, docker, f2b_flushed) -> None:
@@ -184,7 +184,7 @@ def test_the_state_read_names_f2b_chains_ufw_flushes_and_docker(
     ports through its own chains, past UFW."""
     state = read_more_tenants(tmp_path, manage_builtins, chains, docker)
     assert state.f2b_flushed is f2b_flushed
-    assert state.docker is docker
+    assert state.docker is bool(docker)
 
 
 def tenant_state(**tenants) -> HostState:

@@ -86,8 +86,11 @@ if grep -qs '^MANAGE_BUILTINS=yes' "$root/etc/default/ufw" \
     && { iptables -w -S; ip6tables -w -S; } 2>/dev/null | grep -q '^-N f2b-'; then
   echo f2b-flushed
 fi
-# Docker publishes container ports through its own chains, past UFW's.
-if [ -x "$root/usr/bin/dockerd" ] || [ -e "$root/sys/class/net/docker0" ]; then echo docker; fi
+# Docker publishes container ports through its own chains, past UFW's. (Debian's
+# docker.io has /usr/sbin/dockerd, Docker's own docker-ce /usr/bin/dockerd.)
+for dockerd in "$root/usr/sbin/dockerd" "$root/usr/bin/dockerd" "$root/sys/class/net/docker0"; do
+  if [ -e "$dockerd" ]; then echo docker; break; fi
+done
 section pureloaded
 if [ -n "$pureloaded" ]; then show "$pureloaded"; fi
 section loaded

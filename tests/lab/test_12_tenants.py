@@ -12,7 +12,8 @@ reboot UFW admits what the audit said before it, and the bans are back; an enabl
 nftables.service that flushes the ruleset is named by the deploy and the audit before
 it bites, and a restart of it (what a boot does when it comes after ufw) shows why; so
 is MANAGE_BUILTINS=yes beside fail2ban's iptables chains (a second jail on bookworm),
-and a ufw reload shows why; a host with iptables-persistent fails clearly and keeps it.
+and a ufw reload shows why; Docker installed is named (a notice); a host with
+iptables-persistent fails clearly and keeps it.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from labtools import PASSIVE, ftp_transfer
 from systemd_lab import CFG, ROOT, assert_no_change, passive_data, systemd_lab
 
 NEW_RANGE = (50200, 50300)  # disjoint from PASSIVE: an offered port proves which is live
-BAN_COMMENT = "by Fail2Ban after"  # fail2ban's ufw action: comment "by Fail2Ban after N attempts against <jail>"
+BAN_COMMENT = "by Fail2Ban after"  # its ufw action's: "by Fail2Ban after N attempts against <jail>"
 PENDING = "/var/lib/froxlor-fleet/pending"
 TIMEOUT = 10  # firewall_confirm_timeout for the revert test
 
@@ -163,6 +164,10 @@ def test_03_a_passive_range_switch_keeps_the_bans(slab) -> None:
     assert "192.0.2.8" in nft_bans(slab, nft_host(slab))
 
 
+def no_pending(slab, name: str) -> bool:
+    return slab.sh(name, f"ls -A {PENDING} 2>/dev/null").stdout.strip() == ""
+
+
 def background_deploy(*args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "pyinfra", "inventory.py", str(ROOT / "deploy.py"),
                              "-y", *args], cwd=CFG.lab_dir, stdout=subprocess.PIPE,
@@ -184,14 +189,13 @@ def test_04_a_revert_keeps_fail2bans_bans_made_and_lifted_meanwhile(slab) -> Non
         assert wait_until(lambda: slab.sh(name, "pgrep -f '[f]leethost.py apply' >/dev/null",
                                           check=False).returncode == 0, 30, 0.01), proc.communicate()[0]
         proc.send_signal(signal.SIGSTOP)
-        assert wait_until(lambda: slab.sh(name, f"ls -A {PENDING} 2>/dev/null").stdout.strip() != "", 20, 0.05)
+        assert wait_until(lambda: not no_pending(slab, name), 20, 0.05)
         assert wait_until(lambda: "80,443" in " ".join(slab.show_added(name)), 20, 0.05)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
     ban(slab, name, "192.0.2.9")
     unban(slab, name, "192.0.2.7")
-    assert wait_until(lambda: slab.sh(name, f"ls -A {PENDING} 2>/dev/null").stdout.strip() == "",
-                      TIMEOUT + 20, 0.5)
+    assert wait_until(lambda: no_pending(slab, name), TIMEOUT + 20, 0.5)
     after = sorted(slab.show_added(name))
     assert "80,443" not in " ".join(after)  # our change undone
     assert [r for r in ufw_bans(slab, name) if "192.0.2.9" in r]  # the new ban kept
@@ -300,6 +304,32 @@ def test_07b_manage_builtins_that_flushes_fail2bans_chains_is_named(slab) -> Non
     assert res.returncode == 0 and F2B_FLUSHED not in res.out, res.out
     code, doc = audit_json(slab)
     assert "f2b_flushed" not in kinds(doc, name), doc["findings"]
+
+
+DOCKER = "Docker is installed: ports its containers publish bypass UFW"
+
+
+def test_07c_docker_is_named_a_notice(slab) -> None:
+    """docker.io installed by the admin (from the lab's repository; its daemon not
+    started, as it can't run nested here): the deploy warns, the audit notes it."""
+    name = nft_host(slab)
+    slab.sh(name, "printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d; "
+                  "chmod 755 /usr/sbin/policy-rc.d; export DEBIAN_FRONTEND=noninteractive; "
+                  "apt-get update -q >/dev/null 2>&1; "
+                  "apt-get install -y -q --no-install-recommends docker.io >/dev/null 2>&1; "
+                  "rm -f /usr/sbin/policy-rc.d")
+    assert slab.sh(name, "dpkg-query -W -f='${Status}' docker.io").stdout == "install ok installed"
+    try:
+        res = slab.deploy("-y")
+        assert res.returncode == 0, res.out
+        lines = [line for line in res.out.splitlines() if DOCKER in line]
+        assert len(lines) == 1 and f"[{name}]" in lines[0], res.out
+        code, doc = audit_json(slab)
+        assert code == 0 and kinds(doc, name).count("docker") == 1, doc["findings"]
+    finally:
+        slab.sh(name, "DEBIAN_FRONTEND=noninteractive apt-get purge -y -q docker.io >/dev/null 2>&1")
+    res = slab.deploy("-y")
+    assert res.returncode == 0 and DOCKER not in res.out, res.out
 
 
 def test_08_iptables_persistent_fails_the_host_clearly_and_is_kept(slab) -> None:
