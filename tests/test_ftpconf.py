@@ -60,6 +60,14 @@ def append(root: Path, rel: str, text: str) -> None:
     path.write_text(path.read_text() + text)
 
 
+def edit(root: Path, old: str, new: str, rel: str = CONF) -> None:
+    """Replace ``old``, which must be there, with ``new`` in ``rel`` below ``root``."""
+    path = root / rel.lstrip("/")
+    text = path.read_text()
+    assert old in text, (rel, old)
+    path.write_text(text.replace(old, new))
+
+
 def dump(root: Path, *args: str) -> list[str]:
     out = subprocess.run(["sh", str(SCRIPT), str(root), *args], capture_output=True,
                          text=True, check=True)
@@ -106,9 +114,7 @@ def test_our_fragment_on_the_host_is_read_and_replaced_by_the_wanted_one(tmp_pat
 
 def uncomment_passive_ports(root: Path) -> int:
     """What froxlor's "Service Ports" page has admins do; returns the line number."""
-    path = root / CONF.lstrip("/")
-    path.write_text(path.read_text().replace("# PassivePorts                  49152 65534",
-                                             "PassivePorts 49152 65534"))
+    edit(root, "# PassivePorts                  49152 65534", "PassivePorts 49152 65534")
     return line_of(root, CONF, "PassivePorts 49152 65534")
 
 
@@ -136,9 +142,7 @@ def test_admin_passive_ports_after_the_include_loses(tmp_path):
 def test_admin_passive_ports_in_proftpd_conf_equal_is_a_note(tmp_path):
     root = host(tmp_path)
     # Above the Include, indented and in another case: ProFTPd's names are case-blind.
-    text = (root / CONF.lstrip("/")).read_text().replace(
-        "# PassivePorts                  49152 65534", "  passiveports  50000   50100")
-    (root / CONF.lstrip("/")).write_text(text)
+    edit(root, "# PassivePorts                  49152 65534", "  passiveports  50000   50100")
     result = judge.check(read(root), FRAGMENT_PATH, WANT, None)
     assert result.conflicts == []
     assert len(result.notes) == 1
@@ -201,9 +205,7 @@ def test_include_options_ignore_temp_files(tmp_path):
                            "/etc/proftpd/conf.d/11.conf.swp": "PassivePorts 41000 41100\n",
                            "/etc/proftpd/conf.d/.12~": "MaxInstances 4\n",
                            "/etc/proftpd/conf.d/20-x.conf.frx.bak": "PassivePorts 42000 42100\n"})
-    text = (root / CONF.lstrip("/")).read_text().replace(
-        "# Custom configuration\n", "IncludeOptions IgnoreTempFiles\n")
-    (root / CONF.lstrip("/")).write_text(text)
+    edit(root, "# Custom configuration\n", "IncludeOptions IgnoreTempFiles\n")
     cfg = read(root)
     eff = judge.check(cfg, FRAGMENT_PATH, WANT).effective
     assert eff.parse_order[-4:] == [
@@ -231,9 +233,7 @@ def test_include_glob_before_conf_d(tmp_path):
     root = host(tmp_path, {"/etc/proftpd/custom/passive.conf": "PassivePorts 40000 40100\n",
                            "/etc/proftpd/custom/.hidden.conf": "PassivePorts 1024 1025\n",
                            "/etc/proftpd/custom/notes.txt": "PassivePorts 1026 1027\n"})
-    text = (root / CONF.lstrip("/")).read_text().replace(
-        "# Custom configuration\n", "Include /etc/proftpd/custom/*.conf\n")
-    (root / CONF.lstrip("/")).write_text(text)
+    edit(root, "# Custom configuration\n", "Include /etc/proftpd/custom/*.conf\n")
     cfg = read(root)
     assert "/etc/proftpd/custom/.hidden.conf" not in cfg.proftpd.parse_order  # FNM_PERIOD
     assert "/etc/proftpd/custom/notes.txt" not in cfg.proftpd.parse_order
@@ -246,9 +246,7 @@ def test_include_glob_before_conf_d(tmp_path):
 def test_glob_in_a_directory_component(tmp_path):
     root = host(tmp_path, {"/etc/proftpd/sites/b/ftp.conf": "PassivePorts 41000 41100\n",
                            "/etc/proftpd/sites/a/ftp.conf": "PassivePorts 40000 40100\n"})
-    text = (root / CONF.lstrip("/")).read_text().replace(
-        "# Custom configuration\n", "Include /etc/proftpd/sites/*/ftp.conf\n")
-    (root / CONF.lstrip("/")).write_text(text)
+    edit(root, "# Custom configuration\n", "Include /etc/proftpd/sites/*/ftp.conf\n")
     eff = judge.check(read(root), FRAGMENT_PATH, WANT).effective
     assert eff.parse_order.index("/etc/proftpd/sites/a/ftp.conf") < eff.parse_order.index(
         "/etc/proftpd/sites/b/ftp.conf")
@@ -258,10 +256,8 @@ def test_glob_in_a_directory_component(tmp_path):
 def test_include_outside_etc_proftpd_is_followed(tmp_path):
     root = host(tmp_path, {"/srv/ftp/passive.conf": "PassivePorts 40000 40100\n",
                            "/srv/ftp/more/x.conf": "MasqueradeAddress 192.0.2.9\n"})
-    text = (root / CONF.lstrip("/")).read_text().replace(
-        "# Custom configuration\n",
-        "Include /srv/ftp/passive.conf\nInclude /srv/ftp/more/\nInclude /opt/missing/*.conf\n")
-    (root / CONF.lstrip("/")).write_text(text)
+    edit(root, "# Custom configuration\n",
+         "Include /srv/ftp/passive.conf\nInclude /srv/ftp/more/\nInclude /opt/missing/*.conf\n")
     lines = dump(root)
     assert "@missing /opt/missing" in lines
     cfg = parse_dump(lines)
@@ -274,9 +270,7 @@ def test_include_outside_etc_proftpd_is_followed(tmp_path):
 def test_symlinked_include_directory(tmp_path):
     root = host(tmp_path, {"/srv/real/passive.conf": "PassivePorts 40000 40100\n"})
     os.symlink("real", root / "srv" / "link")
-    (root / CONF.lstrip("/")).write_text(
-        (root / CONF.lstrip("/")).read_text().replace(
-            "# Custom configuration\n", "Include /srv/link/\nInclude /srv/link/*.conf\n"))
+    edit(root, "# Custom configuration\n", "Include /srv/link/\nInclude /srv/link/*.conf\n")
     # Plain path to a symlinked directory: read as a file, EISDIR, skipped; the glob
     # refuses a symlinked directory without AllowSymlinks. Either way: not read.
     cfg = read(root)
@@ -293,10 +287,8 @@ def test_global_is_appended_after_the_servers_own(tmp_path):
     # <Global> stands before the Include, yet the server's own value (ours) wins:
     # fixup_globals() appends <Global> contents at the end of every server's list.
     root = host(tmp_path)
-    text = (root / CONF.lstrip("/")).read_text().replace(
-        "Port				21\n",
-        "Port				21\n<Global>\n  PassivePorts 40000 40100\n</Global>\n")
-    (root / CONF.lstrip("/")).write_text(text)
+    edit(root, "Port				21\n",
+         "Port				21\n<Global>\n  PassivePorts 40000 40100\n</Global>\n")
     cfg = read(root)
     assert cfg.proftpd.passive_ports.global_from == 0  # today: only the <Global> one
     result = judge.check(cfg, FRAGMENT_PATH, WANT)
@@ -311,9 +303,7 @@ def test_virtual_host_own_value_and_missing_value(tmp_path):
         "<VirtualHost 192.0.2.5>\n  ServerName a\n  PassivePorts 40000 40100\n</VirtualHost>\n"
         "<VirtualHost 192.0.2.6 192.0.2.16>\n  ServerName b\n</VirtualHost>\n"
         "<VirtualHost 192.0.2.7>\n  PassivePorts 50000 50100\n</VirtualHost>\n")})
-    text = (root / CONF.lstrip("/")).read_text().replace(
-        "#Include /etc/proftpd/virtuals.conf", "Include /etc/proftpd/virtuals.conf")
-    (root / CONF.lstrip("/")).write_text(text)
+    edit(root, "#Include /etc/proftpd/virtuals.conf", "Include /etc/proftpd/virtuals.conf")
     cfg = read(root)
     assert [v.name for v in cfg.proftpd.vhosts] == ["192.0.2.5", "192.0.2.6 192.0.2.16", "192.0.2.7"]
     assert cfg.proftpd.passive_ports is None  # a vhost's value is not the main server's
@@ -347,9 +337,7 @@ def test_ifmodule_contents_count_as_active_and_say_so(tmp_path):
 
 def test_masquerade_address(tmp_path):
     root = host(tmp_path)
-    text = (root / CONF.lstrip("/")).read_text().replace(
-        "# MasqueradeAddress		1.2.3.4", "MasqueradeAddress		192.0.2.1")
-    (root / CONF.lstrip("/")).write_text(text)
+    edit(root, "# MasqueradeAddress		1.2.3.4", "MasqueradeAddress		192.0.2.1")
     cfg = read(root)
     n = line_of(root, CONF, "MasqueradeAddress		192.0.2.1")
     # Different: a conflict; equal: a note; none wanted: a note.
@@ -398,8 +386,7 @@ def test_unreadable_value_is_a_conflict(tmp_path):
 
 def test_fragment_not_included(tmp_path):
     root = host(tmp_path)
-    text = (root / CONF.lstrip("/")).read_text().replace("Include /etc/proftpd/conf.d/\n", "")
-    (root / CONF.lstrip("/")).write_text(text)
+    edit(root, "Include /etc/proftpd/conf.d/\n", "")
     assert judge.conflicts(read(root), FRAGMENT_PATH, WANT) == [
         f"ProFTPd never reads {FRAGMENT_PATH}: no Include in {CONF} reaches it (froxlor's "
         "proftpd.conf ends with 'Include /etc/proftpd/conf.d/'); restore that line"]
@@ -407,10 +394,8 @@ def test_fragment_not_included(tmp_path):
 
 def test_fragment_included_inside_a_virtual_host(tmp_path):
     root = host(tmp_path)
-    text = (root / CONF.lstrip("/")).read_text().replace(
-        "Include /etc/proftpd/conf.d/\n",
-        "<VirtualHost 192.0.2.5>\n  Include /etc/proftpd/conf.d/\n</VirtualHost>\n")
-    (root / CONF.lstrip("/")).write_text(text)
+    edit(root, "Include /etc/proftpd/conf.d/\n",
+         "<VirtualHost 192.0.2.5>\n  Include /etc/proftpd/conf.d/\n</VirtualHost>\n")
     assert judge.conflicts(read(root), FRAGMENT_PATH, WANT) == [
         f"ProFTPd reads {FRAGMENT_PATH} inside <VirtualHost 192.0.2.5> (an Include there), so "
         "its PassivePorts does not apply to the main server; include it at the top level"]
