@@ -49,10 +49,13 @@ a value shows as unreadable and counts as a conflict rather than a guess.
 
 from __future__ import annotations
 
-import fnmatch
 import posixpath
 import shlex
 from dataclasses import dataclass, field
+
+# FNM_PERIOD globs and IgnoreTempFiles (parser.c is_tmp_file()): as the host program's
+# check reads an Include
+from ..remote.ftpapply import included
 
 SETTINGS = {"passiveports": "PassivePorts", "masqueradeaddress": "MasqueradeAddress",
             "tlsmasqueradeaddress": "TLSMasqueradeAddress"}
@@ -65,7 +68,6 @@ CONTEXT_TITLES = {"ifmodule": "IfModule", "ifdefine": "IfDefine", "ifuser": "IfU
                   "ifgroup": "IfGroup", "ifclass": "IfClass", "ifauthenticated": "IfAuthenticated",
                   "anonymous": "Anonymous", "directory": "Directory", "limit": "Limit"}
 INCLUDE_MAX_DEPTH = 64  # parser.c PR_PARSER_INCLUDE_MAX_DEPTH
-TMPFILE_PATTERNS = ("*~", "*.sw?")  # parser.c tmpfile_patterns
 UNKNOWN = "?"
 
 
@@ -170,13 +172,6 @@ def index_children(tree: ConfTree) -> None:
 def _strcmp_key(path: str) -> bytes:
     # config_filename_cmp() is strcmp(3): bytes, not the locale's collation.
     return path.encode("utf-8", "surrogateescape")
-
-
-def _fnmatch_period(name: str, pattern: str) -> bool:
-    """fnmatch(3) with FNM_PERIOD: a leading '.' must be matched by a literal '.'."""
-    if name.startswith(".") and not pattern.startswith("."):
-        return False
-    return fnmatch.fnmatchcase(name, pattern)
 
 
 def _has_glob(text: str) -> bool:
@@ -369,10 +364,7 @@ class _Replay:
         return files
 
     def included_name(self, name: str, pattern: str | None) -> bool:
-        if "IgnoreTempFiles" in self.opts and any(
-                _fnmatch_period(name, p) for p in TMPFILE_PATTERNS):
-            return False
-        return pattern is None or _fnmatch_period(name, pattern)
+        return included(name, pattern, "IgnoreTempFiles" in self.opts)
 
     def resolve_wildcard_dir(self, path: str, origin: str, depth: int) -> list[str]:
         parts = path.strip("/").split("/")

@@ -302,9 +302,10 @@ def _temp_file(name: str) -> bool:
     return _fnmatch_period(name, "*~") or _fnmatch_period(name, "*.sw?")
 
 
-def _included(name: str, pattern: Optional[str], ignore_temp: bool) -> bool:
-    """Does an Include of ``pattern`` in the fragment's folder read ``name``? ``None``:
-    an Include of the folder itself (every name)."""
+def included(name: str, pattern: Optional[str], ignore_temp: bool) -> bool:
+    """Does an Include of ``pattern`` in a folder read ``name`` from it (``None``: an
+    Include of the folder itself, every name; ``ignore_temp``: IncludeOptions
+    IgnoreTempFiles)? The control side's replay (``ftpconf/replay.py``) asks it too."""
     if ignore_temp and _temp_file(name):
         return False
     return pattern is None or _fnmatch_period(name, pattern)
@@ -337,7 +338,7 @@ def _expanded(path: str, candidate: str, pattern: Optional[str], ignore_temp: bo
     names.add(name)
     lines = []
     for n in sorted(names, key=os.fsencode):
-        if not _included(n, pattern, ignore_temp):
+        if not included(n, pattern, ignore_temp):
             continue
         if n == name:
             f = candidate
@@ -376,7 +377,7 @@ def _candidate_main(main: str, path: str, candidate: str) -> List[str]:
             ignore_temp = "IgnoreTempFiles" in words.split()
         match = _INCLUDE.match(line)
         reads, pattern = _include_pattern(match.group(1), path) if match else (False, None)
-        if reads and _included(os.path.basename(path), pattern, ignore_temp):
+        if reads and included(os.path.basename(path), pattern, ignore_temp):
             out.extend(_expanded(path, candidate, pattern, ignore_temp))
             found = True
         else:
