@@ -82,42 +82,29 @@ class Run:
                        if isinstance(c, FunctionCommand) and c.function.__name__ == "_transaction"]
 
 
-def test_a_proftpd_range_switch_is_decided_once_and_handed_to_every_operation(monkeypatch) -> None:
-    run = Run(monkeypatch, proftpd_facts(CONVERGED_RANGE), ftp_passive_ports=(50000, 50100))
-    assert run.decided == {"choose_daemon": 1,
-                           "proftpd.request_part": 1}
+@pytest.mark.parametrize("daemon,facts,operation,other", [
+    ("proftpd", proftpd_facts, "passive_ports_fragment", "passive_port_range"),
+    ("pureftpd", pureftpd_facts, "passive_port_range", "passive_ports_fragment")])
+def test_a_range_switch_is_decided_once_and_handed_to_every_operation(
+        monkeypatch, daemon: str, facts: Any, operation: str, other: str) -> None:
+    run = Run(monkeypatch, facts(CONVERGED_RANGE), ftp_passive_ports=(50000, 50100))
+    assert run.decided == {"choose_daemon": 1, f"{daemon}.request_part": 1}
     ftp = run.once("ready_for_ftp")["ftp"]
-    assert isinstance(ftp, FtpPlan) and (ftp.daemon, ftp.refusal) == ("proftpd", None)
+    assert isinstance(ftp, FtpPlan) and (ftp.daemon, ftp.refusal) == (daemon, None)
     ufw = run.once("rules_and_policies")
     assert ufw["ftp"] is ftp.part and ftp.part is not None
     assert [w["dport"] for w in ftp.part["keep"]] == ["49152:65534"]
-    assert ftp.keep and set(ftp.keep) <= set(ufw["rules"])  # open until ProFTPd switched
-    fragment = run.once("passive_ports_fragment")
-    assert fragment["ftp"] is ftp and fragment["switch"] is ftp.switch
-    assert fragment["content"] is ftp.fragment and "PassivePorts 50000 50100" in ftp.fragment
-    assert "passive_port_range" not in run.calls
+    assert ftp.keep and set(ftp.keep) <= set(ufw["rules"])  # open until the daemon switched
+    kwargs = run.once(operation)
+    assert kwargs["ftp"] is ftp and kwargs["switch"] is ftp.switch
+    if daemon == "proftpd":
+        assert kwargs["content"] is ftp.fragment and "PassivePorts 50000 50100" in ftp.fragment
+    else:
+        assert kwargs["passive_ports"] == (50000, 50100) and ftp.part["range"] == "50000 50100"
+    assert other not in run.calls
 
     # The operation sends the deploy's part as it is: nothing decided again.
-    noops, requests = run.real("passive_ports_fragment")
-    assert noops == [] and [r["ftp"] for r in requests] == [ftp.part]
-    assert sum(run.decided.values()) == 2
-
-
-def test_a_pureftpd_range_switch_is_decided_once_and_handed_to_every_operation(monkeypatch) -> None:
-    run = Run(monkeypatch, pureftpd_facts(CONVERGED_RANGE), ftp_passive_ports=(50000, 50100))
-    assert run.decided == {"choose_daemon": 1,
-                           "pureftpd.request_part": 1}
-    ftp = run.once("ready_for_ftp")["ftp"]
-    assert (ftp.daemon, ftp.refusal) == ("pureftpd", None)
-    assert run.once("rules_and_policies")["ftp"] is ftp.part
-    assert ftp.part["range"] == "50000 50100"
-    assert [w["dport"] for w in ftp.part["keep"]] == ["49152:65534"]
-    pure = run.once("passive_port_range")
-    assert pure["ftp"] is ftp and pure["switch"] is ftp.switch
-    assert pure["passive_ports"] == (50000, 50100)
-    assert "passive_ports_fragment" not in run.calls
-
-    noops, requests = run.real("passive_port_range")
+    noops, requests = run.real(operation)
     assert noops == [] and [r["ftp"] for r in requests] == [ftp.part]
     assert sum(run.decided.values()) == 2
 
