@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 
 from conftest import ROOT, TEST_LAB
@@ -48,23 +49,57 @@ def wait_for_process(lab, name: str, pattern: str, timeout: float = 30) -> bool:
     return False
 
 
+WAITING = "another run holds the lock on this host; waiting up to 300 s"
+
+
+class Lines:
+    """A running process's output, read line by line as it comes (a thread), so a test
+    can see what the control side has said so far while the run still goes on."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.proc, self.lines = proc, []
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    def wait_for(self, text: str, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(text in line for line in self.lines):
+                return True
+            time.sleep(0.05)
+        return False
+
+    def finish(self, timeout: float) -> str:
+        self.proc.wait(timeout=timeout)
+        self.thread.join(timeout=10)
+        return "".join(self.lines)
+
+
 def deploy_while_locked(lab, name: str, meanwhile) -> str:
     """A deploy limited to ``name`` that starts while another holder has the host lock:
-    ``meanwhile()`` runs while it waits; then the lock is freed. Returns its output."""
+    the control side says it waits while it waits (issue 21), ``meanwhile()`` runs
+    then; then the lock is freed. Returns its output."""
     holder = subprocess.Popen(nsenter(name, "flock", "/run/froxlor-fleet.lock",
                                       "sleep", "60"))
     try:
         assert wait_for_process(lab, name, "sleep 60")
         proc = background_deploy("--limit", name)
-        # the host program has started and can only be waiting for the lock meanwhile
-        assert wait_for_process(lab, name, "fleethost.py apply"), proc.communicate()[0]
+        out = Lines(proc)
+        # said on the control side while the lock is still held, not when the run ends
+        assert out.wait_for(f"[{name}] {WAITING}", 60), "".join(out.lines)
+        assert proc.poll() is None
         meanwhile()
     finally:
         lab.sh(name, "pkill -f 'sleep 60'", check=False)
         holder.wait(timeout=10)
-    out = proc.communicate(timeout=120)[0]
-    assert proc.returncode == 0, out
-    return out
+    text = out.finish(timeout=120)
+    assert proc.returncode == 0, text
+    assert text.count(WAITING) == 1, text
+    return text
 
 
 def test_unreachable_host_others_converge_then_it_recovers(lab) -> None:
