@@ -436,7 +436,7 @@ def test_a_host_without_the_ftp_role_ignores_proftpds_own_passive_ports() -> Non
 def test_json_document_matches_the_schema_and_the_contract() -> None:
     data = json.loads(to_json(db_fleet()))
     validate(data)
-    assert data["schema"] == 1 and data["exit"] == 2 and data["status"] == "error"
+    assert data["schema"] == SCHEMA_VERSION == 2 and data["exit"] == 2 and data["status"] == "error"
     assert data["summary"] == {"hosts": 2, "ok": 1, "drift": 0, "unreachable": 1, "error": 0}
     db = data["hosts"][0]
     assert {"port": 3306, "proto": "tcp", "admitted": "restricted", "listening": False,

@@ -16,9 +16,15 @@ from typing import Any
 import click
 
 from .. import loading
-from .collect import AuditOptions, run_audit
+from .collect import AuditOptions, Progress, run_audit
 from .compare import FleetAudit, fleet_error
+from .probe import FAMILIES, ProbeOptions
 from .report import to_json, to_prometheus, to_text, write_atomically
+
+# The probe's FTP password: from the environment only, so it is never on a command line
+# (ps, shell history) and never in a usage error.
+PASSWORD_VARIABLE = "FROXLOR_FLEET_PROBE_PASSWORD"
+PROBE_OPTIONS = ("probe_user", "probe_timeout", "probe_ca_file", "probe_family")
 
 EXIT_STATUS_HELP = """\b
 Exit status:
@@ -39,6 +45,17 @@ def _quiet_logs(debug: bool) -> None:
         logging.getLogger(name).setLevel(logging.CRITICAL + 1)
 
 
+def _probe_options(params: dict[str, Any]) -> ProbeOptions | None:
+    if not params["probe"]:
+        return None
+    family = params["probe_family"] or "all"
+    return ProbeOptions(
+        user=params["probe_user"], password=os.environ.get(PASSWORD_VARIABLE) or None,
+        timeout=params["probe_timeout"] or ProbeOptions.timeout,
+        ca_file=params["probe_ca_file"],
+        families=FAMILIES if family == "all" else (int(family),), parallel=params["parallel"])
+
+
 def _options(inventory: str, params: dict[str, Any]) -> AuditOptions:
     ssh = tuple((key, params[key]) for key in loading.SSH_OVERRIDES if params.get(key))
     return AuditOptions(
@@ -47,7 +64,15 @@ def _options(inventory: str, params: dict[str, Any]) -> AuditOptions:
             group_data=tuple(params["group_data"]), limit=tuple(params["limit"]),
             exclude=tuple(params["exclude"]), ssh=ssh),
         config_file=params["config_file"] or "config.py", sudo=params["sudo"],
-        sudo_user=params["sudo_user"], su_user=params["su_user"], parallel=params["parallel"])
+        sudo_user=params["sudo_user"], su_user=params["su_user"], parallel=params["parallel"],
+        probe=_probe_options(params))
+
+
+def _check_probe_options(params: dict[str, Any]) -> None:
+    """A --probe-* option without --probe would be silently ignored: a usage error."""
+    given = [name for name in PROBE_OPTIONS if params.get(name) is not None]
+    if given and not params.get("probe"):
+        raise click.UsageError(f"--{given[0].replace('_', '-')} needs --probe")
 
 
 def _write_prometheus(fleet: FleetAudit, path: str, started: float) -> None:
@@ -81,7 +106,9 @@ class AuditCommand(click.Command):
         started = time.monotonic()
         given = list(args)
         try:
-            return super().parse_args(ctx, args)
+            rest = super().parse_args(ctx, args)
+            _check_probe_options(ctx.params)
+            return rest
         except click.UsageError as error:
             path = _prometheus_path(given)
             if path:
@@ -125,6 +152,22 @@ class AuditCommand(click.Command):
 @click.option("--ssh-key-password", "--key-password", "ssh_key_password",
               help="SSH private key password.")
 @click.option("--ssh-password", "--password", "ssh_password", help="SSH password.")
+@click.option("--probe", is_flag=True,
+              help="Also try each host from here, as a customer would: on ftp hosts an "
+                   "explicit-FTPS session on IPv4 and IPv6 (AUTH TLS, PASV and EPSV: the port "
+                   "offered inside UFW's passive range, the data connection opens), and a TCP "
+                   "connect to every role port UFW admits.")
+@click.option("--probe-user", metavar="USER",
+              help="FTP login for --probe (anonymous, or a test account; password from "
+                   f"${PASSWORD_VARIABLE}): the data connection then carries a LIST. Without "
+                   "it only what the daemon allows before a login is checked.")
+@click.option("--probe-timeout", type=click.FloatRange(min=0.1, max=60), metavar="SECONDS",
+              help="--probe: the longest wait of each network step (default 3).")
+@click.option("--probe-ca-file", type=click.Path(exists=True, dir_okay=False),
+              help="--probe: verify the FTP daemons' certificates against this CA file "
+                   "(default: not verified; froxlor's are often self-signed).")
+@click.option("--probe-family", type=click.Choice(["all", "4", "6"]),
+              help="--probe: the address families to try (default all the host has).")
 @click.option("--debug", is_flag=True,
               help="Show pyinfra's log, and a traceback for unexpected errors.")
 def audit_command(inventory: str, json_output: bool, prometheus: str | None, debug: bool,
@@ -134,12 +177,13 @@ def audit_command(inventory: str, json_output: bool, prometheus: str | None, deb
     One remote command per host (the deploy's state read plus `ss`): UFW rules
     (with their actions), policies and state, the passive range ProFTPd really uses
     (file:line) against UFW's, which ports are admitted and which listen. INVENTORY is
-    what `pyinfra` takes (e.g. inventory.py).
+    what `pyinfra` takes (e.g. inventory.py). With --probe, what a customer sees too,
+    tried from this machine. On a terminal, progress is shown on stderr.
     """
     started = time.monotonic()
     _quiet_logs(debug)
     try:
-        fleet = run_audit(_options(inventory, params))
+        fleet = run_audit(_options(inventory, params), Progress.on_terminal(sys.stderr))
     except Exception as error:  # a bug of ours: still exit 2, still a document
         if debug:
             raise

@@ -3,7 +3,9 @@ targeted hosts with valid data, read each once (``FleetAuditState``), disconnect
 
 Everything a user or a host can get wrong ends as a ``Finding`` in the ``FleetAudit``
 (never an exception): a missing inventory, an error in its files, a ``--limit`` that
-matches nothing, bad data, an unreachable host, a read that failed.
+matches nothing, bad data, an unreachable host, a read that failed. With ``--probe`` the
+hosts it read are then probed from here (``probe.py``). ``Progress`` says how far it got,
+on a terminal only.
 """
 
 from __future__ import annotations
@@ -12,18 +14,49 @@ import os
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TextIO
 
 from pyinfra.api import Config, Host, Inventory, State
 from pyinfra.api.connect import disconnect_all
 from pyinfra.api.exceptions import PyinfraError
-from pyinfra.api.facts import get_facts
+from pyinfra.api.facts import get_fact
 from pyinfra.api.state import BaseStateCallback, StateStage
-from pyinfra.context import ctx_config, ctx_inventory, ctx_state
+from pyinfra.context import ctx_config, ctx_host, ctx_inventory, ctx_state
 
 from .. import loading
 from ..plan import HostPlan
-from .compare import FleetAudit, audit_host, bad_data, fleet_error, unreachable
+from .compare import FleetAudit, HostAudit, audit_host, bad_data, fleet_error, unreachable
 from .fact import AuditState, FleetAuditState
+from .probe import FleetProbeState, ProbeOptions, ProbeTarget, probe_fleet, target_for
+
+
+class Progress:
+    """How far the audit got, as one line on ``stream`` rewritten in place ("audited
+    3/30 hosts..."). Only for a terminal (``on_terminal``): a pipe, a file or a CI log
+    gets nothing, so ``--json`` on stdout and logs stay as they were."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._stream = stream
+        self._width = 0  # of the line shown: a shorter one must cover all of it
+
+    @classmethod
+    def on_terminal(cls, stream: TextIO) -> Progress:
+        return cls(stream if stream.isatty() else None)
+
+    def show(self, text: str) -> None:
+        if self._stream is None:
+            return
+        self._stream.write("\r" + text.ljust(self._width))
+        self._stream.flush()
+        self._width = max(self._width, len(text))
+
+    def done(self) -> None:
+        """Clear the line, so the report starts on a clean one."""
+        if self._stream is None or not self._width:
+            return
+        self._stream.write("\r" + " " * self._width + "\r")
+        self._stream.flush()
+        self._width = 0
 
 
 @dataclass(frozen=True)
@@ -36,6 +69,7 @@ class AuditOptions:
     sudo_user: str | None = None
     su_user: str | None = None
     parallel: int | None = None
+    probe: ProbeOptions | None = None  # audit --probe: also try the hosts from here
 
 
 def error_text(error: BaseException) -> str:
@@ -87,12 +121,13 @@ def connect_error_text(host: Host, error: BaseException) -> str:
     return f"SSH negotiation did not finish{within} (server {transport.remote_version})"
 
 
-def _connect_all(state: State, errors: dict[str, str]) -> None:
+def _connect_all(state: State, errors: dict[str, str], progress: Progress) -> None:
     """pyinfra's ``connect_all``, except that an error the connector raises instead of a
     ``ConnectError`` (a missing or invalid --ssh-key: ``PyinfraError``) fails that host
     with its message instead of ending the connect phase for all (and a gevent
     traceback on stderr)."""
     hosts = [h for h in state.inventory if state.is_host_in_limit(h)]
+    progress.show(f"connecting to {len(hosts)} host{'s' if len(hosts) != 1 else ''}...")
 
     def connect(host: Host) -> None:
         try:
@@ -134,8 +169,30 @@ def make_config(options: AuditOptions) -> Config:
     return config
 
 
-def _read_hosts(state: State, inventory: Inventory, config: Config,
-                hosts: list[Host]) -> tuple[dict[str, AuditState], dict[str, str]]:
+def _read_facts(state: State, fact: type[FleetAuditState], progress: Progress,
+                total: int) -> dict[Host, Any]:
+    """pyinfra's ``get_facts`` for the connected hosts, in parallel as there, saying how
+    many hosts are done as each read ends (a host that failed to connect is done)."""
+    hosts = list(state.inventory.get_active_hosts())
+    done = total - len(hosts)
+
+    def read(host: Host) -> tuple[Host, Any]:
+        with ctx_host.use(host):
+            return host, get_fact(state, host, fact, apply_failed_hosts=False)
+
+    results: dict[Host, Any] = {}
+    with ctx_state.use(state):
+        progress.show(f"audited {done}/{total} hosts...")
+        for host, value in state.pool.imap_unordered(read, hosts):
+            results[host] = value
+            done += 1
+            progress.show(f"audited {done}/{total} hosts...")
+    return results
+
+
+def _read_hosts(state: State, inventory: Inventory, config: Config, hosts: list[Host],
+                fact: type[FleetAuditState], progress: Progress,
+                ) -> tuple[dict[str, AuditState], dict[str, str]]:
     """Connect to ``hosts`` and read each once: ({host: state}, {host: why not})."""
     errors: dict[str, str] = {}
 
@@ -148,10 +205,10 @@ def _read_hosts(state: State, inventory: Inventory, config: Config,
         state.init(inventory, config, initial_limit=hosts)
         state.add_callback_handler(ConnectErrors())
         state.set_stage(StateStage.Connect)
-        _connect_all(state, errors)
+        _connect_all(state, errors, progress)
         state.set_stage(StateStage.Prepare)
         try:
-            facts = get_facts(state, FleetAuditState, apply_failed_hosts=False)
+            facts = _read_facts(state, fact, progress, len(hosts))
         finally:
             disconnect_all(state)
     seen = {h.name: f for h, f in facts.items() if isinstance(f, AuditState) and f.complete}
@@ -176,8 +233,29 @@ def _load(options: AuditOptions, fleet: FleetAudit) -> tuple[Config, Inventory] 
     return config, inventory
 
 
-def run_audit(options: AuditOptions) -> FleetAudit:
+def connect_name(host: Host) -> str:
+    """What pyinfra's SSH connector connects to: ``ssh_hostname``, else the host's name."""
+    return str(host.data.get("ssh_hostname") or host.name)
+
+
+def _probe(probes: list[tuple[HostAudit, ProbeTarget]], options: ProbeOptions,
+           progress: Progress) -> None:
+    def probed(done: int, total: int) -> None:
+        progress.show(f"probed {done}/{total} hosts...")
+
+    probe_fleet(probes, options, probed)
+
+
+def run_audit(options: AuditOptions, progress: Progress | None = None) -> FleetAudit:
     """Audit the targeted hosts; never raises for anything a user or host can cause."""
+    progress = progress or Progress()
+    try:
+        return _run_audit(options, progress)
+    finally:
+        progress.done()
+
+
+def _run_audit(options: AuditOptions, progress: Progress) -> FleetAudit:
     fleet = FleetAudit(options.inventory.inventory, options.inventory.limit)
     state = State(check_for_changes=False)
     state.cwd = options.inventory.cwd
@@ -192,13 +270,22 @@ def run_audit(options: AuditOptions) -> FleetAudit:
         targets = loading.target_hosts(inventory, limit, options.inventory.exclude)
         checked = loading.validate(inventory, targets)
         readable = [h for h in targets if h.name in checked.plans]
-        seen, errors = _read_hosts(state, inventory, config, readable) if readable else ({}, {})
+        # --probe reads the host's addresses too, in the same one command
+        fact = FleetProbeState if options.probe else FleetAuditState
+        seen, errors = (_read_hosts(state, inventory, config, readable, fact, progress)
+                        if readable else ({}, {}))
+    probes: list[tuple[HostAudit, ProbeTarget]] = []
     for host in targets:
         plan: HostPlan | None = checked.plans.get(host.name)
         if plan is None:
             fleet.hosts.append(bad_data(host.name, checked.errors.get(host.name, [])))
         elif host.name in seen:
             fleet.hosts.append(audit_host(plan, seen[host.name]))
+            if options.probe:  # only hosts it read: what UFW admits is what is probed
+                probes.append((fleet.hosts[-1], target_for(plan, seen[host.name],
+                                                           fleet.hosts[-1], connect_name(host))))
         else:
             fleet.hosts.append(unreachable(host.name, plan, errors[host.name]))
+    if options.probe and probes:
+        _probe(probes, options.probe, progress)
     return fleet

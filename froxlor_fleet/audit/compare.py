@@ -21,6 +21,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from .. import proftpd, pureftpd
 from ..catalog import FRAGMENT_PATH
@@ -33,6 +34,9 @@ from ..remote.ufwmodel import ADMITTING, BLOCKING, RulePlan, ban_jail
 from ..tenants import TENANT_KINDS, conflicts
 from ..ufwrules import ANY, UfwRule, admits, describe_spec, plan_rules, port_matches
 from .fact import AuditState, Listening
+
+if TYPE_CHECKING:
+    from .probe import HostProbe
 
 # The froxlor ports of the text report's grid (plus the host's ssh_port when not 22).
 GRID: tuple[tuple[int, str], ...] = (
@@ -49,7 +53,10 @@ KINDS = ("usage_error", "inventory_error", "limit_unmatched", "output_error", "i
          "missing_rule", "retag_rule", "action_rule", "shadowed_rule", "stray_rule",
          "unmanaged_rule", "setting", "passive_disagree", "passive_mismatch", "fragment_drift",
          "listening_blocked", "idle_admitted", "ftp_not_loaded", "force_passive_ip", "ftp_down",
-         "ufw_not_enabled", "bans", *TENANT_KINDS)
+         "ufw_not_enabled", "bans", *TENANT_KINDS,
+         # audit --probe (probe.py): the view from the control node
+         "probe_ftp_failed", "probe_passive_outside", "probe_data_failed", "probe_port_closed",
+         "probe_unreachable", "probe_incomplete")
 # UfwSummary.state: chains loaded (it filters) and ENABLED=yes; loaded while ufw.conf
 # says ENABLED=no (filters now, not after a reboot); not loaded; not installed.
 UFW_STATES = ("active", "running_disabled", "inactive", "missing")
@@ -127,6 +134,7 @@ class HostAudit:
     passive: Passive | None = None
     ports: list[PortState] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
+    probe: HostProbe | None = None  # audit --probe: what the control node saw (probe.py)
 
     @property
     def verdict(self) -> str:

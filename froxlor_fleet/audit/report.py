@@ -17,11 +17,14 @@ from typing import Any
 import click
 
 from .. import __version__
+from . import probe
 from .compare import GRID, VERDICTS, Finding, FleetAudit, HostAudit, PortState
 
-# The JSON document's contract version: raised when a field changes meaning or goes away
-# (adding a field does not raise it).
-SCHEMA_VERSION = 1
+# The JSON document's contract version: raised when a field changes meaning or goes away,
+# or a closed list (finding kinds) gains a value a consumer validating with the previous
+# schema would reject (adding a field does not raise it). 2: hosts[].probe and the kinds
+# added since 0.2.0 (its schema 1 rejected them).
+SCHEMA_VERSION = 2
 SCHEMA_FILE = "audit.schema.json"
 STATUS = {0: "ok", 1: "drift", 2: "error"}
 
@@ -59,6 +62,7 @@ def _host(a: HostAudit) -> dict[str, Any]:
         "passive_ports": {**asdict(a.passive), "match": a.passive.match} if a.passive else None,
         "ports": [_port(p) for p in a.ports],
         "finding_counts": {s: severities.get(s, 0) for s in ("error", "drift", "notice")},
+        "probe": probe.document(a.probe) if a.probe else None,
     }
 
 
@@ -144,7 +148,38 @@ def to_prometheus(fleet: FleetAudit, now: float | None = None,
                      "non-loopback address.",
                      [_sample(p + "port_listening", int(q.listening), host=host, port=q.port,
                               proto=q.proto) for host, q in ports])
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _probe_metrics(fleet)) + "\n"
+
+
+# froxlor_fleet_audit_probe_port's values (a TCP connect from the control node)
+REACH_VALUE = {"connected": 2, "refused": 1}
+
+
+def _probe_metrics(fleet: FleetAudit) -> list[str]:
+    """audit --probe's gauges; a check that was not made has no sample (not a 0)."""
+    p = "froxlor_fleet_audit_probe_"
+    seen = [(a.host, f"ipv{r.family}", r) for a in fleet.hosts if a.probe
+            for r in a.probe.addresses]
+    if not seen:
+        return []
+    ftp = [(h, f, r.ftp) for h, f, r in seen if r.ftp]
+    checks = [(h, f, c) for h, f, x in ftp for c in x.passive if c.port is not None]
+    lines = _metric(p + "ftp", "1 when an FTPS control connection with TLS worked from the "
+                    "control node.",
+                    [_sample(p + "ftp", int(x.tls), host=h, family=f) for h, f, x in ftp])
+    lines += _metric(p + "passive", "1 when the port a passive-mode request (PASV, EPSV) "
+                     "offered is inside UFW's range and its data connection opened.",
+                     [_sample(p + "passive", int(bool(c.inside) and c.data in probe.DATA_OK),
+                              host=h, family=f, command=c.command)
+                      for h, f, c in checks if c.data != "not_checked"])
+    lines += _metric(p + "passive_port", "The port a passive-mode request offered.",
+                     [_sample(p + "passive_port", c.port or 0, host=h, family=f,
+                              command=c.command) for h, f, c in checks])
+    lines += _metric(p + "port", "A TCP connect from the control node to a role port UFW "
+                     "admits: 2 connected, 1 refused, 0 no answer.",
+                     [_sample(p + "port", REACH_VALUE.get(q.reach, 0), host=h, family=f,
+                              port=q.port, proto=q.proto) for h, f, r in seen for q in r.ports])
+    return lines
 
 
 def write_atomically(path: str, text: str) -> None:
@@ -261,4 +296,7 @@ def to_text(fleet: FleetAudit, tty: bool = False) -> str:
     read = [a for a in fleet.hosts if a.ports]
     if read:
         out += [""] + _grid(read, tty)
+    probed = [line for a in fleet.hosts if a.probe for line in probe.summary_lines(a.host, a.probe)]
+    if probed:
+        out += ["", "probe from the control node:"] + [f"  {line}" for line in probed]
     return "\n".join(out + _finding_lines(fleet, tty))
