@@ -98,6 +98,9 @@ class FtpsServer:
     greet: bool = True  # False: accept the connection and never say a word
     offer: int | None = None
     port: int = 0  # the control port (0: any free one)
+    # PASV on IPv6: "refuse" (501, RFC 2428; ProFTPd before Bug#3745 was relaxed) or
+    # "proftpd" (ProFTPd 1.3.6+: a 227 whose "address" is what follows the last ':')
+    pasv_on_ipv6: str = "refuse"
     commands: list[str] = field(default_factory=list)  # what the client sent (PASS hidden)
     listings: int = 0  # LIST transfers that completed
 
@@ -219,11 +222,12 @@ class _Session:
         return self.server.offer if self.server.offer is not None else self.server.data_port
 
     def pasv(self) -> None:
-        if ":" in self.server.address:
-            self.reply("501 PASV: Operation not permitted")  # ProFTPd on IPv6
+        address = self.server.address
+        if ":" in address and self.server.pasv_on_ipv6 == "refuse":
+            self.reply("501 PASV: Operation not permitted")
             return
         port = self.offered()
-        numbers = self.server.address.replace(".", ",")
+        numbers = address.rsplit(":", 1)[-1].replace(".", ",")  # ProFTPd's core_pasv
         self.reply(f"227 Entering Passive Mode ({numbers},{port >> 8},{port & 255}).")
 
     def listing(self) -> None:
@@ -343,6 +347,19 @@ def test_on_ipv6_epsv_is_checked_and_pasv_refused_is_not_a_failure(certificate) 
         None, "not_checked", "501 PASV: Operation not permitted")
     assert (epsv["port"], epsv["inside"], epsv["data"]) == (server.data_port, True, "transferred")
     assert "PASV not for IPv6 (501 PASV: Operation not permitted)" in everything(fleet)
+
+
+def test_proftpds_pasv_reply_on_ipv6_is_checked_too(certificate) -> None:
+    """ProFTPd 1.3.6+ answers PASV on IPv6 with "(1,p1,p2)" (the tail of "::1"): the
+    port is the last two numbers, and it is checked like any other."""
+    with ftps(certificate, "::1", pasv_on_ipv6="proftpd") as server:
+        span = f"{server.data_port}:{server.data_port}"
+        fleet = run(target(server, span), user="anonymous")
+        assert server.listings == 2
+    assert fleet.exit_status == 0, kinds(fleet)
+    pasv, _ = passive_checks(fleet, "::1")
+    assert pasv["reply"].startswith("227 Entering Passive Mode (1,")
+    assert (pasv["port"], pasv["inside"], pasv["data"]) == (server.data_port, True, "transferred")
 
 
 def test_a_passive_port_outside_the_range_ufw_admits_is_a_finding(certificate) -> None:

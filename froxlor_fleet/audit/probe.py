@@ -549,12 +549,18 @@ class _FtpsSession:
 
 
 def _offered_port(command: str, reply: str) -> int | None:
+    """The port a 227 (PASV) or 229 (EPSV) reply offers. PASV's is the last two numbers:
+    on IPv6, ProFTPd (1.3.6+) puts only what follows the address's last ':' before them
+    ("(11,195,80)"); on IPv4, "h1,h2,h3,h4,p1,p2" (parentheses optional, as ftplib)."""
+    port = None
     if command == "PASV":
-        match = re.search(r"(\d+),(\d+),(\d+),(\d+),(\d+),(\d+)", reply)
-        port = int(match.group(5)) * 256 + int(match.group(6)) if match else None
+        found = re.search(r"(\d+),(\d+),(\d+),(\d+),(\d+),(\d+)", reply) or \
+            re.search(r"\((\d+(?:,\d+){2,})\)", reply)
+        numbers = [int(n) for n in re.findall(r"\d+", found.group(0))] if found else []
+        port = numbers[-2] * 256 + numbers[-1] if len(numbers) >= 3 else None
     else:
-        found = re.search(r"\((.)\1\1(\d+)\1\)", reply)
-        port = int(found.group(2)) if found else None
+        epsv = re.search(r"\((.)\1\1(\d+)\1\)", reply)
+        port = int(epsv.group(2)) if epsv else None
     return port if port is not None and 0 < port < 65536 else None
 
 
