@@ -15,8 +15,12 @@ froxlor's pure-ftpd boots and converges.
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -27,6 +31,7 @@ from systemd_lab import (
     CFG,
     FRAGMENT,
     RELEASES,
+    ROOT,
     assert_no_change,
     passive_data,
     systemd_lab,
@@ -361,6 +366,36 @@ def test_10b_pureftpd_that_wont_come_back_keeps_the_previous_range(slab) -> None
     finally:
         slab.write_group_data(group, data)
     assert slab.deploy("-y", "--limit", host.name).returncode == 0
+    port, _ = ftp_transfer(host.ip, timeout=10)
+    assert PASSIVE[0] <= port <= PASSIVE[1]
+
+
+def audit_findings(slab, name: str) -> tuple[int, list[dict]]:
+    res = subprocess.run([sys.executable, "-m", "froxlor_fleet", "audit", "inventory.py", "--json",
+                          "--limit", name], cwd=CFG.lab_dir, capture_output=True, text=True,
+                         timeout=120, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert "Traceback" not in res.stderr, res.stderr
+    return res.returncode, json.loads(res.stdout)["findings"]
+
+
+def test_10c_pureftpd_announcing_a_private_address_is_drift(slab) -> None:
+    """Issue 20: a NATed pure-ftpd's ForcePassiveIP that is not ftp_masquerade_address
+    (here: a hand-written private address, the data has none) makes the audit drift
+    while the daemon runs on it; the deploy removes it and the audit is clean again."""
+    host = slab.host("bookworm", "pureftpd")
+    unit = "pure-ftpd-mysql"
+    code, findings = audit_findings(slab, host.name)
+    assert "force_passive_ip" not in [f["kind"] for f in findings], findings
+    slab.sh(host.name, f"echo 10.99.0.7 > /etc/pure-ftpd/conf/ForcePassiveIP; systemctl restart {unit}")
+    code, findings = audit_findings(slab, host.name)
+    found = [f for f in findings if f["kind"] == "force_passive_ip"]
+    assert code == 1 and len(found) == 1, findings
+    assert "10.99.0.7" in found[0]["detail"]
+    res = slab.deploy("-y", "--limit", host.name)
+    assert res.returncode == 0, res.out
+    assert slab.sh(host.name, "test -e /etc/pure-ftpd/conf/ForcePassiveIP", check=False).returncode != 0
+    code, findings = audit_findings(slab, host.name)
+    assert "force_passive_ip" not in [f["kind"] for f in findings], findings
     port, _ = ftp_transfer(host.ip, timeout=10)
     assert PASSIVE[0] <= port <= PASSIVE[1]
 
