@@ -1,8 +1,8 @@
 """froxlor-fleet: role-driven UFW and ProFTPd passive ports for froxlor servers (pyinfra)."""
 
-from .catalog import DEFAULTS, ROLE_ALIASES, ROLE_SERVICES, VALID_ROLES
-from .plan import HostPlan, RuleSpec
-from .validation import FleetDataError
+from .model.catalog import DEFAULTS, ROLE_ALIASES, ROLE_SERVICES, VALID_ROLES
+from .model.plan import HostPlan, RuleSpec
+from .model.validation import FleetDataError
 
 __all__ = ["DEFAULTS", "ROLE_ALIASES", "ROLE_SERVICES", "VALID_ROLES", "FleetDataError",
            "HostPlan", "RuleSpec"]

@@ -6,11 +6,11 @@ from pyinfra import host, inventory, state
 from pyinfra.api import deploy
 
 from . import firewall, ftpserver, proftpd, pureftpd
-from .catalog import DEFAULTS
 from .ftpplan import plan_ftp
 from .hoststate import host_state
-from .loading import run_plans
-from .plan import HostPlan
+from .model.catalog import DEFAULTS
+from .model.loading import run_plans
+from .model.plan import HostPlan
 
 
 def fleet_plans() -> dict[str, HostPlan]:

@@ -16,13 +16,10 @@ from pyinfra.api.util import format_text
 from pyinfra.connectors.ssh import SSHConnector
 
 from . import hostprogram
-from .catalog import DEFAULTS, LOG_LEVELS, POLICIES
 from .hoststate import HostState, UfwState, host_state
-from .plan import RuleSpec
-from .remote.ufwmodel import GUARD_NO_SESSION, ban_jail, lockout_risk, needs_confirming
-from .steps import carry, refuse, reporting_stage, show_changes
-from .tenants import conflicts, persistent_refusal
-from .ufwrules import (
+from .model.catalog import DEFAULTS, LOG_LEVELS, POLICIES
+from .model.plan import RuleSpec
+from .model.ufwrules import (
     RulePlan,
     Session,
     UfwRule,
@@ -30,6 +27,9 @@ from .ufwrules import (
     plan_rules,
     want,
 )
+from .remote.ufwmodel import GUARD_NO_SESSION, ban_jail, lockout_risk, needs_confirming
+from .steps import carry, refuse, reporting_stage, show_changes
+from .tenants import conflicts, persistent_refusal
 
 NOOP_MESSAGE = "UFW rules, policies and state already match the roles"
 def _grouped(rules: list[UfwRule]) -> list[tuple[str, UfwRule]]:
@@ -160,7 +160,7 @@ def rules_and_policies(
     .. code:: python
 
         from froxlor_fleet import firewall
-        from froxlor_fleet.plan import RuleSpec
+        from froxlor_fleet.model.plan import RuleSpec
 
         firewall.rules_and_policies(
             name="Open web and SSH",

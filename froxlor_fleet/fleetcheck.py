@@ -16,15 +16,15 @@ import os
 
 from pyinfra import logger
 
-from . import loading
-from .plan import HostPlan
-from .validation import FleetDataError
+from .model import loading
+from .model.plan import HostPlan
+from .model.validation import FleetDataError
 
 
 def check_fleet(inventory_file: str) -> dict[str, HostPlan]:
     """Call at the end of an inventory file: ``check_fleet(__file__)``.
 
-    Returns the targeted hosts' plans. While ``froxlor_fleet.loading`` itself loads
+    Returns the targeted hosts' plans. While ``froxlor_fleet.model.loading`` itself loads
     the file (the audit, or this check's own second read) it returns ``{}``: the
     loader validates afterwards, knowing the targets."""
     if loading.is_loading():

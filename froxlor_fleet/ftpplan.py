@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from . import proftpd, pureftpd
 from .ftpconf.daemon import DaemonChoice, choose_daemon
 from .hoststate import HostState
+from .model.plan import HostPlan, RuleSpec
 from .passive_switch import Switch, plan_switch, with_keep
-from .plan import HostPlan, RuleSpec
 
 
 @dataclass(frozen=True)

@@ -30,8 +30,8 @@ from pyinfra import logger
 from pyinfra.api import FunctionCommand, QuoteString, StringCommand
 
 from . import confirm
-from .catalog import LOCK_PATH, LOCK_WAIT, PROGRAM_DIR
 from .ftpconf.daemon import DAEMON_TITLES
+from .model.catalog import LOCK_PATH, LOCK_WAIT, PROGRAM_DIR
 from .remote import program
 from .remote.transaction import ARMED, BUSY
 

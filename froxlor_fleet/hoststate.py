@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from pyinfra.api import FactBase, Host, QuoteString, StringCommand
 from pyinfra.api.state import StateStage
 
-from .catalog import FRAGMENT_PATH, LOADED_MARKER, PUREFTPD_LOADED_MARKER
 from .ftpconf.dump import FtpConfig, dump_command, parse_dump
 from .hostprogram import folder
+from .model.catalog import FRAGMENT_PATH, LOADED_MARKER, PUREFTPD_LOADED_MARKER
+from .model.ufwrules import UfwRule, parse_tuple_line
 from .remote import program
-from .ufwrules import UfwRule, parse_tuple_line
 
 SECTION = ":::froxlor-fleet:"
 NO_FINAL_NEWLINE = "no-final-newline"  # the fragment file does not end in a newline

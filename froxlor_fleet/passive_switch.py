@@ -17,8 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .hoststate import HostState
-from .plan import HostPlan, RuleSpec
-from .ufwrules import want
+from .model.plan import HostPlan, RuleSpec
+from .model.ufwrules import want
 
 
 @dataclass(frozen=True)

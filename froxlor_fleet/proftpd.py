@@ -21,13 +21,13 @@ from pyinfra.api.util import format_text
 from pyinfra.operations.util.files import generate_color_diff
 
 from . import hostprogram
-from .catalog import FRAGMENT_PATH, LOADED_MARKER
 from .hoststate import HostState, host_state
+from .model.catalog import FRAGMENT_PATH, LOADED_MARKER
+from .model.plan import HostPlan
+from .model.ufwrules import describe_spec
 from .passive_switch import Switch, range_rule, with_keep
-from .plan import HostPlan
 from .remote.ftpapply import proftpd_digest
 from .steps import carried, refuse, reported, show_changes
-from .ufwrules import describe_spec
 
 if TYPE_CHECKING:
     from .ftpplan import FtpPlan

@@ -34,10 +34,10 @@ from froxlor_fleet.audit.report import (
     to_text,
     write_atomically,
 )
-from froxlor_fleet.catalog import FRAGMENT_PATH
 from froxlor_fleet.hoststate import SECTION, FleetHostState
+from froxlor_fleet.model.catalog import FRAGMENT_PATH
+from froxlor_fleet.model.validation import check_inventory
 from froxlor_fleet.proftpd import render_fragment
-from froxlor_fleet.validation import check_inventory
 from helpers import FIXTURES, build_fact, make_inventory
 from helpers import ftp_dump as helpers_ftp_dump
 

@@ -15,7 +15,7 @@ from pyinfra.api import FunctionCommand, StringCommand
 from pyinfra.api.state import StateStage
 
 from froxlor_fleet import firewall, hostprogram
-from froxlor_fleet.plan import RuleSpec
+from froxlor_fleet.model.plan import RuleSpec
 from helpers import build_fact, fake_host
 
 MAX_ARG_STRLEN = 131072  # linux/binfmts.h: 32 pages

@@ -3,7 +3,7 @@
 import ast
 import re
 
-from froxlor_fleet.catalog import DEFAULTS, ROLE_ALIASES, ROLE_SERVICES
+from froxlor_fleet.model.catalog import DEFAULTS, ROLE_ALIASES, ROLE_SERVICES
 from froxlor_fleet.proftpd import render_fragment
 from helpers import TESTS
 

@@ -23,8 +23,8 @@ import pytest
 from pyinfra.api import Config, Inventory, State, StringCommand
 
 from froxlor_fleet import confirm, hostprogram
+from froxlor_fleet.model.validation import confirm_timeout
 from froxlor_fleet.remote import commit, fleethost
-from froxlor_fleet.validation import confirm_timeout
 
 IN_CI = os.environ.get("CI") == "true"
 TOKEN = "t0k3n-abcdef12"
@@ -297,7 +297,7 @@ def test_confirm_step_over_ssh(sshd, tmp_path, monkeypatch) -> None:
 def test_the_control_side_arms_only_what_the_data_allows(timeout, ok) -> None:
     """One limit for the confirm timeout (catalog.CONFIRM_TIMEOUT_RANGE), used by the
     data check and by the command that arms the host (was 5-240 and 0-86400)."""
-    from froxlor_fleet.catalog import CONFIRM_TIMEOUT_RANGE
+    from froxlor_fleet.model.catalog import CONFIRM_TIMEOUT_RANGE
 
     assert CONFIRM_TIMEOUT_RANGE == (5, 240)
     if ok:

@@ -15,8 +15,8 @@ from pyinfra.api import FunctionCommand
 from pyinfra.api.state import StateStage
 
 from froxlor_fleet import deploys, firewall, ftpplan, ftpserver, proftpd, pureftpd
-from froxlor_fleet.catalog import FRAGMENT_PATH
 from froxlor_fleet.ftpplan import FtpPlan
+from froxlor_fleet.model.catalog import FRAGMENT_PATH
 from helpers import build_fact, fake_host
 from test_passive_switch import CONVERGED_RANGE, plan_for
 

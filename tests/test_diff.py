@@ -20,10 +20,10 @@ import pytest
 from pyinfra.api.state import StateStage
 
 from froxlor_fleet import firewall, proftpd
-from froxlor_fleet.catalog import FRAGMENT_PATH
 from froxlor_fleet.hoststate import parse_state
-from froxlor_fleet.plan import RuleSpec
-from froxlor_fleet.ufwrules import plan_rules
+from froxlor_fleet.model.catalog import FRAGMENT_PATH
+from froxlor_fleet.model.plan import RuleSpec
+from froxlor_fleet.model.ufwrules import plan_rules
 from helpers import build_fact, fake_host
 
 try:  # pyinfra >= 3.10: plain text unless the CLI installs click.style

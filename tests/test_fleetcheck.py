@@ -196,7 +196,7 @@ import json
 from unittest import mock
 import pyinfra_cli.cli as cli
 from pyinfra.api import Inventory
-from froxlor_fleet import loading
+from froxlor_fleet.model import loading
 
 inventory = Inventory((["web1", "web2", "db1", "mail1"], {}),
                       web_servers=(["web1", "web2"], {}), db_servers=(["db1"], {}))
@@ -233,7 +233,7 @@ API_LOAD = r'''
 from pyinfra_cli.inventory import make_inventory
 from pyinfra.api import State
 from pyinfra.context import ctx_state
-from froxlor_fleet.validation import FleetDataError
+from froxlor_fleet.model.validation import FleetDataError
 with ctx_state.use(State()):
     try:
         make_inventory("inventory.py", cwd=".")

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from froxlor_fleet import remote
-from froxlor_fleet.catalog import FRAGMENT_PATH
 from froxlor_fleet.ftpconf import judge
 from froxlor_fleet.ftpconf.daemon import choose_daemon
 from froxlor_fleet.ftpconf.dump import FtpConfig, PureFtpdConfig, dump_command, parse_dump
+from froxlor_fleet.model.catalog import FRAGMENT_PATH
 
 FIXTURE = Path(__file__).parent / "fixtures" / "proftpd" / "froxlor-bookworm"
 SCRIPT = Path(remote.__file__).parent / "proftpd_dump.sh"

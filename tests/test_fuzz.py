@@ -26,9 +26,9 @@ from pyinfra.api.command import StringCommand
 from pyinfra.api.state import StateStage
 
 from froxlor_fleet import firewall, hostprogram, proftpd
-from froxlor_fleet.catalog import DEFAULTS, VALID_ROLES
-from froxlor_fleet.ufwrules import ANY, Want, parse_tuple_line, want
-from froxlor_fleet.validation import FleetDataError, check_inventory, near_miss, resolve
+from froxlor_fleet.model.catalog import DEFAULTS, VALID_ROLES
+from froxlor_fleet.model.ufwrules import ANY, Want, parse_tuple_line, want
+from froxlor_fleet.model.validation import FleetDataError, check_inventory, near_miss, resolve
 from helpers import build_fact, fake_host, make_inventory
 from test_conformance import PROFTPD, directives, need, ours, proftpd_check, ufw, ufw_tuples
 

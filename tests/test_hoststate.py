@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from froxlor_fleet import hostprogram, proftpd
-from froxlor_fleet.catalog import FRAGMENT_PATH
 from froxlor_fleet.ftpconf.judge import conflicts
 from froxlor_fleet.hoststate import SECTION, FleetHostState, parse_state
-from froxlor_fleet.ufwrules import parse_tuple_line
+from froxlor_fleet.model.catalog import FRAGMENT_PATH
+from froxlor_fleet.model.ufwrules import parse_tuple_line
 from helpers import UFW_FIXTURES, fact_lines, with_fragment
 
 

@@ -20,8 +20,8 @@ from pyinfra.api import FunctionCommand, QuoteString, StringCommand
 from pyinfra.api.state import StateStage
 
 from froxlor_fleet import firewall, ftpserver, hostprogram, proftpd, pureftpd
+from froxlor_fleet.model.plan import RuleSpec
 from froxlor_fleet.passive_switch import Switch
-from froxlor_fleet.plan import RuleSpec
 from helpers import TESTS, build_fact, fake_host, load_case
 
 OPERATIONS = {

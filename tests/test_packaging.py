@@ -75,7 +75,7 @@ def test_wheel_contents(built: tuple[Path, str]) -> None:
                    "froxlor_fleet/audit/audit.schema.json", "froxlor_fleet/audit/cli.py",
                    "froxlor_fleet/py.typed", "froxlor_fleet/remote/state.sh",
                    "froxlor_fleet/remote/ufw_apply.py", "froxlor_fleet/cli.py",
-                   "froxlor_fleet/loading.py"):
+                   "froxlor_fleet/model/loading.py"):
         assert needed in names, needed
     remote = {p.name for p in (ROOT / "froxlor_fleet" / "remote").iterdir() if p.is_file()
               and not p.name.endswith(".pyc")}

@@ -4,11 +4,11 @@ open only until then: test_transaction.py)."""
 
 from __future__ import annotations
 
-from froxlor_fleet.catalog import FRAGMENT_PATH
 from froxlor_fleet.hoststate import HostState, parse_state
+from froxlor_fleet.model.catalog import FRAGMENT_PATH
+from froxlor_fleet.model.validation import check_inventory
 from froxlor_fleet.passive_switch import plan_switch, range_rule
 from froxlor_fleet.proftpd import render_fragment
-from froxlor_fleet.validation import check_inventory
 from helpers import build_fact, make_inventory
 
 CONVERGED_RANGE = (49152, 65534)  # the converged-web-ftp scenario's UFW rule

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from froxlor_fleet.hoststate import HostState, UfwState, parse_state
+from froxlor_fleet.model.ufwrules import UfwRule
 from froxlor_fleet.remote import program
 from froxlor_fleet.remote.ufwmodel import Want, ban_jail, expand, plan_rules
-from froxlor_fleet.ufwrules import UfwRule
 from test_transaction import SSH, WEB, Host
 
 BAN4 = UfwRule(4, "reject", "any", "any", "0.0.0.0/0", "any", "203.0.113.9",

@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 
 from froxlor_fleet import hostprogram
-from froxlor_fleet.catalog import LOCK_WAIT
+from froxlor_fleet.model.catalog import LOCK_WAIT
 from froxlor_fleet.remote import commit, fleethost, ftpapply, transaction
 from froxlor_fleet.remote.ufwmodel import FAIL2BAN_COMMENT, Session, Want, expand, parse_rules
 from helpers import UFW_FIXTURES, ufw_sandbox

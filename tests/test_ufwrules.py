@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from froxlor_fleet.hoststate import parse_state
-from froxlor_fleet.plan import RuleSpec
+from froxlor_fleet.model.plan import RuleSpec
+from froxlor_fleet.model.ufwrules import UfwRule, admits, expand, plan_rules, want
 from froxlor_fleet.remote.ufwmodel import ANY, Session, Want, parse_rules
 from froxlor_fleet.remote.ufwmodel import admits as session_admits
-from froxlor_fleet.ufwrules import UfwRule, admits, expand, plan_rules, want
 from helpers import UFW_FIXTURES, fact_lines, ufw_sandbox
 
 SSH = RuleSpec(("22",), "tcp", None, "ssh")

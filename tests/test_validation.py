@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from froxlor_fleet.validation import FleetDataError, check_inventory
+from froxlor_fleet.model.validation import FleetDataError, check_inventory
 from helpers import make_inventory
 
 
@@ -450,7 +450,7 @@ def test_lockout_guard_is_read_into_the_plan() -> None:
 # --- one desired-state model (issue 14) -------------------------------------------------
 
 def test_the_model_lives_in_plan_and_validation_re_exports_it() -> None:
-    from froxlor_fleet import plan, validation
+    from froxlor_fleet.model import plan, validation
 
     for name in ("RuleSpec", "HostPlan", "ufw_port_sort", "port_weight", "MAX_PORT_WEIGHT"):
         assert getattr(validation, name) is getattr(plan, name), name
@@ -463,7 +463,7 @@ def test_what_the_host_program_shares_is_written_once_in_its_model() -> None:
     and the conformance tests exercised a copy that never shipped)."""
     import inspect
 
-    from froxlor_fleet import catalog, plan, validation
+    from froxlor_fleet.model import catalog, plan, validation
     from froxlor_fleet.remote import ufwmodel
 
     assert validation.port_span is ufwmodel.port_span and not hasattr(plan, "port_span")
@@ -476,9 +476,9 @@ def test_defaults_are_written_only_in_the_catalog() -> None:
     import dataclasses
     import inspect
 
-    from froxlor_fleet import validation
-    from froxlor_fleet.catalog import DEFAULTS
-    from froxlor_fleet.plan import HostPlan
+    from froxlor_fleet.model import validation
+    from froxlor_fleet.model.catalog import DEFAULTS
+    from froxlor_fleet.model.plan import HostPlan
 
     field_keys = {"incoming": "firewall_default_incoming", "outgoing": "firewall_default_outgoing",
                   "logging": "firewall_logging", "enabled": "firewall_enabled",
@@ -494,7 +494,7 @@ def test_defaults_are_written_only_in_the_catalog() -> None:
 
 
 def test_a_bad_value_falls_back_to_the_catalog_default(monkeypatch) -> None:
-    from froxlor_fleet import catalog
+    from froxlor_fleet.model import catalog
 
     monkeypatch.setitem(catalog.DEFAULTS, "ssh_port", 50000)
     found = errors({"g": (["h1"], {"froxlor_roles": ["ftp"], "ssh_port": "bad"})})
@@ -612,7 +612,7 @@ def test_a_deny_may_cover_the_passive_range_an_allow_may_not() -> None:
 
 
 def test_confirm_timeout_is_zero_or_a_sane_number_of_seconds() -> None:
-    from froxlor_fleet.validation import resolve
+    from froxlor_fleet.model.validation import resolve
 
     for good in (0, 5, 60, 240):
         plan, errors = resolve("h1", [("host data", {"firewall_confirm_timeout": good})])

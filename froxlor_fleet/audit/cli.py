@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from .. import loading
+from ..model import loading
 from .collect import AuditOptions, Progress, run_audit
 from .compare import FleetAudit, fleet_error
 from .probe import FAMILIES, ProbeOptions

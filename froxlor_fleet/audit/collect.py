@@ -23,8 +23,8 @@ from pyinfra.api.facts import get_fact
 from pyinfra.api.state import BaseStateCallback, StateStage
 from pyinfra.context import ctx_config, ctx_host, ctx_inventory, ctx_state
 
-from .. import loading
-from ..plan import HostPlan
+from ..model import loading
+from ..model.plan import HostPlan
 from .compare import FleetAudit, HostAudit, audit_host, bad_data, fleet_error, unreachable
 from .fact import AuditState, FleetAuditState
 from .probe import FleetProbeState, ProbeOptions, ProbeTarget, probe_fleet, target_for

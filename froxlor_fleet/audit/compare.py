@@ -24,15 +24,15 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from .. import proftpd, pureftpd
-from ..catalog import FRAGMENT_PATH
 from ..ftpconf.dump import FtpConfig
 from ..ftpplan import daemon_for
 from ..hoststate import HostState, UfwState
-from ..plan import HostPlan
+from ..model.catalog import FRAGMENT_PATH
+from ..model.plan import HostPlan
+from ..model.ufwrules import ANY, UfwRule, admits, describe_spec, plan_rules, port_matches
 from ..proftpd import digest, fragment_for
 from ..remote.ufwmodel import ADMITTING, BLOCKING, RulePlan, ban_jail
 from ..tenants import TENANT_KINDS, conflicts
-from ..ufwrules import ANY, UfwRule, admits, describe_spec, plan_rules, port_matches
 from .fact import AuditState, Listening
 
 if TYPE_CHECKING:

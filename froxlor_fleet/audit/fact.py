@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 from pyinfra.api import FactBase, StringCommand
 
-from ..catalog import FRAGMENT_PATH
 from ..hoststate import SECTION, FleetHostState, HostState, UfwState, parse_state
+from ..model.catalog import FRAGMENT_PATH
 
 LISTENING_SECTION = f"{SECTION}listening"
 # -H no header, -l listening, -t/-u TCP/UDP, -n numeric, -p processes (names need root).

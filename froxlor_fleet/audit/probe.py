@@ -37,9 +37,9 @@ from typing import Any
 
 from pyinfra.api import StringCommand
 
-from ..catalog import FRAGMENT_PATH
 from ..hoststate import SECTION
-from ..plan import HostPlan
+from ..model.catalog import FRAGMENT_PATH
+from ..model.plan import HostPlan
 from ..remote.ufwmodel import BLOCKING
 from .compare import Finding, HostAudit
 from .fact import AuditState, FleetAuditState

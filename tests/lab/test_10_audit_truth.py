@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 
 from conftest import TEST_LAB
-from froxlor_fleet.catalog import LOADED_MARKER
+from froxlor_fleet.model.catalog import LOADED_MARKER
 from lab.services import start_services
 from labtools import FRAGMENT
 from test_3_audit import audit, audit_json, findings

@@ -12,7 +12,7 @@ lab-h4 dns; lab-h5 db.
 
 from __future__ import annotations
 
-from froxlor_fleet.catalog import LOADED_MARKER
+from froxlor_fleet.model.catalog import LOADED_MARKER
 from labtools import EXPECTED, FRAGMENT, assert_no_change
 
 MISSING_FTP = "neither ProFTPd nor pure-ftpd is installed"

@@ -22,6 +22,7 @@ from typing import Any
 
 from pyinfra.api.exceptions import PyinfraError
 
+from ..remote.ufwmodel import port_span
 from .catalog import (
     CONFIRM_TIMEOUT_RANGE,
     DEFAULTS,
@@ -38,7 +39,6 @@ from .catalog import (
     VALID_ROLES,
 )
 from .plan import MAX_PORT_WEIGHT, HostPlan, RuleSpec, port_weight, ufw_port_sort
-from .remote.ufwmodel import port_span
 
 __all__ = ["FleetDataError", "confirm_timeout", "grouped", "nearest", "plural", "address",
            "sources", "comment_text",

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from .remote.ufwmodel import (
+from ..remote.ufwmodel import (
     ANY,
     RulePlan,
     Session,
@@ -17,8 +17,8 @@ from .remote.ufwmodel import (
     parse_tuple_line,
     port_matches,
 )
-from .remote.ufwmodel import admits as session_admitted
-from .remote.ufwmodel import plan_rules as _plan_rules
+from ..remote.ufwmodel import admits as session_admitted
+from ..remote.ufwmodel import plan_rules as _plan_rules
 
 if TYPE_CHECKING:
     from .plan import RuleSpec

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 # Every rule this deploy adds carries a comment starting with ``MARKER``, so a later
 # run can tell its own rules (removable) from hand-made ones (kept). Written once, in the
 # rule model the host program shares.
-from .remote.ufwmodel import MARKER as MARKER
+from ..remote.ufwmodel import MARKER as MARKER
 
 FRAGMENT_PATH = "/etc/proftpd/conf.d/froxlor-fleet-passive-ports.conf"
 LOCK_PATH = "/run/froxlor-fleet.lock"
