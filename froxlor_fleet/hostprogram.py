@@ -1,7 +1,8 @@
 """The host program, control side: placed once per version, then one transaction a host.
 
 ``remote/fleethost.py`` and the modules it imports are placed on a host in
-``catalog.PROGRAM_DIR/<version>/`` (root-only; the version is a hash of their texts).
+``catalog.PROGRAM_DIR/<version>/`` (root-only; the version is a hash of their texts:
+``model/program.py``).
 The state fact reports each placed file's sha256 and whether anyone but root could
 write it, so a host gets the program again only when that differs: a no-op run stays
 at one remote command. A change is then one command, the transaction (the request on
@@ -18,12 +19,10 @@ wait is said and the request sent again with the real wait (a free lock: one com
 from __future__ import annotations
 
 import base64
-import hashlib
 import io
 import json
 import tarfile
 import time
-from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from pyinfra import logger
@@ -31,8 +30,9 @@ from pyinfra.api import FunctionCommand, QuoteString, StringCommand
 
 from . import confirm
 from .ftpconf.daemon import DAEMON_TITLES
-from .model.catalog import LOCK_PATH, LOCK_WAIT, PROGRAM_DIR
-from .remote import program
+from .model.catalog import LOCK_PATH, LOCK_WAIT
+from .model.program import folder, sums, texts
+from .passive_switch import daemon_range
 from .remote.transaction import ARMED, BUSY
 
 if TYPE_CHECKING:
@@ -40,10 +40,6 @@ if TYPE_CHECKING:
     from pyinfra.api.state import State
 
     from .hoststate import HostState
-
-# What is placed: the entry point and every module it imports (nothing else runs).
-FILES = ("fleethost.py", "transaction.py", "ufwmodel.py", "ufw_apply.py", "ftpapply.py",
-         "commit.py")
 
 # Run $0 (the program) with its arguments under the interpreter ufw itself uses (the
 # first python3 on PATH may be another Python without ufw's modules), isolated (-I: no
@@ -85,27 +81,6 @@ mv "$tmp" "$dir"
 trap - EXIT
 echo "froxlor-fleet: host program placed in $dir"
 """
-
-
-@cache
-def texts() -> dict[str, str]:
-    return {name: program(name) for name in FILES}
-
-
-@cache
-def sums() -> dict[str, str]:
-    """File name -> sha256 of its text, as ``sha256sum`` prints them on the host."""
-    return {name: hashlib.sha256(text.encode()).hexdigest() for name, text in texts().items()}
-
-
-@cache
-def version() -> str:
-    joined = "".join(f"{name} {digest}\n" for name, digest in sorted(sums().items()))
-    return hashlib.sha256(joined.encode()).hexdigest()[:16]
-
-
-def folder() -> str:
-    return f"{PROGRAM_DIR}/{version()}"
 
 
 def placed(current: HostState) -> bool:
@@ -171,8 +146,6 @@ def switch_line(current: HostState, ftp: dict[str, Any] | None) -> str | None:
     """What to say right before a transaction that moves an FTP daemon's passive range
     ("switching ProFTPd's passive range 50000:50100 -> 50200:50300 (restart)"), or
     ``None``: no FTP part, or the range the daemon uses stays."""
-    from .passive_switch import daemon_range  # here: it imports hoststate, which imports us
-
     if not ftp or ftp["daemon"] not in DAEMON_TITLES:
         return None
     new, old = _wanted_range(ftp), daemon_range(current, ftp["daemon"])

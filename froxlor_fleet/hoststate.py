@@ -4,7 +4,7 @@ UFW state comes from ufw's own files (``ufw status`` shows nothing while ufw is
 inactive), plus the FTP daemons' configuration and loaded markers, the ProFTPd
 fragment, the SSH connection pyinfra is using (for the lockout guard), other tenants of
 the firewall (iptables-persistent, nftables at boot) and the host program placed for
-this version (``hostprogram.py``).
+this version (``model/program.py``).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from pyinfra.api import FactBase, Host, QuoteString, StringCommand
 from pyinfra.api.state import StateStage
 
 from .ftpconf.dump import FtpConfig, dump_command, parse_dump
-from .hostprogram import folder
 from .model.catalog import FRAGMENT_PATH, LOADED_MARKER, PUREFTPD_LOADED_MARKER
+from .model.program import folder
 from .model.ufwrules import UfwRule, parse_tuple_line
 from .remote import program
 
@@ -62,7 +62,7 @@ class HostState:
     nftables_flushes: bool = False
     f2b_flushed: bool = False
     docker: bool = False
-    # The host program placed for this version (hostprogram.py): file name -> sha256,
+    # The host program placed for this version (model/program.py): file name -> sha256,
     # and whether anyone but root could write it.
     program: dict[str, str] = field(default_factory=dict)
     program_unsafe: bool = False

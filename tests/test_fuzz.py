@@ -26,6 +26,7 @@ from pyinfra.api.command import StringCommand
 from pyinfra.api.state import StateStage
 
 from froxlor_fleet import firewall, hostprogram, proftpd
+from froxlor_fleet.model import program
 from froxlor_fleet.model.catalog import DEFAULTS, VALID_ROLES
 from froxlor_fleet.model.ufwrules import ANY, Want, parse_tuple_line, want
 from froxlor_fleet.model.validation import FleetDataError, check_inventory, near_miss, resolve
@@ -132,8 +133,8 @@ def test_any_data_gives_clear_errors_or_a_valid_quoted_plan(override, host_data,
     assert "ssh" in plan.roles
     commands, frag_commands = _commands(plan)
     fragment = proftpd.fragment_for(plan)
-    placement = {hostprogram.PLACE, hostprogram.folder(), "sh", "-c", "froxlor-fleet",
-                 *(f"{d}  {n}" for n, d in hostprogram.sums().items())}
+    placement = {hostprogram.PLACE, program.folder(), "sh", "-c", "froxlor-fleet",
+                 *(f"{d}  {n}" for n, d in program.sums().items())}
     for command in commands + frag_commands:
         if isinstance(command, StringCommand):
             # the program's placement: nothing of the data in it

@@ -21,6 +21,7 @@ from pyinfra.connectors.util import CommandOutput, OutputLine
 
 from froxlor_fleet import hostprogram, proftpd, pureftpd
 from froxlor_fleet.hoststate import HostState
+from froxlor_fleet.model import program
 from froxlor_fleet.model.catalog import FRAGMENT_PATH, LOADED_MARKER, LOCK_WAIT, PUREFTPD_LOADED_MARKER
 from froxlor_fleet.remote import transaction
 from test_passive_switch import host_with
@@ -28,17 +29,17 @@ from test_passive_switch import host_with
 
 def place(folder: Path, archive: str | None = None, sums: list[str] | None = None
           ) -> subprocess.CompletedProcess:
-    lines = sums or [f"{digest}  {name}" for name, digest in sorted(hostprogram.sums().items())]
+    lines = sums or [f"{digest}  {name}" for name, digest in sorted(program.sums().items())]
     return subprocess.run(["sh", "-c", hostprogram.PLACE, "froxlor-fleet", str(folder), *lines],
                           input=archive or hostprogram._archive(), text=True, capture_output=True,
                           timeout=60)
 
 
 def test_the_program_is_placed_intact_and_private(tmp_path: Path) -> None:
-    folder = tmp_path / "var" / "program" / hostprogram.version()
+    folder = tmp_path / "var" / "program" / program.version()
     done = place(folder)
     assert done.returncode == 0, done.stderr
-    for name, text in hostprogram.texts().items():
+    for name, text in program.texts().items():
         assert (folder / name).read_text() == text
         assert (folder / name).stat().st_mode & 0o777 == 0o600
     assert folder.stat().st_mode & 0o777 == 0o700
@@ -47,14 +48,14 @@ def test_the_program_is_placed_intact_and_private(tmp_path: Path) -> None:
 
 
 def test_a_copy_in_place_stays_and_a_damaged_one_is_replaced(tmp_path: Path) -> None:
-    folder = tmp_path / "program" / hostprogram.version()
+    folder = tmp_path / "program" / program.version()
     assert place(folder).returncode == 0
     inode = folder.stat().st_ino
     assert place(folder).returncode == 0
     assert folder.stat().st_ino == inode  # kept: a transaction may run from it
     (folder / "commit.py").write_text("tampered\n")
     assert place(folder).returncode == 0
-    assert (folder / "commit.py").read_text() == hostprogram.texts()["commit.py"]
+    assert (folder / "commit.py").read_text() == program.texts()["commit.py"]
 
 
 def test_the_placed_program_imports_its_modules_as_the_host_runs_it(tmp_path: Path) -> None:
@@ -62,7 +63,7 @@ def test_the_placed_program_imports_its_modules_as_the_host_runs_it(tmp_path: Pa
     (``RUNNER``: ``python3 -I -S``): fleethost.py makes its folder the package, and every
     module imports its siblings relatively (``status``: commit.py; ``apply``: the
     transaction, ufw_apply.py, ufwmodel.py, ftpapply.py, before the request is read)."""
-    folder = tmp_path / "program" / hostprogram.version()
+    folder = tmp_path / "program" / program.version()
     assert place(folder).returncode == 0
     env = dict(os.environ, FROXLOR_FLEET_ROOT=str(tmp_path / "root"))
 
@@ -78,7 +79,7 @@ def test_the_placed_program_imports_its_modules_as_the_host_runs_it(tmp_path: Pa
 
 
 def test_an_archive_that_does_not_match_the_sums_is_refused(tmp_path: Path) -> None:
-    folder = tmp_path / "program" / hostprogram.version()
+    folder = tmp_path / "program" / program.version()
     wrong = [f"{hashlib.sha256(b'x').hexdigest()}  fleethost.py"]
     done = place(folder, sums=wrong)
     assert done.returncode != 0
@@ -93,9 +94,9 @@ def test_the_archive_is_what_the_sums_name() -> None:
     with tarfile.open(fileobj=io.BytesIO(base64.b64decode(hostprogram._archive()))) as tar:
         names = {m.name: hashlib.sha256(tar.extractfile(m).read()).hexdigest()  # type: ignore[union-attr]
                  for m in tar.getmembers()}
-    assert names == hostprogram.sums()
-    assert set(names) == set(hostprogram.FILES)
-    assert os.path.basename(hostprogram.folder()) == hostprogram.version()
+    assert names == program.sums()
+    assert set(names) == set(program.FILES)
+    assert os.path.basename(program.folder()) == program.version()
 
 
 # --- the transaction, control side: live lines (pyinfra shows a command's output only

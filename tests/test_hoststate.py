@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from froxlor_fleet import hostprogram, proftpd
+from froxlor_fleet import proftpd
 from froxlor_fleet.ftpconf.judge import conflicts
 from froxlor_fleet.hoststate import SECTION, FleetHostState, parse_state
+from froxlor_fleet.model import program
 from froxlor_fleet.model.catalog import FRAGMENT_PATH
 from froxlor_fleet.model.ufwrules import parse_tuple_line
 from helpers import UFW_FIXTURES, fact_lines, with_fragment
@@ -77,7 +78,7 @@ def test_fact_command_quotes_the_fragment_path() -> None:
     assert (" froxlor-fleet '/etc/proftpd/conf.d/a b;rm -rf x'"
             " /var/lib/froxlor-fleet/proftpd-fragment.loaded"
             " /var/lib/froxlor-fleet/pureftpd-range.loaded"
-            f" {hostprogram.folder()} ; ") in command
+            f" {program.folder()} ; ") in command
     assert "ufw status" not in command  # shows nothing while inactive: read the files
 
 

@@ -20,6 +20,7 @@ from pyinfra.api import FunctionCommand, QuoteString, StringCommand
 from pyinfra.api.state import StateStage
 
 from froxlor_fleet import firewall, ftpserver, hostprogram, proftpd, pureftpd
+from froxlor_fleet.model import program
 from froxlor_fleet.model.plan import RuleSpec
 from froxlor_fleet.passive_switch import Switch
 from helpers import TESTS, build_fact, fake_host, load_case
@@ -33,8 +34,8 @@ OPERATIONS = {
 PLACEHOLDERS = {
     hostprogram.PLACE: "<place>",
     hostprogram.RUNNER: "<runner>",
-    hostprogram.folder(): "<program-dir>",
-    **{f"{digest}  {name}": f"<sha256 {name}>" for name, digest in hostprogram.sums().items()},
+    program.folder(): "<program-dir>",
+    **{f"{digest}  {name}": f"<sha256 {name}>" for name, digest in program.sums().items()},
 }
 
 

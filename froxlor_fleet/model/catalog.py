@@ -22,7 +22,7 @@ LOCK_WAIT = 300
 # holds) does not give up (LOCK_WAIT).
 CONFIRM_TIMEOUT_RANGE = (5, 240)
 assert CONFIRM_TIMEOUT_RANGE[1] < LOCK_WAIT
-# Where the host program is placed, one folder per version (hostprogram.py): root-only,
+# Where the host program is placed, one folder per version (program.py): root-only,
 # beside the deploy's other state on the host.
 PROGRAM_DIR = "/var/lib/froxlor-fleet/program"
 # sha256 of the fragment ProFTPd last loaded through this deploy (a reload that
