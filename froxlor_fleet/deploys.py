@@ -6,8 +6,8 @@ from pyinfra import host, inventory, state
 from pyinfra.api import deploy
 
 from . import firewall, ftpserver, proftpd, pureftpd
+from .facts import host_state
 from .ftpplan import plan_ftp
-from .hoststate import host_state
 from .model.catalog import DEFAULTS
 from .model.loading import run_plans
 from .model.plan import HostPlan

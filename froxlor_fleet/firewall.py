@@ -16,7 +16,7 @@ from pyinfra.api.util import format_text
 from pyinfra.connectors.ssh import SSHConnector
 
 from . import hostprogram
-from .hoststate import HostState, UfwState, host_state
+from .facts import HostState, UfwState, host_state
 from .model.catalog import DEFAULTS, LOG_LEVELS, POLICIES
 from .model.plan import RuleSpec
 from .model.ufwrules import (

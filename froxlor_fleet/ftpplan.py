@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import proftpd, pureftpd
+from .facts import HostState
 from .ftpconf.daemon import DaemonChoice, choose_daemon
-from .hoststate import HostState
 from .model.plan import HostPlan, RuleSpec
 from .passive_switch import Switch, plan_switch, with_keep
 

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 from pyinfra import host
 from pyinfra.api import operation
 
+from .facts import host_state
 from .ftpconf.daemon import choose_daemon
 from .ftpconf.judge import conflicts as proftpd_conflicts
-from .hoststate import host_state
 from .model.catalog import FRAGMENT_PATH
 from .steps import refuse
 

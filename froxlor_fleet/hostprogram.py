@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from pyinfra.api.host import Host
     from pyinfra.api.state import State
 
-    from .hoststate import HostState
+    from .facts import HostState
 
 # Run $0 (the program) with its arguments under the interpreter ufw itself uses (the
 # first python3 on PATH may be another Python without ufw's modules), isolated (-I: no

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .hoststate import HostState
+from .facts import HostState
 from .model.plan import HostPlan, RuleSpec
 from .model.ufwrules import want
 

@@ -21,7 +21,7 @@ from pyinfra.api.util import format_text
 from pyinfra.operations.util.files import generate_color_diff
 
 from . import hostprogram
-from .hoststate import HostState, host_state
+from .facts import HostState, host_state
 from .model.catalog import FRAGMENT_PATH, LOADED_MARKER
 from .model.plan import HostPlan
 from .model.ufwrules import describe_spec

@@ -18,7 +18,7 @@ from pyinfra.api import operation
 from pyinfra.operations.util.files import generate_color_diff
 
 from . import hostprogram
-from .hoststate import HostState, host_state
+from .facts import HostState, host_state
 from .model.catalog import PUREFTPD_LOADED_MARKER
 from .passive_switch import Switch, with_keep
 from .remote.ftpapply import pureftpd_digest

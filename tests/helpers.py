@@ -12,7 +12,7 @@ from pyinfra.api import Config, Inventory, State
 from pyinfra.api.state import StateStage
 from pyinfra.context import ctx_host, ctx_inventory, ctx_state
 
-from froxlor_fleet.hoststate import FleetHostState
+from froxlor_fleet.facts import FleetHostState
 
 TESTS = Path(__file__).resolve().parent
 FIXTURES = TESTS / "fixtures"

@@ -34,7 +34,7 @@ from froxlor_fleet.audit.report import (
     to_text,
     write_atomically,
 )
-from froxlor_fleet.hoststate import SECTION, FleetHostState
+from froxlor_fleet.facts import SECTION, FleetHostState
 from froxlor_fleet.model.catalog import FRAGMENT_PATH
 from froxlor_fleet.model.validation import check_inventory
 from froxlor_fleet.proftpd import render_fragment

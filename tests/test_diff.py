@@ -20,7 +20,7 @@ import pytest
 from pyinfra.api.state import StateStage
 
 from froxlor_fleet import firewall, proftpd
-from froxlor_fleet.hoststate import parse_state
+from froxlor_fleet.facts import parse_state
 from froxlor_fleet.model.catalog import FRAGMENT_PATH
 from froxlor_fleet.model.plan import RuleSpec
 from froxlor_fleet.model.ufwrules import plan_rules

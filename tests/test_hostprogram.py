@@ -20,7 +20,7 @@ from pyinfra.api import FunctionCommand, StringCommand
 from pyinfra.connectors.util import CommandOutput, OutputLine
 
 from froxlor_fleet import hostprogram, proftpd, pureftpd
-from froxlor_fleet.hoststate import HostState
+from froxlor_fleet.facts import HostState
 from froxlor_fleet.model import program
 from froxlor_fleet.model.catalog import FRAGMENT_PATH, LOADED_MARKER, LOCK_WAIT, PUREFTPD_LOADED_MARKER
 from froxlor_fleet.remote import transaction

@@ -147,7 +147,7 @@ def test_installed_audit_gives_all_three_exit_codes(installed: Path, tmp_path: P
 
     schema = json.loads((ROOT / "froxlor_fleet" / "audit" / "audit.schema.json").read_text())
     ss = (FIXTURES / "ss-lab-web-host.txt").read_text().splitlines()
-    from froxlor_fleet.hoststate import SECTION
+    from froxlor_fleet.facts import SECTION
     from test_audit import ftp_dump
 
     fragment = render_fragment((49152, 65534))
@@ -225,7 +225,7 @@ def test_sdist_unit_tests_run_from_the_unpacked_sdist(sdist: Path) -> None:
     # a few quick files that need the support files: helpers, fixtures, operation cases,
     # the README's table; this checkout is not on the path, the sdist's package is
     res = run(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-              "tests/test_catalog.py", "tests/test_operations.py", "tests/test_hoststate.py",
+              "tests/test_catalog.py", "tests/test_operations.py", "tests/test_facts.py",
               "tests/test_first_hour.py::test_examples_folder_is_what_init_writes",
               cwd=sdist, PYTHONPATH=str(sdist))
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]

@@ -4,7 +4,7 @@ open only until then: test_transaction.py)."""
 
 from __future__ import annotations
 
-from froxlor_fleet.hoststate import HostState, parse_state
+from froxlor_fleet.facts import HostState, parse_state
 from froxlor_fleet.model.catalog import FRAGMENT_PATH
 from froxlor_fleet.model.validation import check_inventory
 from froxlor_fleet.passive_switch import plan_switch, range_rule

@@ -34,7 +34,7 @@ from froxlor_fleet.audit.probe import (
     target_for,
 )
 from froxlor_fleet.audit.report import document, to_json, to_prometheus, to_text
-from froxlor_fleet.hoststate import SECTION
+from froxlor_fleet.facts import SECTION
 
 SCHEMA = json.loads(resources.files("froxlor_fleet.audit").joinpath("audit.schema.json")
                     .read_text())

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from froxlor_fleet.hoststate import HostState, UfwState, parse_state
+from froxlor_fleet.facts import HostState, UfwState, parse_state
 from froxlor_fleet.model.ufwrules import UfwRule
 from froxlor_fleet.remote import program
 from froxlor_fleet.remote.ufwmodel import Want, ban_jail, expand, plan_rules

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from froxlor_fleet.hoststate import parse_state
+from froxlor_fleet.facts import parse_state
 from froxlor_fleet.model.plan import RuleSpec
 from froxlor_fleet.model.ufwrules import UfwRule, admits, expand, plan_rules, want
 from froxlor_fleet.remote.ufwmodel import ANY, Session, Want, parse_rules

@@ -24,9 +24,9 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from .. import proftpd, pureftpd
+from ..facts import HostState, UfwState
 from ..ftpconf.dump import FtpConfig
 from ..ftpplan import daemon_for
-from ..hoststate import HostState, UfwState
 from ..model.catalog import FRAGMENT_PATH
 from ..model.plan import HostPlan
 from ..model.ufwrules import ANY, UfwRule, admits, describe_spec, plan_rules, port_matches

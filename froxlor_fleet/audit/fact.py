@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from pyinfra.api import FactBase, StringCommand
 
-from ..hoststate import SECTION, FleetHostState, HostState, UfwState, parse_state
+from ..facts import SECTION, FleetHostState, HostState, UfwState, parse_state
 from ..model.catalog import FRAGMENT_PATH
 
 LISTENING_SECTION = f"{SECTION}listening"

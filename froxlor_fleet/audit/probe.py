@@ -37,7 +37,7 @@ from typing import Any
 
 from pyinfra.api import StringCommand
 
-from ..hoststate import SECTION
+from ..facts import SECTION
 from ..model.catalog import FRAGMENT_PATH
 from ..model.plan import HostPlan
 from ..remote.ufwmodel import BLOCKING

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from froxlor_fleet import proftpd
+from froxlor_fleet.facts import SECTION, FleetHostState, parse_state
 from froxlor_fleet.ftpconf.judge import conflicts
-from froxlor_fleet.hoststate import SECTION, FleetHostState, parse_state
 from froxlor_fleet.model import program
 from froxlor_fleet.model.catalog import FRAGMENT_PATH
 from froxlor_fleet.model.ufwrules import parse_tuple_line
