@@ -5,7 +5,7 @@ from __future__ import annotations
 from pyinfra import host, inventory, state
 from pyinfra.api import deploy
 
-from . import firewall, ftpserver, proftpd, pureftpd
+from . import firewall, ftp
 from .facts import host_state
 from .ftpplan import plan_ftp
 from .model.catalog import DEFAULTS
@@ -34,16 +34,16 @@ def froxlor_firewall() -> None:
     plan = fleet_plans()[host.name]
     # The FTP side, decided once for this host and run (the daemon, its change, the
     # range switch) and handed to each operation below.
-    ftp = plan_ftp(plan, host_state(host))
+    ftp_plan = plan_ftp(plan, host_state(host))
     # First: an ftp host without an FTP daemon that takes the new range fails here,
     # before its firewall changes.
-    ftpserver.ready_for_ftp(name="FTP server ready for the ftp role",
-                            passive_ports=plan.passive_ports,
-                            masquerade_address=plan.masquerade_address,
-                            ftp_daemon=plan.ftp_daemon, ftp=ftp)
+    ftp.ready_for_ftp(name="FTP server ready for the ftp role",
+                      passive_ports=plan.passive_ports,
+                      masquerade_address=plan.masquerade_address,
+                      ftp_daemon=plan.ftp_daemon, ftp=ftp_plan)
     firewall.rules_and_policies(
         name="UFW rules, policies and state",
-        rules=plan.rules + ftp.keep,
+        rules=plan.rules + ftp_plan.keep,
         incoming=plan.incoming,
         outgoing=plan.outgoing,
         logging=plan.logging,
@@ -52,14 +52,14 @@ def froxlor_firewall() -> None:
         ssh_port=plan.ssh_port,
         lockout_guard=plan.lockout_guard,
         confirm_timeout=plan.confirm_timeout,
-        ftp=ftp.part,
+        ftp=ftp_plan.part,
     )
-    if ftp.daemon == "pureftpd" and plan.passive_ports is not None:
-        pureftpd.passive_port_range(name="pure-ftpd passive range",
-                                    passive_ports=plan.passive_ports,
-                                    force_passive_ip=plan.masquerade_address, switch=ftp.switch,
-                                    ftp=ftp)
+    if ftp_plan.daemon == "pureftpd" and plan.passive_ports is not None:
+        ftp.passive_port_range(name="pure-ftpd passive range",
+                               passive_ports=plan.passive_ports,
+                               force_passive_ip=plan.masquerade_address, switch=ftp_plan.switch,
+                               ftp=ftp_plan)
     else:
-        proftpd.passive_ports_fragment(name="ProFTPd passive-port fragment",
-                                       content=ftp.fragment, switch=ftp.switch,
-                                       ftp=ftp)
+        ftp.passive_ports_fragment(name="ProFTPd passive-port fragment",
+                                   content=ftp_plan.fragment, switch=ftp_plan.switch,
+                                   ftp=ftp_plan)

@@ -53,7 +53,7 @@ class HostState:
     fragment_sha256: str | None = None  # of the exact bytes on the host
     # sha256 of the fragment ProFTPd last loaded through this deploy (None: not known)
     fragment_loaded: str | None = None
-    # sha256 of the passive range pure-ftpd last loaded through this deploy (pureftpd.digest)
+    # sha256 of the passive range pure-ftpd last loaded through this deploy (ftpplan.pureftpd_files_digest)
     pureftpd_loaded: str | None = None
     # Other tenants of the firewall (what each means: tenants.py): installed
     # iptables-persistent/netfilter-persistent, an enabled nftables.service that flushes

@@ -125,7 +125,7 @@ def commands(current: HostState, request: dict[str, Any]) -> list[StringCommand 
 
 
 def _two_ports(text: object) -> tuple[int, int] | None:
-    """``"LOW HIGH"`` (as ``proftpd.render_fragment`` and ``pureftpd.wanted_files``
+    """``"LOW HIGH"`` (as ``ftpplan.render_fragment`` and ``ftpplan.pureftpd_files``
     write a range; pure-ftpd also reads ``LOW:HIGH``) as ``(LOW, HIGH)``."""
     words = str(text).replace(":", " ").split()
     return (int(words[0]), int(words[1])) if len(words) == 2 and all(w.isdigit() for w in words) else None

@@ -35,7 +35,7 @@ class Switch:
 
 
 def with_keep(part: dict[str, object] | None, switch: Switch | None) -> dict[str, object] | None:
-    """The host program's FTP part (``proftpd.request_part``/``pureftpd.request_part``)
+    """The host program's FTP part (``ftpplan.fragment_part``/``ftpplan.pureftpd_part``)
     with the old range UFW keeps open until the daemon has switched."""
     if part is None or switch is None:
         return part

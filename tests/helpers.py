@@ -137,14 +137,14 @@ def build_fact(spec: dict) -> list[str]:
 def with_pure_marker(lines: list[str], loaded: str | bool | None) -> list[str]:
     """Fact output with pure-ftpd's loaded-range marker: ``True`` (pure-ftpd loaded the
     files the ``@pure`` lines show), ``None`` (no marker) or the marker's text."""
-    from froxlor_fleet import pureftpd
+    from froxlor_fleet import ftpplan
 
     files: dict[str, str | None] = {}
     for line in lines:
         if line.startswith("@pure "):
             key, _, value = line[len("@pure "):].partition(" ")
             files[key] = value
-    marker = pureftpd.digest(files) if loaded is True else (loaded or None)
+    marker = ftpplan.pureftpd_files_digest(files) if loaded is True else (loaded or None)
     at = lines.index(":::froxlor-fleet:loaded")
     return lines[:at] + [":::froxlor-fleet:pureloaded"] + ([marker] if marker else []) + lines[at:]
 

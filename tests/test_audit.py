@@ -35,9 +35,9 @@ from froxlor_fleet.audit.report import (
     write_atomically,
 )
 from froxlor_fleet.facts import SECTION, FleetHostState
+from froxlor_fleet.ftpplan import render_fragment
 from froxlor_fleet.model.catalog import FRAGMENT_PATH
 from froxlor_fleet.model.validation import check_inventory
-from froxlor_fleet.proftpd import render_fragment
 from helpers import FIXTURES, build_fact, make_inventory
 from helpers import ftp_dump as helpers_ftp_dump
 
@@ -681,7 +681,7 @@ def test_a_fragment_the_running_proftpd_never_loaded_is_drift() -> None:
     unknown = audit_host(web_ftp_plan(), seen({**CONVERGED, "ftp_running": PROFTPD_RUNS,
                                                "loaded": None}, SS_WEB))
     assert "ftp_not_loaded" in kinds(unknown)
-    # a stopped ProFTPd reads the file when it starts (proftpd.loaded): nothing to restart
+    # a stopped ProFTPd reads the file when it starts (ftpplan.fragment_loaded): nothing to restart
     stopped = audit_host(web_ftp_plan(), seen({**CONVERGED, "loaded": "0" * 64}, SS_WEB))
     assert "ftp_not_loaded" not in kinds(stopped)
 

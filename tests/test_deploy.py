@@ -14,23 +14,25 @@ import pytest
 from pyinfra.api import FunctionCommand
 from pyinfra.api.state import StateStage
 
-from froxlor_fleet import deploys, firewall, ftpplan, ftpserver, proftpd, pureftpd
+from froxlor_fleet import deploys, firewall, ftp, ftpplan
 from froxlor_fleet.ftpplan import FtpPlan
 from froxlor_fleet.model.catalog import FRAGMENT_PATH
 from helpers import build_fact, fake_host
 from test_passive_switch import CONVERGED_RANGE, plan_for
 
-OPERATIONS = {"ready_for_ftp": (ftpserver, ftpserver.ready_for_ftp),
+OPERATIONS = {"ready_for_ftp": (ftp, ftp.ready_for_ftp),
               "rules_and_policies": (firewall, firewall.rules_and_policies),
-              "passive_ports_fragment": (proftpd, proftpd.passive_ports_fragment),
-              "passive_port_range": (pureftpd, pureftpd.passive_port_range)}
+              "passive_ports_fragment": (ftp, ftp.passive_ports_fragment),
+              "passive_port_range": (ftp, ftp.passive_port_range)}
+# Each daemon's part of the host program's request (what ``ftpplan`` decides per daemon).
+PART = {"proftpd": "fragment_part", "pureftpd": "pureftpd_part"}
 PUREFTPD = ["@bin pure-ftpd-mysql /usr/sbin/pure-ftpd-mysql",
             "@bin pure-ftpd-wrapper /usr/sbin/pure-ftpd-wrapper"]
 
 
 def proftpd_facts(ports: tuple[int, int]) -> dict[str, Any]:
     """A converged web+ftp host whose ProFTPd runs on our fragment for ``ports``."""
-    fragment = proftpd.render_fragment(ports)
+    fragment = ftpplan.render_fragment(ports)
     return {"scenario": "converged-web-ftp", "ftp_tree": "froxlor-bookworm",
             "ftp_files": {FRAGMENT_PATH.lstrip("/"): fragment}, "fragment": fragment,
             "ftp_running": {"proftpd": 812}}
@@ -44,7 +46,7 @@ def pureftpd_facts(ports: tuple[int, int]) -> dict[str, Any]:
 
 class Run:
     """One deploy on one fake host: what each operation was called with, and how often
-    the FTP side was decided (``choose_daemon``, ``request_part``)."""
+    the FTP side was decided (``choose_daemon``, a daemon's part: ``PART``)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, facts: dict[str, Any], **data: Any):
         self.calls: dict[str, list[dict[str, Any]]] = {}
@@ -53,11 +55,12 @@ class Run:
         for name, (module, _) in OPERATIONS.items():
             monkeypatch.setattr(module, name, lambda _name=name, **kw: self.calls.setdefault(
                 _name, []).append(kw))
-        for module, name, key in ((ftpplan, "choose_daemon", "choose_daemon"),
-                                  (ftpserver, "choose_daemon", "choose_daemon"),
-                                  (proftpd, "request_part", "proftpd.request_part"),
-                                  (pureftpd, "request_part", "pureftpd.request_part")):
-            monkeypatch.setattr(module, name, self.counted(key, getattr(module, name)))
+        # ftpplan decides; ftp's operations hold the same functions for when they run on
+        # their own: a decision is counted wherever it is made.
+        for module, name in ((ftpplan, "choose_daemon"), (ftp, "choose_daemon"),
+                             (ftpplan, PART["proftpd"]), (ftp, PART["proftpd"]),
+                             (ftpplan, PART["pureftpd"]), (ftp, PART["pureftpd"])):
+            monkeypatch.setattr(module, name, self.counted(name, getattr(module, name)))
         with fake_host(self.facts) as (host, _):
             setattr(host.state, "_froxlor_fleet_plans", {host.name: plan_for(**data)})  # noqa: B010
             deploys.froxlor_firewall._inner()
@@ -88,24 +91,24 @@ class Run:
 def test_a_range_switch_is_decided_once_and_handed_to_every_operation(
         monkeypatch, daemon: str, facts: Any, operation: str, other: str) -> None:
     run = Run(monkeypatch, facts(CONVERGED_RANGE), ftp_passive_ports=(50000, 50100))
-    assert run.decided == {"choose_daemon": 1, f"{daemon}.request_part": 1}
-    ftp = run.once("ready_for_ftp")["ftp"]
-    assert isinstance(ftp, FtpPlan) and (ftp.daemon, ftp.refusal) == (daemon, None)
+    assert run.decided == {"choose_daemon": 1, PART[daemon]: 1}
+    ftp_plan = run.once("ready_for_ftp")["ftp"]
+    assert isinstance(ftp_plan, FtpPlan) and (ftp_plan.daemon, ftp_plan.refusal) == (daemon, None)
     ufw = run.once("rules_and_policies")
-    assert ufw["ftp"] is ftp.part and ftp.part is not None
-    assert [w["dport"] for w in ftp.part["keep"]] == ["49152:65534"]
-    assert ftp.keep and set(ftp.keep) <= set(ufw["rules"])  # open until the daemon switched
+    assert ufw["ftp"] is ftp_plan.part and ftp_plan.part is not None
+    assert [w["dport"] for w in ftp_plan.part["keep"]] == ["49152:65534"]
+    assert ftp_plan.keep and set(ftp_plan.keep) <= set(ufw["rules"])  # open until the daemon switched
     kwargs = run.once(operation)
-    assert kwargs["ftp"] is ftp and kwargs["switch"] is ftp.switch
+    assert kwargs["ftp"] is ftp_plan and kwargs["switch"] is ftp_plan.switch
     if daemon == "proftpd":
-        assert kwargs["content"] is ftp.fragment and "PassivePorts 50000 50100" in ftp.fragment
+        assert kwargs["content"] is ftp_plan.fragment and "PassivePorts 50000 50100" in ftp_plan.fragment
     else:
-        assert kwargs["passive_ports"] == (50000, 50100) and ftp.part["range"] == "50000 50100"
+        assert kwargs["passive_ports"] == (50000, 50100) and ftp_plan.part["range"] == "50000 50100"
     assert other not in run.calls
 
     # The operation sends the deploy's part as it is: nothing decided again.
     noops, requests = run.real(operation)
-    assert noops == [] and [r["ftp"] for r in requests] == [ftp.part]
+    assert noops == [] and [r["ftp"] for r in requests] == [ftp_plan.part]
     assert sum(run.decided.values()) == 2
 
 
@@ -113,33 +116,33 @@ def test_a_host_no_daemon_can_serve_is_refused_from_the_one_decision(monkeypatch
     facts = proftpd_facts(CONVERGED_RANGE)
     facts["ftp_lines"] = PUREFTPD  # ProFTPd and pure-ftpd both installed, ftp_daemon auto
     run = Run(monkeypatch, facts, ftp_passive_ports=(50000, 50100))
-    ftp = run.once("ready_for_ftp")["ftp"]
-    assert ftp.daemon is None and ftp.refusal.startswith("both ProFTPd (")
+    ftp_plan = run.once("ready_for_ftp")["ftp"]
+    assert ftp_plan.daemon is None and ftp_plan.refusal.startswith("both ProFTPd (")
     assert run.decided["choose_daemon"] == 1
 
     with fake_host(run.facts, stage=StateStage.Execute):
         kwargs = {k: v for k, v in run.once("ready_for_ftp").items() if k != "name"}
         (refusal,) = OPERATIONS["ready_for_ftp"][1]._inner(**kwargs)
-    assert refusal.args == (ftp.refusal,)
+    assert refusal.args == (ftp_plan.refusal,)
     assert run.decided["choose_daemon"] == 1
 
 
 def test_nothing_to_change_is_decided_once_too(monkeypatch) -> None:
     run = Run(monkeypatch, proftpd_facts(CONVERGED_RANGE), ftp_passive_ports=CONVERGED_RANGE)
-    ftp = run.once("ready_for_ftp")["ftp"]
-    assert (ftp.daemon, ftp.part, ftp.switch) == ("proftpd", None, None)
+    ftp_plan = run.once("ready_for_ftp")["ftp"]
+    assert (ftp_plan.daemon, ftp_plan.part, ftp_plan.switch) == ("proftpd", None, None)
     assert run.once("rules_and_policies")["ftp"] is None
     noops, requests = run.real("passive_ports_fragment")
-    assert noops == [proftpd.NOOP_MESSAGE] and requests == []
+    assert noops == [ftp.FRAGMENT_NOOP_MESSAGE] and requests == []
     assert sum(run.decided.values()) == 2
 
 
 def test_a_host_without_the_ftp_role_chooses_no_daemon(monkeypatch) -> None:
     run = Run(monkeypatch, proftpd_facts(CONVERGED_RANGE), froxlor_roles=["web"])
-    ftp = run.once("ready_for_ftp")["ftp"]
-    assert (ftp.daemon, ftp.refusal, ftp.switch) == (None, None, None)
+    ftp_plan = run.once("ready_for_ftp")["ftp"]
+    assert (ftp_plan.daemon, ftp_plan.refusal, ftp_plan.switch) == (None, None, None)
     assert "choose_daemon" not in run.decided
     # ProFTPd's leftover fragment goes (its operation, ProFTPd's part)
     assert run.once("passive_ports_fragment")["content"] is None
-    assert ftp.part is not None and ftp.part["daemon"] == "proftpd"
-    assert run.once("rules_and_policies")["ftp"] is ftp.part
+    assert ftp_plan.part is not None and ftp_plan.part["daemon"] == "proftpd"
+    assert run.once("rules_and_policies")["ftp"] is ftp_plan.part

@@ -19,7 +19,7 @@ import click
 import pytest
 from pyinfra.api.state import StateStage
 
-from froxlor_fleet import firewall, proftpd
+from froxlor_fleet import firewall, ftp, ftpplan
 from froxlor_fleet.facts import parse_state
 from froxlor_fleet.model.catalog import FRAGMENT_PATH
 from froxlor_fleet.model.plan import RuleSpec
@@ -429,8 +429,8 @@ def test_inert_v6_rules_warned(log: Capture) -> None:
 
 # --- the ProFTPd fragment ----------------------------------------------------------------
 
-OLD = proftpd.render_fragment((49152, 65534))
-NEW = proftpd.render_fragment((50000, 50100))
+OLD = ftpplan.render_fragment((49152, 65534))
+NEW = ftpplan.render_fragment((50000, 50100))
 HEADER = OLD.splitlines()[:3]
 
 
@@ -444,13 +444,13 @@ def fragment_diff(log: Capture) -> tuple[str, list[str]]:
 
 
 def test_fragment_create(log: Capture) -> None:
-    assert run(proftpd.passive_ports_fragment, {"scenario": "pristine"}, content=OLD) == 1
+    assert run(ftp.passive_ports_fragment, {"scenario": "pristine"}, content=OLD) == 1
     assert fragment_diff(log) == (f"Will create {FRAGMENT_PATH}", [
         "@@ -0,0 +1,4 @@", *("+ " + line for line in OLD.splitlines())])
 
 
 def test_fragment_modify(log: Capture) -> None:
-    run(proftpd.passive_ports_fragment, {"scenario": "pristine", "fragment": OLD}, content=NEW)
+    run(ftp.passive_ports_fragment, {"scenario": "pristine", "fragment": OLD}, content=NEW)
     assert fragment_diff(log) == (f"Will modify {FRAGMENT_PATH}", [
         "@@ -2,3 +2,3 @@",
         *("  " + line for line in HEADER[1:]),
@@ -464,14 +464,14 @@ def test_fragment_modify(log: Capture) -> None:
 
 @pytest.mark.parametrize("proftpd_facts", [{}, {"proftpd": []}], ids=["proftpd", "no-proftpd"])
 def test_fragment_remove(log: Capture, proftpd_facts: dict) -> None:
-    run(proftpd.passive_ports_fragment, {"scenario": "pristine", "fragment": OLD, **proftpd_facts},
+    run(ftp.passive_ports_fragment, {"scenario": "pristine", "fragment": OLD, **proftpd_facts},
         content=None)
     assert fragment_diff(log) == (f"Will remove {FRAGMENT_PATH}", [
         "@@ -1,4 +0,0 @@", *("- " + line for line in OLD.splitlines())])
 
 
 def test_fragment_trailing_space_shows_a_change(log: Capture) -> None:
-    run(proftpd.passive_ports_fragment,
+    run(ftp.passive_ports_fragment,
         {"scenario": "pristine", "fragment": "PassivePorts 50000 50100 \n"},
         content="PassivePorts 50000 50100\n")
     verb, lines = fragment_diff(log)
@@ -482,7 +482,7 @@ def test_fragment_trailing_space_shows_a_change(log: Capture) -> None:
 @pytest.mark.xfail(strict=True, reason="pyinfra's generate_color_diff strips trailing "
                    "whitespace, so the - and + lines of a whitespace-only drift look the same")
 def test_fragment_trailing_space_is_visible(log: Capture) -> None:
-    run(proftpd.passive_ports_fragment,
+    run(ftp.passive_ports_fragment,
         {"scenario": "pristine", "fragment": "PassivePorts 50000 50100 \n"},
         content="PassivePorts 50000 50100\n")
     _verb, lines = fragment_diff(log)
@@ -490,22 +490,22 @@ def test_fragment_trailing_space_is_visible(log: Capture) -> None:
 
 
 def test_fragment_no_diff_when_unchanged(log: Capture) -> None:
-    assert run(proftpd.passive_ports_fragment, {"scenario": "pristine", "fragment": OLD},
+    assert run(ftp.passive_ports_fragment, {"scenario": "pristine", "fragment": OLD},
                content=OLD) == 0
     assert log.texts() == []
 
 
 def test_fragment_no_diff_without_flag(log: Capture) -> None:
-    assert run(proftpd.passive_ports_fragment, {"scenario": "pristine"}, diff=False,
+    assert run(ftp.passive_ports_fragment, {"scenario": "pristine"}, diff=False,
                content=OLD) == 1
     assert log.texts() == []
 
 
 def test_fragment_diff_once_per_run(log: Capture) -> None:
     facts = {"scenario": "pristine", "fragment": OLD}
-    run(proftpd.passive_ports_fragment, facts, stage=StateStage.Execute, content=NEW)
+    run(ftp.passive_ports_fragment, facts, stage=StateStage.Execute, content=NEW)
     assert log.texts() == []
-    run(proftpd.passive_ports_fragment, facts, stage=StateStage.Execute,
+    run(ftp.passive_ports_fragment, facts, stage=StateStage.Execute,
         check_for_changes=False, content=NEW)
     assert fragment_diff(log)[0] == f"Will modify {FRAGMENT_PATH}"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from froxlor_fleet import proftpd
+from froxlor_fleet import ftpplan, remote
 from froxlor_fleet.facts import SECTION, FleetHostState, parse_state
 from froxlor_fleet.ftpconf.judge import conflicts
 from froxlor_fleet.model import program
@@ -108,8 +108,8 @@ def test_default_is_an_empty_state() -> None:
 
 IN_CI = os.environ.get("CI") == "true"
 PROFTPD_TREE = Path(__file__).parent / "fixtures" / "proftpd" / "froxlor-bookworm"
-WANTED = proftpd.render_fragment((50000, 50100))
-STATE_SH = Path(proftpd.__file__).parent / "remote" / "state.sh"
+WANTED = ftpplan.render_fragment((50000, 50100))
+STATE_SH = Path(remote.__file__).parent / "state.sh"
 
 
 def sha(text: str) -> str:
@@ -128,7 +128,7 @@ def test_parser_reads_a_fragment_without_final_newline_exactly() -> None:
     state = parse_state(lines)
     assert state.fragment == text and state.fragment_sha256 == sha(text)
     # Not byte-identical to the wanted fragment: the deploy rewrites it.
-    assert proftpd.digest(WANTED) != state.fragment_sha256
+    assert ftpplan.fragment_digest(WANTED) != state.fragment_sha256
 
 
 def test_parser_keeps_a_fragment_with_final_newline_and_trailing_blank_lines() -> None:
@@ -206,7 +206,7 @@ def test_state_and_dump_frame_files_without_final_newline(tmp_path: Path, shell:
     assert "proftpd" in state.ftp.installed, out.decode()
     assert state.fragment == fragment and state.fragment_sha256 == sha(fragment)
     assert state.fragment_loaded == sha(fragment)
-    assert (state.fragment_sha256 == proftpd.digest(WANTED)) == (fragment == WANTED)
+    assert (state.fragment_sha256 == ftpplan.fragment_digest(WANTED)) == (fragment == WANTED)
     from_fragment = [s.value for s in state.ftp.proftpd.occurrences if s.file == FRAGMENT_PATH]
     assert from_fragment == ([] if fragment == "" else ["50000 50100"]), out.decode()
 
@@ -298,9 +298,9 @@ def test_real_state_read_on_newline_less_etc_files(tmp_path: Path, eol: str) -> 
     assert state.ftp.installed.get("proftpd") == "/usr/local/sbin/proftpd", out
     assert state.fragment == fragment and state.fragment_sha256 == sha(fragment)
     assert state.fragment_loaded == sha(fragment)
-    # The deploy's decision (proftpd.py/deploys.py/ftpserver.py compare digests): only
+    # The deploy's decision (ftpplan.py, the operations and deploys.py compare digests): only
     # the byte-identical fragment is left alone.
-    assert (proftpd.digest(WANTED) == state.fragment_sha256) == (eol == "\n")
+    assert (ftpplan.fragment_digest(WANTED) == state.fragment_sha256) == (eol == "\n")
     assert not conflicts(state.ftp, FRAGMENT_PATH, (50000, 50100)), out
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from froxlor_fleet import proftpd, pureftpd
+from froxlor_fleet import ftpplan
 from froxlor_fleet.remote import ftpapply
 from froxlor_fleet.remote.ftpapply import FtpError, Host
 
@@ -228,7 +228,8 @@ def sha(text: str) -> str:
                                      "# \u00fcmlaut\n"])
 def test_proftpd_digest_is_the_sha256_of_the_bytes(content: str) -> None:
     assert ftpapply.proftpd_digest(content) == hashlib.sha256(content.encode("utf-8")).hexdigest()
-    assert ftpapply.proftpd_digest(content) == proftpd.digest(content)  # what the control side compares
+    # what the control side compares
+    assert ftpapply.proftpd_digest(content) == ftpplan.fragment_digest(content)
 
 
 @pytest.mark.parametrize(("ports", "ip", "text"), [
@@ -239,8 +240,8 @@ def test_proftpd_digest_is_the_sha256_of_the_bytes(content: str) -> None:
 def test_pureftpd_digest_is_the_sha256_of_the_option_lines(ports: tuple[int, int], ip: str | None,
                                                            text: bytes) -> None:
     assert ftpapply.pureftpd_digest(f"{ports[0]} {ports[1]}", ip) == hashlib.sha256(text).hexdigest()
-    assert ftpapply.pureftpd_digest(f"{ports[0]} {ports[1]}", ip) == pureftpd.digest(
-        pureftpd.wanted_files(ports, ip))
+    assert ftpapply.pureftpd_digest(f"{ports[0]} {ports[1]}", ip) == ftpplan.pureftpd_files_digest(
+        ftpplan.pureftpd_files(ports, ip))
 
 
 # --- ProFTPd: check ---------------------------------------------------------------------
@@ -572,8 +573,8 @@ def test_a_pureftpd_restart_records_what_it_loaded(tree: Tree) -> None:
     assert restart["loaded"] == ["50000 50100\n", "192.0.2.7\n"]
     assert restart["marker"] is None  # written after the restart
     assert restart["folder"] == ["ForcePassiveIP", "MinUID", "PassivePortRange"]  # no temporary file
-    wanted = pureftpd.wanted_files((50000, 50100), "192.0.2.7")
-    assert tree.marker.read_text().strip() == pureftpd.digest(wanted)
+    wanted = ftpplan.pureftpd_files((50000, 50100), "192.0.2.7")
+    assert tree.marker.read_text().strip() == ftpplan.pureftpd_files_digest(wanted)
     assert (conf / "ForcePassiveIP").read_text() == "192.0.2.7\n"
     assert sorted(p.name for p in conf.parent.iterdir()) == ["conf"]
     assert (tree.backup / "pureftpd-PassivePortRange").read_text() == "49152 65534\n"
@@ -615,7 +616,8 @@ def test_pureftpd_under_systemd(tree: Tree) -> None:
     said = ftpapply.pureftpd_apply("50000 50200", None, str(tree.marker), str(tree.backup), tree.host)
     assert said == "pure-ftpd is not running; the range applies when it starts"
     assert len(tree.restarts()) == 1
-    assert tree.marker.read_text().strip() == pureftpd.digest(pureftpd.wanted_files((50000, 50200), None))
+    assert tree.marker.read_text().strip() == ftpplan.pureftpd_files_digest(
+        ftpplan.pureftpd_files((50000, 50200), None))
 
 
 def test_pureftpd_restore_puts_the_previous_files_back(tree: Tree) -> None:
@@ -626,7 +628,8 @@ def test_pureftpd_restore_puts_the_previous_files_back(tree: Tree) -> None:
     assert (conf / "PassivePortRange").read_text() == "49152 65534\n"
     assert not (conf / "ForcePassiveIP").exists()
     assert tree.restarts()[-1]["loaded"] == ["49152 65534\n", None]
-    assert tree.marker.read_text().strip() == pureftpd.digest(pureftpd.wanted_files((49152, 65534), None))
+    assert tree.marker.read_text().strip() == ftpplan.pureftpd_files_digest(
+        ftpplan.pureftpd_files((49152, 65534), None))
 
 
 def test_pureftpd_restore_of_no_range_removes_the_marker(tree: Tree) -> None:

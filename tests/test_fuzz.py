@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from pyinfra.api.command import StringCommand
 from pyinfra.api.state import StateStage
 
-from froxlor_fleet import firewall, hostprogram, proftpd
+from froxlor_fleet import firewall, ftp, ftpplan, hostprogram
 from froxlor_fleet.model import program
 from froxlor_fleet.model.catalog import DEFAULTS, VALID_ROLES
 from froxlor_fleet.model.ufwrules import ANY, Want, parse_tuple_line, want
@@ -102,12 +102,12 @@ def unquoted(command: StringCommand) -> list[str]:
 
 
 def _commands(plan) -> tuple[list, list]:
-    fragment = proftpd.fragment_for(plan)
+    fragment = ftpplan.fragment_for(plan)
     with fake_host(build_fact({"scenario": "hand-made-mixed"}), stage=StateStage.Execute):
         commands = list(firewall.rules_and_policies._inner(
             rules=plan.rules, incoming=plan.incoming, outgoing=plan.outgoing,
             logging=plan.logging, enabled=plan.enabled, purge_unmanaged=plan.purge_unmanaged))
-        frag_commands = list(proftpd.passive_ports_fragment._inner(content=fragment))
+        frag_commands = list(ftp.passive_ports_fragment._inner(content=fragment))
     return commands, frag_commands
 
 
@@ -132,7 +132,7 @@ def test_any_data_gives_clear_errors_or_a_valid_quoted_plan(override, host_data,
     event("plan" + (" with a user comment" if any(r.note for r in plan.rules) else ""))
     assert "ssh" in plan.roles
     commands, frag_commands = _commands(plan)
-    fragment = proftpd.fragment_for(plan)
+    fragment = ftpplan.fragment_for(plan)
     placement = {hostprogram.PLACE, program.folder(), "sh", "-c", "froxlor-fleet",
                  *(f"{d}  {n}" for n, d in program.sums().items())}
     for command in commands + frag_commands:
@@ -234,7 +234,7 @@ def assert_stored_as_planned(spec) -> None:
 
 
 def assert_fragment_as_written(plan) -> None:
-    fragment = proftpd.fragment_for(plan)
+    fragment = ftpplan.fragment_for(plan)
     if fragment is None:
         return
     low, high = plan.passive_ports

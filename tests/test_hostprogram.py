@@ -19,7 +19,7 @@ from typing import Any
 from pyinfra.api import FunctionCommand, StringCommand
 from pyinfra.connectors.util import CommandOutput, OutputLine
 
-from froxlor_fleet import hostprogram, proftpd, pureftpd
+from froxlor_fleet import ftpplan, hostprogram
 from froxlor_fleet.facts import HostState
 from froxlor_fleet.model import program
 from froxlor_fleet.model.catalog import FRAGMENT_PATH, LOADED_MARKER, LOCK_WAIT, PUREFTPD_LOADED_MARKER
@@ -185,14 +185,14 @@ def _switch(current: HostState, part: dict[str, object] | None) -> list[tuple[st
 
 
 def proftpd_part(content: str | None) -> dict[str, object]:
-    """The FTP part of a request for ProFTPd (as ``proftpd.request_part`` makes it)."""
+    """The FTP part of a request for ProFTPd (as ``ftpplan.fragment_part`` makes it)."""
     return {"daemon": "proftpd", "path": FRAGMENT_PATH, "content": content,
             "marker": LOADED_MARKER, "keep": []}
 
 
 def test_a_passive_range_switch_is_said_right_before_the_transaction() -> None:
     running = host_with((50000, 50100), ftp_running={"proftpd": 812})
-    part = proftpd_part(proftpd.render_fragment((50200, 50300)))
+    part = proftpd_part(ftpplan.render_fragment((50200, 50300)))
     assert _switch(running, part) == [
         ("log", "switching ProFTPd's passive range 50000:50100 -> 50200:50300 (restart)"),
         ("run", 0)]
@@ -208,7 +208,7 @@ def test_pure_ftpds_switch_is_said_too() -> None:
     current = host_with(None, ftp_running={"pureftpd": 900}, ftp_lines=[
         "@bin pure-ftpd-wrapper /usr/sbin/pure-ftpd-wrapper", "@pure PassivePortRange 50000 50100"])
     part = {"daemon": "pureftpd", "marker": PUREFTPD_LOADED_MARKER, "keep": [], "force_ip": None,
-            "range": pureftpd.wanted_files((50200, 50300), None)["PassivePortRange"]}
+            "range": ftpplan.pureftpd_files((50200, 50300), None)["PassivePortRange"]}
     assert _switch(current, part)[0] == (
         "log", "switching pure-ftpd's passive range 50000:50100 -> 50200:50300 (restart)")
 
@@ -217,7 +217,7 @@ def test_no_switch_line_when_the_range_stays() -> None:
     """Only MasqueradeAddress moves, or the fragment goes: the range ProFTPd uses stays
     (what changes is --diff's to show), so nothing is said before the command."""
     current = host_with((50000, 50100), ftp_running={"proftpd": 812})
-    masquerade = proftpd_part(proftpd.render_fragment((50000, 50100), "192.0.2.7"))
+    masquerade = proftpd_part(ftpplan.render_fragment((50000, 50100), "192.0.2.7"))
     assert _switch(current, masquerade) == [("run", 0)]
     assert _switch(current, proftpd_part(None)) == [("run", 0)]
     assert _switch(current, None) == [("run", 0)]

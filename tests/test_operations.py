@@ -19,7 +19,7 @@ import pytest
 from pyinfra.api import FunctionCommand, QuoteString, StringCommand
 from pyinfra.api.state import StateStage
 
-from froxlor_fleet import firewall, ftpserver, hostprogram, proftpd, pureftpd
+from froxlor_fleet import firewall, ftp, hostprogram
 from froxlor_fleet.model import program
 from froxlor_fleet.model.plan import RuleSpec
 from froxlor_fleet.passive_switch import Switch
@@ -27,9 +27,9 @@ from helpers import TESTS, build_fact, fake_host, load_case
 
 OPERATIONS = {
     "firewall.rules_and_policies": firewall.rules_and_policies,
-    "proftpd.passive_ports_fragment": proftpd.passive_ports_fragment,
-    "ftpserver.ready_for_ftp": ftpserver.ready_for_ftp,
-    "pureftpd.passive_port_range": pureftpd.passive_port_range,
+    "ftp.passive_ports_fragment": ftp.passive_ports_fragment,
+    "ftp.ready_for_ftp": ftp.ready_for_ftp,
+    "ftp.passive_port_range": ftp.passive_port_range,
 }
 PLACEHOLDERS = {
     hostprogram.PLACE: "<place>",

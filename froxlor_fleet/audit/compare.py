@@ -23,14 +23,20 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from .. import proftpd, pureftpd
 from ..facts import HostState, UfwState
 from ..ftpconf.dump import FtpConfig
-from ..ftpplan import daemon_for
+from ..ftpplan import (
+    PUREFTPD_CONF_DIR,
+    daemon_for,
+    fragment_digest,
+    fragment_for,
+    fragment_loaded,
+    pureftpd_files,
+    pureftpd_loaded,
+)
 from ..model.catalog import FRAGMENT_PATH
 from ..model.plan import HostPlan
 from ..model.ufwrules import ANY, UfwRule, admits, describe_spec, plan_rules, port_matches
-from ..proftpd import digest, fragment_for
 from ..remote.ufwmodel import ADMITTING, BLOCKING, RulePlan, ban_jail
 from ..tenants import TENANT_KINDS, conflicts
 from .fact import AuditState, Listening
@@ -408,12 +414,12 @@ def _passive(plan: HostPlan, state: HostState, live: UfwState,
                   f"ufw {passive.ufw or 'none'}, want {wanted or 'none'}")
         return shown, [Finding("passive_mismatch", "drift", plan.host, detail,
                                ports=wanted, proto="tcp", role=role)]
-    if not pure and digest(fragment_for(plan)) != state.fragment_sha256:
+    if not pure and fragment_digest(fragment_for(plan)) != state.fragment_sha256:
         return shown, [Finding("fragment_drift", "drift", plan.host,
                                "ProFTPd fragment differs from what the data renders",
                                ports=wanted, proto="tcp", role=role)]
     if pure and plan.passive_ports:
-        want = pureftpd.wanted_files(plan.passive_ports, plan.masquerade_address)
+        want = pureftpd_files(plan.passive_ports, plan.masquerade_address)
         have = state.ftp.pureftpd.passive_port_range_raw
         if have != want["PassivePortRange"]:  # the same range, written otherwise
             return shown, [Finding("fragment_drift", "drift", plan.host,
@@ -437,14 +443,14 @@ def _daemon_findings(plan: HostPlan, state: HostState, daemon: str | None) -> li
 
     if daemon == "proftpd":
         content = fragment_for(plan)
-        # proftpd.passive_ports_fragment restarts ProFTPd when the file is as wanted but
+        # ftp.passive_ports_fragment restarts ProFTPd when the file is as wanted but
         # not loaded (a changed file is fragment_drift or a passive finding already).
-        if digest(content) == state.fragment_sha256 and not proftpd.loaded(state, content):
+        if fragment_digest(content) == state.fragment_sha256 and not fragment_loaded(state, content):
             found.append(finding("ftp_not_loaded", f"ProFTPd runs, but not on {FRAGMENT_PATH} "
                                  "as it is on disk (its loaded marker differs): the deploy "
                                  "would restart it"))
         return found
-    want = pureftpd.wanted_files(plan.passive_ports, plan.masquerade_address)
+    want = pureftpd_files(plan.passive_ports, plan.masquerade_address)
     current = state.ftp.pureftpd
     have = {"PassivePortRange": current.passive_port_range_raw,
             "ForcePassiveIP": current.force_passive_ip}
@@ -453,11 +459,11 @@ def _daemon_findings(plan: HostPlan, state: HostState, daemon: str | None) -> li
         found.append(finding("force_passive_ip",
                              f"pure-ftpd's ForcePassiveIP is {shown}; ftp_masquerade_address "
                              f"wants {want['ForcePassiveIP'] or 'none'}"))
-    # pureftpd.passive_port_range restarts pure-ftpd when its files are as wanted but
+    # ftp.passive_port_range restarts pure-ftpd when its files are as wanted but
     # not loaded.
-    if have == want and not pureftpd.loaded(state, want):
+    if have == want and not pureftpd_loaded(state, want):
         found.append(finding("ftp_not_loaded", "pure-ftpd runs, but not on "
-                             f"{pureftpd.CONF_DIR} as it is on disk (its loaded marker "
+                             f"{PUREFTPD_CONF_DIR} as it is on disk (its loaded marker "
                              "differs): the deploy would restart it"))
     return found
 

@@ -29,7 +29,7 @@ PROGRAM_DIR = "/var/lib/froxlor-fleet/program"
 # failed, or a run cut short, leaves it different from the file: the next run reloads).
 LOADED_MARKER = "/var/lib/froxlor-fleet/proftpd-fragment.loaded"
 # sha256 of the passive range pure-ftpd last loaded through this deploy
-# (``pureftpd.digest``): files written but no restart leave it behind the files.
+# (``ftpplan.pureftpd_files_digest``): files written but no restart leave it behind the files.
 PUREFTPD_LOADED_MARKER = "/var/lib/froxlor-fleet/pureftpd-range.loaded"
 
 
