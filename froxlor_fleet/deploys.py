@@ -5,12 +5,12 @@ from __future__ import annotations
 from pyinfra import host, inventory, state
 from pyinfra.api import deploy
 
-from . import firewall, ftp
 from .facts import host_state
-from .ftpplan import plan_ftp
 from .model.catalog import DEFAULTS
 from .model.loading import run_plans
 from .model.plan import HostPlan
+from .operations import ftp, ufw
+from .operations.ftpplan import plan_ftp
 
 
 def fleet_plans() -> dict[str, HostPlan]:
@@ -41,7 +41,7 @@ def froxlor_firewall() -> None:
                       passive_ports=plan.passive_ports,
                       masquerade_address=plan.masquerade_address,
                       ftp_daemon=plan.ftp_daemon, ftp=ftp_plan)
-    firewall.rules_and_policies(
+    ufw.rules_and_policies(
         name="UFW rules, policies and state",
         rules=plan.rules + ftp_plan.keep,
         incoming=plan.incoming,

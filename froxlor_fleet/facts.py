@@ -55,7 +55,7 @@ class HostState:
     fragment_loaded: str | None = None
     # sha256 of the passive range pure-ftpd last loaded through this deploy (ftpplan.pureftpd_files_digest)
     pureftpd_loaded: str | None = None
-    # Other tenants of the firewall (what each means: tenants.py): installed
+    # Other tenants of the firewall (what each means: operations/tenants.py): installed
     # iptables-persistent/netfilter-persistent, an enabled nftables.service that flushes
     # the ruleset, fail2ban's f2b-* chains that ufw flushes (MANAGE_BUILTINS=yes), Docker.
     persistent: tuple[str, ...] = ()

@@ -137,7 +137,7 @@ def build_fact(spec: dict) -> list[str]:
 def with_pure_marker(lines: list[str], loaded: str | bool | None) -> list[str]:
     """Fact output with pure-ftpd's loaded-range marker: ``True`` (pure-ftpd loaded the
     files the ``@pure`` lines show), ``None`` (no marker) or the marker's text."""
-    from froxlor_fleet import ftpplan
+    from froxlor_fleet.operations import ftpplan
 
     files: dict[str, str | None] = {}
     for line in lines:

@@ -35,9 +35,9 @@ from froxlor_fleet.audit.report import (
     write_atomically,
 )
 from froxlor_fleet.facts import SECTION, FleetHostState
-from froxlor_fleet.ftpplan import render_fragment
 from froxlor_fleet.model.catalog import FRAGMENT_PATH
 from froxlor_fleet.model.validation import check_inventory
+from froxlor_fleet.operations.ftpplan import render_fragment
 from helpers import FIXTURES, build_fact, make_inventory
 from helpers import ftp_dump as helpers_ftp_dump
 

@@ -14,8 +14,8 @@ import shlex
 from pyinfra.api import FunctionCommand, StringCommand
 from pyinfra.api.state import StateStage
 
-from froxlor_fleet import firewall, hostprogram
 from froxlor_fleet.model.plan import RuleSpec
+from froxlor_fleet.operations import hostprogram, ufw
 from helpers import build_fact, fake_host
 
 MAX_ARG_STRLEN = 131072  # linux/binfmts.h: 32 pages
@@ -31,7 +31,7 @@ def big_rules() -> list[RuleSpec]:
 
 def test_no_argument_of_a_big_change_passes_the_kernels_limit() -> None:
     with fake_host(build_fact({"scenario": "pristine"}), stage=StateStage.Execute):
-        commands = list(firewall.rules_and_policies._inner(
+        commands = list(ufw.rules_and_policies._inner(
             rules=big_rules(), confirm_timeout=60, lockout_guard=False))
     place, transaction = commands
     assert isinstance(place, StringCommand) and isinstance(transaction, FunctionCommand)

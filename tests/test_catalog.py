@@ -3,8 +3,8 @@
 import ast
 import re
 
-from froxlor_fleet.ftpplan import render_fragment
 from froxlor_fleet.model.catalog import DEFAULTS, ROLE_ALIASES, ROLE_SERVICES
+from froxlor_fleet.operations.ftpplan import render_fragment
 from helpers import TESTS
 
 README = (TESTS.parent / "README.md").read_text()

@@ -27,7 +27,7 @@ import pytest
 from froxlor_fleet import __version__
 from froxlor_fleet.audit.fact import LISTENING_SECTION
 from froxlor_fleet.facts import SECTION
-from froxlor_fleet.ftpplan import render_fragment
+from froxlor_fleet.operations.ftpplan import render_fragment
 from helpers import FIXTURES, build_fact
 from test_audit import admin_passive, ftp_dump
 

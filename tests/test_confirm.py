@@ -22,8 +22,8 @@ from typing import ClassVar
 import pytest
 from pyinfra.api import Config, Inventory, State, StringCommand
 
-from froxlor_fleet import confirm, hostprogram
 from froxlor_fleet.model.validation import confirm_timeout
+from froxlor_fleet.operations import confirm, hostprogram
 from froxlor_fleet.remote import commit, fleethost
 
 IN_CI = os.environ.get("CI") == "true"

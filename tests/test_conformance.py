@@ -36,10 +36,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from froxlor_fleet.ftpplan import render_fragment
 from froxlor_fleet.model import validation
 from froxlor_fleet.model.plan import RuleSpec, port_weight, ufw_port_sort
 from froxlor_fleet.model.ufwrules import expand, want
+from froxlor_fleet.operations.ftpplan import render_fragment
 
 UFW_HOME = Path("/usr/lib/python3/dist-packages")
 IN_CI = os.environ.get("CI") == "true"

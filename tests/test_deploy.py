@@ -14,14 +14,15 @@ import pytest
 from pyinfra.api import FunctionCommand
 from pyinfra.api.state import StateStage
 
-from froxlor_fleet import deploys, firewall, ftp, ftpplan
-from froxlor_fleet.ftpplan import FtpPlan
+from froxlor_fleet import deploys
 from froxlor_fleet.model.catalog import FRAGMENT_PATH
+from froxlor_fleet.operations import ftp, ftpplan, ufw
+from froxlor_fleet.operations.ftpplan import FtpPlan
 from helpers import build_fact, fake_host
 from test_passive_switch import CONVERGED_RANGE, plan_for
 
 OPERATIONS = {"ready_for_ftp": (ftp, ftp.ready_for_ftp),
-              "rules_and_policies": (firewall, firewall.rules_and_policies),
+              "rules_and_policies": (ufw, ufw.rules_and_policies),
               "passive_ports_fragment": (ftp, ftp.passive_ports_fragment),
               "passive_port_range": (ftp, ftp.passive_port_range)}
 # Each daemon's part of the host program's request (what ``ftpplan`` decides per daemon).
@@ -94,10 +95,10 @@ def test_a_range_switch_is_decided_once_and_handed_to_every_operation(
     assert run.decided == {"choose_daemon": 1, PART[daemon]: 1}
     ftp_plan = run.once("ready_for_ftp")["ftp"]
     assert isinstance(ftp_plan, FtpPlan) and (ftp_plan.daemon, ftp_plan.refusal) == (daemon, None)
-    ufw = run.once("rules_and_policies")
-    assert ufw["ftp"] is ftp_plan.part and ftp_plan.part is not None
+    ufw_call = run.once("rules_and_policies")
+    assert ufw_call["ftp"] is ftp_plan.part and ftp_plan.part is not None
     assert [w["dport"] for w in ftp_plan.part["keep"]] == ["49152:65534"]
-    assert ftp_plan.keep and set(ftp_plan.keep) <= set(ufw["rules"])  # open until the daemon switched
+    assert ftp_plan.keep and set(ftp_plan.keep) <= set(ufw_call["rules"])  # open until the daemon switched
     kwargs = run.once(operation)
     assert kwargs["ftp"] is ftp_plan and kwargs["switch"] is ftp_plan.switch
     if daemon == "proftpd":

@@ -1,7 +1,7 @@
 """What ``--diff`` shows, and the warnings printed on every run.
 
-Unit tests of ``firewall.rule_diff_lines`` and of what the operations log through
-pyinfra's logger: the UFW change lines (``firewall._report``), the "keeps unmanaged UFW
+Unit tests of ``ufw.rule_diff_lines`` and of what the operations log through
+pyinfra's logger: the UFW change lines (``ufw._report``), the "keeps unmanaged UFW
 rule" warning (once per run, also without ``--diff``) and the ProFTPd fragment diff.
 Facts come from the captured ufw 0.36.2 scenarios (tests/fixtures), as in
 test_operations.py. Colours are on (``click.style``, as pyinfra's CLI sets them) and
@@ -19,11 +19,11 @@ import click
 import pytest
 from pyinfra.api.state import StateStage
 
-from froxlor_fleet import firewall, ftp, ftpplan
 from froxlor_fleet.facts import parse_state
 from froxlor_fleet.model.catalog import FRAGMENT_PATH
 from froxlor_fleet.model.plan import RuleSpec
 from froxlor_fleet.model.ufwrules import plan_rules
+from froxlor_fleet.operations import ftp, ftpplan, ufw
 from helpers import build_fact, fake_host
 
 try:  # pyinfra >= 3.10: plain text unless the CLI installs click.style
@@ -98,7 +98,7 @@ def run(op, facts: dict, *, diff: bool = True, stage: StateStage = StateStage.Pr
         check_for_changes: bool = True, **kwargs) -> int:
     """Run an operation's body on a fake host; the number of commands it yields (the
     host program's placement aside: the facts here have none placed)."""
-    if op is firewall.rules_and_policies:  # these tests are about the rule lines;
+    if op is ufw.rules_and_policies:  # these tests are about the rule lines;
         kwargs.setdefault("confirm_timeout", 0)  # commit-confirmed has its own test
     with fake_host(build_fact(facts), diff=diff, stage=stage) as (host, _noops):
         host.state.check_for_changes = check_for_changes
@@ -108,7 +108,7 @@ def run(op, facts: dict, *, diff: bool = True, stage: StateStage = StateStage.Pr
 def _placement(command: object) -> bool:
     from pyinfra.api import QuoteString, StringCommand
 
-    from froxlor_fleet import hostprogram
+    from froxlor_fleet.operations import hostprogram
 
     return isinstance(command, StringCommand) and any(
         isinstance(b, QuoteString) and b.obj == hostprogram.PLACE for b in command.bits)
@@ -133,8 +133,8 @@ def kept(log: Capture) -> list[str]:
 # --- rule_diff_lines ---------------------------------------------------------------------
 
 def diff_lines(facts: dict, rules: list[RuleSpec], purge: bool = False) -> list[str]:
-    ufw = parse_state(build_fact(facts)).ufw
-    return firewall.rule_diff_lines(plan_rules(ufw.rules, rules, ufw.ipv6, purge), ufw)
+    state = parse_state(build_fact(facts)).ufw
+    return ufw.rule_diff_lines(plan_rules(state.rules, rules, state.ipv6, purge), state)
 
 
 def test_added_rule_one_line_for_v4_and_v6(log: Capture) -> None:
@@ -272,7 +272,7 @@ def test_ipv6_no_describes_v4_only() -> None:
 # --- the UFW block under --diff ----------------------------------------------------------
 
 def test_first_rollout(log: Capture) -> None:
-    assert run(firewall.rules_and_policies, {"scenario": "pristine"}, rules=CONVERGED) == 1
+    assert run(ufw.rules_and_policies, {"scenario": "pristine"}, rules=CONVERGED) == 1
     assert ufw_diff(log) == [
         "+ allow 21/tcp  (ftp)",
         "+ allow 49152:65534/tcp  (ftp)",
@@ -284,7 +284,7 @@ def test_first_rollout(log: Capture) -> None:
 
 
 def test_policy_and_logging(log: Capture) -> None:
-    run(firewall.rules_and_policies, {"scenario": "converged-web-ftp"}, rules=CONVERGED,
+    run(ufw.rules_and_policies, {"scenario": "converged-web-ftp"}, rules=CONVERGED,
         incoming="reject", outgoing="deny", logging="medium")
     assert ufw_diff(log) == [
         "~ default incoming: deny -> reject",
@@ -296,7 +296,7 @@ def test_policy_and_logging(log: Capture) -> None:
 
 
 def test_hand_made_host_all_kinds_of_lines(log: Capture) -> None:
-    run(firewall.rules_and_policies, {"scenario": "hand-made-mixed"}, rules=[SSH, *MYSQL])
+    run(ufw.rules_and_policies, {"scenario": "hand-made-mixed"}, rules=[SSH, *MYSQL])
     assert ufw_diff(log) == [
         "~ allow 22/tcp  (unmanaged -> ssh)",
         "~ default incoming: reject -> deny",
@@ -306,19 +306,19 @@ def test_hand_made_host_all_kinds_of_lines(log: Capture) -> None:
 
 
 def test_enabled_but_not_loaded(log: Capture) -> None:
-    run(firewall.rules_and_policies, {"scenario": "converged-web-ftp", "running": "no"},
+    run(ufw.rules_and_policies, {"scenario": "converged-web-ftp", "running": "no"},
         rules=CONVERGED)
     assert ufw_diff(log) == ["~ ufw: inactive -> active"]
 
 
 def test_disable(log: Capture) -> None:
-    run(firewall.rules_and_policies, {"scenario": "converged-web-ftp"}, rules=CONVERGED,
+    run(ufw.rules_and_policies, {"scenario": "converged-web-ftp"}, rules=CONVERGED,
         enabled=False)
     assert ufw_diff(log) == ["~ ufw: active -> inactive"]
 
 
 def test_install_first(log: Capture) -> None:
-    assert run(firewall.rules_and_policies, {"scenario": "pristine", "ufw": []},
+    assert run(ufw.rules_and_policies, {"scenario": "pristine", "ufw": []},
                rules=[SSH]) == 1  # the transaction (ufw comes with the program's placement)
     assert ufw_diff(log) == ["+ install ufw", "+ allow 22/tcp  (ssh)", "~ ufw: inactive -> active"]
     assert next(r.raw for r in log.records if "install ufw" in r.raw).startswith("  " + GREEN)
@@ -327,7 +327,7 @@ def test_install_first(log: Capture) -> None:
 def test_commit_confirmed_is_announced(log: Capture) -> None:
     """--dry --diff says a change will be confirmed, and within what time; a change that
     can't affect SSH (logging only) is not armed, so it says nothing."""
-    assert run(firewall.rules_and_policies, {"scenario": "converged-web-ftp", "running": "no"},
+    assert run(ufw.rules_and_policies, {"scenario": "converged-web-ftp", "running": "no"},
                rules=CONVERGED, confirm_timeout=45) == 1  # the transaction confirms itself
     assert ufw_diff(log) == [
         "~ ufw: inactive -> active",
@@ -335,19 +335,19 @@ def test_commit_confirmed_is_announced(log: Capture) -> None:
         "restores its previous UFW",
     ]
     log.records.clear()
-    assert run(firewall.rules_and_policies, {"scenario": "converged-web-ftp"},
+    assert run(ufw.rules_and_policies, {"scenario": "converged-web-ftp"},
                rules=CONVERGED, logging="medium", confirm_timeout=45) == 1
     assert ufw_diff(log) == ["~ logging: low -> medium"]
 
 
 def test_no_block_when_nothing_changes(log: Capture) -> None:
-    assert run(firewall.rules_and_policies, {"scenario": "converged-web-ftp"},
+    assert run(ufw.rules_and_policies, {"scenario": "converged-web-ftp"},
                rules=CONVERGED) == 0
     assert log.texts() == []  # (fake_host collects host.noop's line apart)
 
 
 def test_no_block_without_diff(log: Capture) -> None:
-    assert run(firewall.rules_and_policies, {"scenario": "pristine"}, diff=False,
+    assert run(ufw.rules_and_policies, {"scenario": "pristine"}, diff=False,
                rules=CONVERGED) == 1
     assert log.texts() == []
 
@@ -355,15 +355,15 @@ def test_no_block_without_diff(log: Capture) -> None:
 def test_block_printed_once_per_run(log: Capture) -> None:
     """Detection prints it; execution does not, unless detection was skipped (-y)."""
     facts = {"scenario": "converged-web-ftp", "running": "no"}
-    run(firewall.rules_and_policies, facts, stage=StateStage.Execute, rules=CONVERGED)
+    run(ufw.rules_and_policies, facts, stage=StateStage.Execute, rules=CONVERGED)
     assert ufw_diff(log) == []
-    run(firewall.rules_and_policies, facts, stage=StateStage.Execute, check_for_changes=False,
+    run(ufw.rules_and_policies, facts, stage=StateStage.Execute, check_for_changes=False,
         rules=CONVERGED)
     assert ufw_diff(log) == ["~ ufw: inactive -> active"]
 
 
 def test_refused_plan_shows_its_diff_then_the_refusal(log: Capture) -> None:
-    run(firewall.rules_and_policies, {"scenario": "converged-web-ftp"},
+    run(ufw.rules_and_policies, {"scenario": "converged-web-ftp"},
         rules=[tcp("2222", label="ssh")])
     assert ufw_diff(log)[0] == "+ allow 2222/tcp  (ssh)"
     assert log.texts(logging.WARNING)[-1].startswith(PREFIX + "will fail: lockout guard: ")
@@ -383,7 +383,7 @@ HAND_MADE_KEPT = [
 
 @pytest.mark.parametrize("diff", [True, False], ids=["diff", "no-diff"])
 def test_kept_rules_warned_with_and_without_diff(log: Capture, diff: bool) -> None:
-    run(firewall.rules_and_policies, {"scenario": "hand-made-mixed"}, diff=diff,
+    run(ufw.rules_and_policies, {"scenario": "hand-made-mixed"}, diff=diff,
         rules=[SSH, *MYSQL])
     assert kept(log) == HAND_MADE_KEPT  # v4 and v6 halves: one line
     assert all(r.level == logging.WARNING for r in log.records if "keeps unmanaged" in r.raw)
@@ -391,11 +391,11 @@ def test_kept_rules_warned_with_and_without_diff(log: Capture, diff: bool) -> No
 
 def test_kept_rules_warned_once_per_run(log: Capture) -> None:
     facts = {"scenario": "hand-made-mixed"}
-    run(firewall.rules_and_policies, facts, rules=[SSH, *MYSQL])  # detection
-    run(firewall.rules_and_policies, facts, stage=StateStage.Execute, rules=[SSH, *MYSQL])
+    run(ufw.rules_and_policies, facts, rules=[SSH, *MYSQL])  # detection
+    run(ufw.rules_and_policies, facts, stage=StateStage.Execute, rules=[SSH, *MYSQL])
     assert kept(log) == HAND_MADE_KEPT
     log.records.clear()
-    run(firewall.rules_and_policies, facts, stage=StateStage.Execute,  # -y: no detection
+    run(ufw.rules_and_policies, facts, stage=StateStage.Execute,  # -y: no detection
         check_for_changes=False, rules=[SSH, *MYSQL])
     assert kept(log) == HAND_MADE_KEPT
 
@@ -409,19 +409,19 @@ def test_kept_rules_warned_on_a_converged_host(log: Capture) -> None:
              "rules6": ["### tuple ### allow tcp 22 ::/0 any ::/0 in "
                         "comment=66726f786c6f722d666c6565743a737368",
                         "### tuple ### allow tcp 9090 ::/0 any ::/0 in"]}
-    assert run(firewall.rules_and_policies, facts, rules=[SSH]) == 0
+    assert run(ufw.rules_and_policies, facts, rules=[SSH]) == 0
     assert kept(log) == ["allow 8080/tcp" + KEEP_HINT, "allow 9090/tcp (v6)" + KEEP_HINT]
     assert ufw_diff(log) == []
 
 
 def test_no_kept_warning_when_purging(log: Capture) -> None:
-    run(firewall.rules_and_policies, {"scenario": "hand-made-mixed"}, rules=[SSH, *MYSQL],
+    run(ufw.rules_and_policies, {"scenario": "hand-made-mixed"}, rules=[SSH, *MYSQL],
         purge_unmanaged=True)
     assert kept(log) == []
 
 
 def test_inert_v6_rules_warned(log: Capture) -> None:
-    run(firewall.rules_and_policies, {"scenario": "converged-web-ftp", "default": {"IPV6": "no"}},
+    run(ufw.rules_and_policies, {"scenario": "converged-web-ftp", "default": {"IPV6": "no"}},
         rules=CONVERGED)
     assert log.texts(logging.WARNING) == [
         PREFIX + "leaves 4 IPv6 rule(s) in user6.rules alone: IPV6=no, ufw ignores them"]
@@ -521,8 +521,8 @@ NFT_WARNING = ("nftables.service is enabled and /etc/nftables.conf flushes the r
 def test_an_nftables_service_that_flushes_at_boot_is_named_once_per_run(
         log: Capture, facts: dict) -> None:
     """Issue 19: the host looks converged, and after a reboot UFW's rules are gone."""
-    run(firewall.rules_and_policies, facts, rules=[SSH])  # detection
-    run(firewall.rules_and_policies, facts, stage=StateStage.Execute, rules=[SSH])
+    run(ufw.rules_and_policies, facts, rules=[SSH])  # detection
+    run(ufw.rules_and_policies, facts, stage=StateStage.Execute, rules=[SSH])
     warned = [t for t in log.texts(logging.WARNING) if NFT_WARNING in t]
     assert len(warned) == 1, log.texts()
 
@@ -533,11 +533,11 @@ def test_an_nftables_service_that_flushes_at_boot_is_named_once_per_run(
 ])
 def test_other_conflicts_are_named_once_per_run(log: Capture, tenant: str, words: str) -> None:
     facts = {"scenario": "converged-web-ftp", "tenants": [tenant]}
-    run(firewall.rules_and_policies, facts, rules=[SSH])
-    run(firewall.rules_and_policies, facts, stage=StateStage.Execute, rules=[SSH])
+    run(ufw.rules_and_policies, facts, rules=[SSH])
+    run(ufw.rules_and_policies, facts, stage=StateStage.Execute, rules=[SSH])
     assert len([t for t in log.texts(logging.WARNING) if words in t]) == 1, log.texts()
 
 
 def test_no_nftables_warning_without_it(log: Capture) -> None:
-    run(firewall.rules_and_policies, {"scenario": "converged-web-ftp"}, rules=[SSH])
+    run(ufw.rules_and_policies, {"scenario": "converged-web-ftp"}, rules=[SSH])
     assert not [t for t in log.texts() if "nftables" in t]

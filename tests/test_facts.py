@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from froxlor_fleet import ftpplan, remote
+from froxlor_fleet import remote
 from froxlor_fleet.facts import SECTION, FleetHostState, parse_state
 from froxlor_fleet.ftpconf.judge import conflicts
 from froxlor_fleet.model import program
 from froxlor_fleet.model.catalog import FRAGMENT_PATH
 from froxlor_fleet.model.ufwrules import parse_tuple_line
+from froxlor_fleet.operations import ftpplan
 from helpers import UFW_FIXTURES, fact_lines, with_fragment
 
 

@@ -269,7 +269,7 @@ def test_limited_run_plans_its_hosts_despite_bad_data_elsewhere(tmp_path: Path) 
     # The whole run, not only the pre-connect check: a dry run with --limit prepares the
     # targeted hosts' operations (hosts from the test-only "canned" connector, which
     # answers the state read with a real capture).
-    from froxlor_fleet.ftpplan import render_fragment
+    from froxlor_fleet.operations.ftpplan import render_fragment
     from helpers import build_fact
 
     (tmp_path / "inventory.py").write_text(

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from froxlor_fleet import ftpplan
+from froxlor_fleet.operations import ftpplan
 from froxlor_fleet.remote import ftpapply
 from froxlor_fleet.remote.ftpapply import FtpError, Host
 

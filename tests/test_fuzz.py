@@ -25,11 +25,12 @@ from hypothesis import strategies as st
 from pyinfra.api.command import StringCommand
 from pyinfra.api.state import StateStage
 
-from froxlor_fleet import firewall, ftp, ftpplan, hostprogram
 from froxlor_fleet.model import program
 from froxlor_fleet.model.catalog import DEFAULTS, VALID_ROLES
 from froxlor_fleet.model.ufwrules import ANY, Want, parse_tuple_line, want
 from froxlor_fleet.model.validation import FleetDataError, check_inventory, near_miss, resolve
+from froxlor_fleet.operations import ftp, ftpplan, hostprogram
+from froxlor_fleet.operations.ufw import rules_and_policies
 from helpers import build_fact, fake_host, make_inventory
 from test_conformance import PROFTPD, directives, need, ours, proftpd_check, ufw, ufw_tuples
 
@@ -104,7 +105,7 @@ def unquoted(command: StringCommand) -> list[str]:
 def _commands(plan) -> tuple[list, list]:
     fragment = ftpplan.fragment_for(plan)
     with fake_host(build_fact({"scenario": "hand-made-mixed"}), stage=StateStage.Execute):
-        commands = list(firewall.rules_and_policies._inner(
+        commands = list(rules_and_policies._inner(
             rules=plan.rules, incoming=plan.incoming, outgoing=plan.outgoing,
             logging=plan.logging, enabled=plan.enabled, purge_unmanaged=plan.purge_unmanaged))
         frag_commands = list(ftp.passive_ports_fragment._inner(content=fragment))

@@ -19,10 +19,10 @@ from typing import Any
 from pyinfra.api import FunctionCommand, StringCommand
 from pyinfra.connectors.util import CommandOutput, OutputLine
 
-from froxlor_fleet import ftpplan, hostprogram
 from froxlor_fleet.facts import HostState
 from froxlor_fleet.model import program
 from froxlor_fleet.model.catalog import FRAGMENT_PATH, LOADED_MARKER, LOCK_WAIT, PUREFTPD_LOADED_MARKER
+from froxlor_fleet.operations import ftpplan, hostprogram
 from froxlor_fleet.remote import transaction
 from test_passive_switch import host_with
 

@@ -19,14 +19,14 @@ import pytest
 from pyinfra.api import FunctionCommand, QuoteString, StringCommand
 from pyinfra.api.state import StateStage
 
-from froxlor_fleet import firewall, ftp, hostprogram
 from froxlor_fleet.model import program
 from froxlor_fleet.model.plan import RuleSpec
-from froxlor_fleet.passive_switch import Switch
+from froxlor_fleet.operations import ftp, hostprogram, ufw
+from froxlor_fleet.operations.passive_switch import Switch
 from helpers import TESTS, build_fact, fake_host, load_case
 
 OPERATIONS = {
-    "firewall.rules_and_policies": firewall.rules_and_policies,
+    "ufw.rules_and_policies": ufw.rules_and_policies,
     "ftp.passive_ports_fragment": ftp.passive_ports_fragment,
     "ftp.ready_for_ftp": ftp.ready_for_ftp,
     "ftp.passive_port_range": ftp.passive_port_range,
@@ -169,7 +169,7 @@ def test_every_change_case_has_a_noop_partner(op_dir: Path) -> None:
 def test_noop_partner_check_catches_each_defect(tmp_path: Path) -> None:
     """The meta-test fails when any one change case loses its partner, names a missing
     one, or names one with other kwargs, commands or no noop description."""
-    source = TESTS / "operations" / "firewall.rules_and_policies"
+    source = TESTS / "operations" / "ufw.rules_and_policies"
     change = "hand_made_kept"
 
     def folder_with(edit) -> Path:

@@ -118,7 +118,7 @@ def test_installed_wheel_works_from_another_directory(installed: Path, tmp_path:
     assert res.returncode == 0 and res.stdout.startswith(f"froxlor-fleet {__version__} "), res
     res = run(installed / "python", "-c", (
         "import froxlor_fleet, sys\n"
-        "from froxlor_fleet.ftpplan import render_fragment\n"
+        "from froxlor_fleet.operations.ftpplan import render_fragment\n"
         "assert '/site-packages/' in froxlor_fleet.__file__, froxlor_fleet.__file__\n"
         "sys.stdout.write(render_fragment((50000, 50100)))\n"), cwd=elsewhere)
     assert res.returncode == 0, res.stderr
@@ -142,7 +142,7 @@ def test_installed_audit_gives_all_three_exit_codes(installed: Path, tmp_path: P
     import jsonschema
 
     from froxlor_fleet.audit.fact import LISTENING_SECTION
-    from froxlor_fleet.ftpplan import render_fragment
+    from froxlor_fleet.operations.ftpplan import render_fragment
     from helpers import FIXTURES, build_fact
 
     schema = json.loads((ROOT / "froxlor_fleet" / "audit" / "audit.schema.json").read_text())

@@ -5,10 +5,10 @@ open only until then: test_transaction.py)."""
 from __future__ import annotations
 
 from froxlor_fleet.facts import HostState, parse_state
-from froxlor_fleet.ftpplan import render_fragment
 from froxlor_fleet.model.catalog import FRAGMENT_PATH
 from froxlor_fleet.model.validation import check_inventory
-from froxlor_fleet.passive_switch import plan_switch, range_rule
+from froxlor_fleet.operations.ftpplan import render_fragment
+from froxlor_fleet.operations.passive_switch import plan_switch, range_rule
 from helpers import build_fact, make_inventory
 
 CONVERGED_RANGE = (49152, 65534)  # the converged-web-ftp scenario's UFW rule

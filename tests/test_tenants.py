@@ -79,7 +79,7 @@ def test_want_of_ours_is_never_a_ban() -> None:
 
 
 def test_the_diff_counts_bans_per_jail() -> None:
-    from froxlor_fleet.firewall import ban_summary
+    from froxlor_fleet.operations.ufw import ban_summary
 
     unnamed = UfwRule(4, "reject", "any", "any", "0.0.0.0/0", "any", "192.0.2.1",
                       comment="by Fail2Ban")
@@ -134,7 +134,7 @@ def test_the_state_read_names_other_tenants(tmp_path: Path, installed, nft_enabl
 
 
 def test_the_refusal_names_each_package_in_good_english() -> None:
-    from froxlor_fleet.tenants import persistent_refusal
+    from froxlor_fleet.operations.tenants import persistent_refusal
 
     one = persistent_refusal(("iptables-persistent",))
     assert "and iptables-persistent is: installing ufw would remove it (" in one
@@ -192,7 +192,7 @@ def tenant_state(**tenants) -> HostState:
 
 
 def test_each_conflict_is_named_once_with_its_audit_severity() -> None:
-    from froxlor_fleet.tenants import conflicts
+    from froxlor_fleet.operations.tenants import conflicts
 
     assert conflicts(tenant_state()) == []
     every = tenant_state(nftables_flushes=True, f2b_flushed=True, docker=True,
@@ -211,7 +211,7 @@ def test_each_conflict_is_named_once_with_its_audit_severity() -> None:
 def test_persistent_beside_an_installed_ufw_is_not_a_conflict_to_refuse() -> None:
     """dpkg keeps ufw and iptables-persistent apart; the audit's persistent finding is
     for a host where ufw is missing (the deploy refuses to install it there)."""
-    from froxlor_fleet.tenants import conflicts
+    from froxlor_fleet.operations.tenants import conflicts
 
     state = tenant_state(persistent=("netfilter-persistent",))
     assert [c.name for c in conflicts(state)] == []

@@ -30,8 +30,8 @@ from typing import Any
 
 import pytest
 
-from froxlor_fleet import hostprogram
 from froxlor_fleet.model.catalog import LOCK_WAIT
+from froxlor_fleet.operations import hostprogram
 from froxlor_fleet.remote import commit, fleethost, ftpapply, transaction
 from froxlor_fleet.remote.ufwmodel import FAIL2BAN_COMMENT, Session, Want, expand, parse_rules
 from helpers import UFW_FIXTURES, ufw_sandbox

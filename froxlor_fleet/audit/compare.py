@@ -25,7 +25,10 @@ from typing import TYPE_CHECKING
 
 from ..facts import HostState, UfwState
 from ..ftpconf.dump import FtpConfig
-from ..ftpplan import (
+from ..model.catalog import FRAGMENT_PATH
+from ..model.plan import HostPlan
+from ..model.ufwrules import ANY, UfwRule, admits, describe_spec, plan_rules, port_matches
+from ..operations.ftpplan import (
     PUREFTPD_CONF_DIR,
     daemon_for,
     fragment_digest,
@@ -34,11 +37,8 @@ from ..ftpplan import (
     pureftpd_files,
     pureftpd_loaded,
 )
-from ..model.catalog import FRAGMENT_PATH
-from ..model.plan import HostPlan
-from ..model.ufwrules import ANY, UfwRule, admits, describe_spec, plan_rules, port_matches
+from ..operations.tenants import TENANT_KINDS, conflicts
 from ..remote.ufwmodel import ADMITTING, BLOCKING, RulePlan, ban_jail
-from ..tenants import TENANT_KINDS, conflicts
 from .fact import AuditState, Listening
 
 if TYPE_CHECKING:
@@ -320,7 +320,7 @@ def _setting_findings(plan: HostPlan, ufw: UfwState) -> list[Finding]:
                                       ("outgoing", ufw.outgoing, plan.outgoing),
                                       ("logging", ufw.logging, plan.logging))
              if have != want]
-    # firewall.rules_and_policies: "enable" when wanted and not active (ENABLED=yes and
+    # ufw.rules_and_policies: "enable" when wanted and not active (ENABLED=yes and
     # running), "disable" when unwanted and either holds.
     if plan.enabled and ufw.running and not ufw.conf_enabled:
         found.append(Finding("ufw_not_enabled", "drift", plan.host,

@@ -283,9 +283,9 @@ def test_value_ufw_refuses_stops_the_step_before_any_change(lab) -> None:
     dns = lab.by_kind("dns")[0]
     deploy = TEST_LAB / "raw_deploy.py"
     deploy.write_text(
-        "from froxlor_fleet import firewall\n"
         "from froxlor_fleet.model.plan import RuleSpec\n"
-        "firewall.rules_and_policies(name='raw', rules=[\n"
+        "from froxlor_fleet.operations import ufw\n"
+        "ufw.rules_and_policies(name='raw', rules=[\n"
         "    RuleSpec(('22',), 'tcp', None, 'ssh'),\n"
         "    RuleSpec(('8081',), 'tcp', None, 'extra'),\n"
         "    RuleSpec(('8082',), 'tcp', None, 'extra', \"it's\")])\n")

@@ -17,12 +17,12 @@ from importlib import resources
 
 from jinja2 import Environment, StrictUndefined
 
-from .facts import HostState
-from .ftpconf.daemon import DaemonChoice, choose_daemon
-from .model.catalog import FRAGMENT_PATH, LOADED_MARKER, PUREFTPD_LOADED_MARKER
-from .model.plan import HostPlan, RuleSpec
+from ..facts import HostState
+from ..ftpconf.daemon import DaemonChoice, choose_daemon
+from ..model.catalog import FRAGMENT_PATH, LOADED_MARKER, PUREFTPD_LOADED_MARKER
+from ..model.plan import HostPlan, RuleSpec
+from ..remote.ftpapply import proftpd_digest, pureftpd_digest
 from .passive_switch import Switch, plan_switch, with_keep
-from .remote.ftpapply import proftpd_digest, pureftpd_digest
 
 TEMPLATE = "proftpd-passive-ports.conf.j2"
 PUREFTPD_CONF_DIR = "/etc/pure-ftpd/conf"

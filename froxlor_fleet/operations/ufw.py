@@ -15,11 +15,10 @@ from pyinfra.api import OperationError, operation
 from pyinfra.api.util import format_text
 from pyinfra.connectors.ssh import SSHConnector
 
-from . import hostprogram
-from .facts import HostState, UfwState, host_state
-from .model.catalog import DEFAULTS, LOG_LEVELS, POLICIES
-from .model.plan import RuleSpec
-from .model.ufwrules import (
+from ..facts import HostState, UfwState, host_state
+from ..model.catalog import DEFAULTS, LOG_LEVELS, POLICIES
+from ..model.plan import RuleSpec
+from ..model.ufwrules import (
     RulePlan,
     Session,
     UfwRule,
@@ -27,7 +26,8 @@ from .model.ufwrules import (
     plan_rules,
     want,
 )
-from .remote.ufwmodel import GUARD_NO_SESSION, ban_jail, lockout_risk, needs_confirming
+from ..remote.ufwmodel import GUARD_NO_SESSION, ban_jail, lockout_risk, needs_confirming
+from . import hostprogram
 from .steps import carry, refuse, reporting_stage, show_changes
 from .tenants import conflicts, persistent_refusal
 
@@ -159,10 +159,10 @@ def rules_and_policies(
 
     .. code:: python
 
-        from froxlor_fleet import firewall
         from froxlor_fleet.model.plan import RuleSpec
+        from froxlor_fleet.operations import ufw
 
-        firewall.rules_and_policies(
+        ufw.rules_and_policies(
             name="Open web and SSH",
             rules=[RuleSpec(("22",), "tcp", None, "ssh"),
                    RuleSpec(("80", "443"), "tcp", None, "web")],

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .facts import HostState
+from ..facts import HostState
 
 NFTABLES_AT_BOOT = (
     "nftables.service is enabled and /etc/nftables.conf flushes the ruleset: at boot it "

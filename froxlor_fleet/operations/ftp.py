@@ -34,10 +34,12 @@ from pyinfra.api import OperationError, operation
 from pyinfra.api.util import format_text
 from pyinfra.operations.util.files import generate_color_diff
 
+from ..facts import HostState, host_state
+from ..ftpconf.daemon import choose_daemon
+from ..ftpconf.judge import conflicts as proftpd_conflicts
+from ..model.catalog import FRAGMENT_PATH
+from ..model.ufwrules import describe_spec
 from . import hostprogram
-from .facts import HostState, host_state
-from .ftpconf.daemon import choose_daemon
-from .ftpconf.judge import conflicts as proftpd_conflicts
 from .ftpplan import (
     PUREFTPD_CONF_DIR,
     FtpPlan,
@@ -47,8 +49,6 @@ from .ftpplan import (
     pureftpd_files_now,
     pureftpd_part,
 )
-from .model.catalog import FRAGMENT_PATH
-from .model.ufwrules import describe_spec
 from .passive_switch import Switch, range_rule, with_keep
 from .steps import carried, refuse, reported, show_changes
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .facts import HostState
-from .model.plan import HostPlan, RuleSpec
-from .model.ufwrules import want
+from ..facts import HostState
+from ..model.plan import HostPlan, RuleSpec
+from ..model.ufwrules import want
 
 
 @dataclass(frozen=True)

@@ -28,18 +28,18 @@ from typing import TYPE_CHECKING, Any
 from pyinfra import logger
 from pyinfra.api import FunctionCommand, QuoteString, StringCommand
 
+from ..ftpconf.daemon import DAEMON_TITLES
+from ..model.catalog import LOCK_PATH, LOCK_WAIT
+from ..model.program import folder, sums, texts
+from ..remote.transaction import ARMED, BUSY
 from . import confirm
-from .ftpconf.daemon import DAEMON_TITLES
-from .model.catalog import LOCK_PATH, LOCK_WAIT
-from .model.program import folder, sums, texts
 from .passive_switch import daemon_range
-from .remote.transaction import ARMED, BUSY
 
 if TYPE_CHECKING:
     from pyinfra.api.host import Host
     from pyinfra.api.state import State
 
-    from .facts import HostState
+    from ..facts import HostState
 
 # Run $0 (the program) with its arguments under the interpreter ufw itself uses (the
 # first python3 on PATH may be another Python without ufw's modules), isolated (-I: no
