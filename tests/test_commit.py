@@ -335,6 +335,46 @@ def test_bad_tokens_are_rejected(host: Host, token: str) -> None:
     assert not host.state_dir.exists()
 
 
+@pytest.mark.parametrize("token", ["t0k3n-ab", "-" * 8, "Z" * 64, TOKEN, "a" * 7, "a" * 65,
+                                   "t\u00f6kenabc", "\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668",
+                                   "abcdefgh\n", "abcdefgh\x00", "abc\u200bdefgh", "ABCDEFG\uff21"])
+def test_a_token_is_what_the_control_side_makes(token: str) -> None:
+    """check_token (no regex on the host: importing re costs confirm) accepts exactly
+    what the control side's pattern does: 8-64 ASCII letters, digits and "-"."""
+    valid = re.fullmatch(r"[A-Za-z0-9-]{8,64}", token) is not None
+    try:
+        commit.check_token(token)
+        accepted = True
+    except commit.CommitError:
+        accepted = False
+    assert accepted == valid
+
+
+def test_removing_an_entry_follows_no_link(tmp_path: Path) -> None:
+    """An entry (files, the FTP backup folder in it) goes whole; a link in it goes, what
+    it points to stays (commit removes its folders with os.walk, not shutil)."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep").write_text("x")
+    entry = tmp_path / "pending" / TOKEN
+    (entry / "ftp-backup" / "deeper").mkdir(parents=True)
+    for name in ("undo.json", "timer", "ftp-backup/proftpd-fragment", "ftp-backup/deeper/f"):
+        (entry / name).write_text("x")
+    (entry / "link-to-folder").symlink_to(outside)
+    (entry / "ftp-backup" / "link-to-file").symlink_to(outside / "keep")
+    commit._rmtree(str(entry))
+    assert not entry.exists() and (outside / "keep").read_text() == "x"
+    single = tmp_path / "a-file"
+    single.write_text("x")
+    commit._rmtree(str(single))
+    assert not single.exists()
+    commit._rmtree(str(tmp_path / "gone"))  # nothing there: no error
+    link = tmp_path / "link"
+    link.symlink_to(outside)
+    commit._rmtree(str(link))
+    assert not link.is_symlink() and (outside / "keep").exists()
+
+
 @pytest.mark.parametrize("timeout", [0, -1, True, 1.5, "5", None])
 def test_bad_timeouts_are_rejected(host: Host, timeout: Any) -> None:
     with pytest.raises(commit.CommitError, match="invalid timeout") as exc:

@@ -310,6 +310,61 @@ def test_a_ban_survives_a_range_switch_and_its_revert(host: Host, monkeypatch) -
     assert {r.dport for r in rules if r.managed} == {"22", "50000:50100"}
 
 
+# --- ufw's netfilter capability test: once per process -------------------------------------
+
+# iptables as the host's: answers -V, passes ufw's capability test (its test chain made,
+# two rules appended, flushed, deleted), and logs every call; anything else fails (ufw's
+# chains are not loaded, as in the sandbox's stub).
+COUNTING_IPTABLES = """#!/bin/sh
+echo "${0##*/} $*" >> "${0%/*}/calls.log"
+[ "$1" = -V ] && echo 'iptables v1.8.9 (nf_tables)' && exit 0
+case "$2" in *caps-test*) exit 0;; esac
+exit 1
+"""
+
+
+def test_a_range_switch_runs_ufws_capability_test_once_per_family(
+        host: Host, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A range switch makes a fresh ufw frontend for each step (another tenant may
+    change the rules in between), and each new frontend ran ufw's netfilter capability
+    test again: ``iptables -V`` and a test chain (-N, -A twice, -F, -X) for iptables and
+    ip6tables, ~11 process executions, the same answer each time (it is the kernel's).
+    Now once per family for the transaction's process; the rules are still read fresh
+    per step (``test_a_ban_survives_a_range_switch_and_its_revert``)."""
+    import ufw.backend
+
+    sbin = host.root / "sbin"
+    for tool in ("iptables", "ip6tables"):
+        (sbin / tool).write_text(COUNTING_IPTABLES)
+    # The test as on a host: ufw runs it only with its checks on, as root (the sandbox
+    # turns the checks off: they want root-owned files).
+    initcaps = ufw.backend.UFWBackend.initcaps
+
+    def as_on_a_host(backend: Any) -> None:
+        backend.do_checks = True
+        try:
+            initcaps(backend)
+        finally:
+            backend.do_checks = False
+
+    monkeypatch.setattr(ufw.backend.UFWBackend, "initcaps", as_on_a_host)
+    if os.getuid() != 0:
+        monkeypatch.setattr(os, "getuid", lambda: 0)
+    host.rules([SSH, OLD_RANGE])
+    monkeypatch.setattr(ftpapply, "pureftpd_apply", lambda *args: "pure-ftpd restarted (pure-ftpd)")
+    ftp = {"daemon": "pureftpd", "range": "60000 60100", "force_ip": None,
+           "marker": str(host.root / "pure.loaded"), "keep": [OLD_RANGE.to_wire()]}
+    code, said = host.run(host.request(wanted=[SSH, NEW_RANGE], ftp=ftp))
+    assert code == 0, said
+    assert "ufw: closed the previous passive range" in said  # two steps, two frontends
+    calls = (sbin / "calls.log").read_text().splitlines()
+    v6 = 1 if os.path.exists("/proc/sys/net/ipv6") else 0  # ufw skips it without IPv6
+    tests = [c.split()[0] for c in calls if c.split()[1] == "-N"]
+    assert (tests.count("iptables"), tests.count("ip6tables")) == (1, v6), calls
+    assert [c for c in calls if c.split()[1] == "-V"] == ["iptables -V"], calls
+    assert {r.dport for r in host.written()} == {"22", "60000:60100"}
+
+
 # --- another run holds the host lock --------------------------------------------------------
 
 @contextlib.contextmanager

@@ -34,7 +34,6 @@ blocks here remove their temporary files.
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import os
 import re
 import shutil
@@ -43,7 +42,10 @@ import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Tuple
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy: true)
+if TYPE_CHECKING:
+    from typing import Callable, Dict, List, Optional, Tuple
 
 # Seconds. A check or restart that hangs must not hold the host lock for ever; systemd's
 # own start timeout (90 s by default) is below RESTART_TIMEOUT.
@@ -85,9 +87,15 @@ class Host:
 # --- digests: the markers' contents ------------------------------------------------
 
 
+def _sha256(data: bytes) -> str:
+    import hashlib  # here: loading it (OpenSSL) is ~4 ms, and only an FTP switch needs it
+
+    return hashlib.sha256(data).hexdigest()
+
+
 def proftpd_digest(content: str) -> str:
     """sha256 hex of the fragment's bytes (``froxlor_fleet.proftpd.digest``)."""
-    return hashlib.sha256(content.encode()).hexdigest()
+    return _sha256(content.encode())
 
 
 def pureftpd_digest(range_text: str, force_ip: Optional[str]) -> str:
@@ -96,7 +104,7 @@ def pureftpd_digest(range_text: str, force_ip: Optional[str]) -> str:
     text = "PassivePortRange %s\n" % range_text
     if force_ip is not None:
         text += "ForcePassiveIP %s\n" % force_ip
-    return hashlib.sha256(text.encode()).hexdigest()
+    return _sha256(text.encode())
 
 
 # --- running programs ----------------------------------------------------------------
@@ -550,7 +558,7 @@ def proftpd_restore(path: str, marker: str, backup: str, host: Host = Host()) ->
             raise FtpError("\n".join(["previous fragment put back at %s, but ProFTPd did not come back "
                                       "on it" % path, *out.splitlines()]))
         said = "proftpd restarted"
-    _marker_or_error(marker, None if previous is None else hashlib.sha256(previous).hexdigest(), said)
+    _marker_or_error(marker, None if previous is None else _sha256(previous), said)
     return "previous fragment put back; %s" % said
 
 

@@ -15,11 +15,16 @@ import os
 import shutil
 import tempfile
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple
 
 # Its siblings, in the package or on the host (fleethost.py makes its folder the package)
 from . import commit, ftpapply, ufw_apply
 from .ufwmodel import Want, needs_confirming
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy: true)
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, List, Optional, Tuple
+
+    Say = Callable[[str], None]
 
 ARMED = "froxlor-fleet:armed"  # the last line of an armed run: ARMED TOKEN DEADLINE
 # The only line of a run told not to wait (lock.wait 0) that found the host lock held:
@@ -28,7 +33,6 @@ ARMED = "froxlor-fleet:armed"  # the last line of an armed run: ARMED TOKEN DEAD
 # pyinfra shows a command's output only when the command ends.
 BUSY = "froxlor-fleet:busy"
 EXIT_LOCK = 75  # EX_TEMPFAIL: the lock was not free within lock.wait (0: the line BUSY)
-Say = Callable[[str], None]
 
 
 class Context:

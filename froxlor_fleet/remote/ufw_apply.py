@@ -26,7 +26,6 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from typing import Any, Callable, Dict, List, Optional, Tuple
 
 # Its sibling, in the package or on the host (fleethost.py makes its folder the package)
 from .ufwmodel import (
@@ -42,9 +41,14 @@ from .ufwmodel import (
     plan_rules,
 )
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy: true)
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, List, Optional, Tuple
+
+    State = Dict[str, Any]
+
 POLICY = {"drop": "deny", "accept": "allow", "reject": "reject"}
 GUARD_REFUSED = 3
-State = Dict[str, Any]
 
 
 class StepError(Exception):
@@ -409,9 +413,36 @@ def _readd(ui: Any, rule: UfwRule) -> None:
     ui.set_rule(made, "v6" if rule.family == 6 else "v4")
 
 
+class _OncePerProcess:
+    """A ``ufw.util`` function whose answer is remembered, per arguments (which iptables
+    binary: iptables or ip6tables), for the life of this process.
+
+    ufw's backend asks ``get_iptables_version`` in every new frontend, and
+    ``get_netfilter_capabilities`` (can the kernel's netfilter do ``-m recent``, which
+    ``limit`` rules need: a test chain created, two rules appended, flushed, deleted)
+    for iptables and ip6tables the first time a frontend changes a rule: ~11 process
+    executions a frontend, and ``Ufw`` makes a fresh frontend for each step. Their answers
+    are the binary's and the kernel's, not ufw's rules or settings (which stay read fresh
+    per step: another tenant may change those between steps); they can't change while a
+    transaction runs. The revert timer, a fork, inherits them: other netfilter
+    capabilities mean another kernel, a reboot, which ends the timer. A question ufw's
+    code fails on (an OSError) is not remembered: it is asked again, as before."""
+
+    def __init__(self, ask: Callable[..., Any]) -> None:
+        self.ask = ask
+        self.answers: Dict[Any, Any] = {}
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        key = (args, tuple(sorted(kwargs.items())))
+        if key not in self.answers:
+            self.answers[key] = self.ask(*args, **kwargs)
+        return self.answers[key]  # ufw only reads it (a version string, a list of names)
+
+
 def import_ufw() -> Any:
     """ufw's own modules, whatever python3 runs us; untranslated messages, whatever the
-    host's locale (``apply`` reads one of them)."""
+    host's locale (``apply`` reads one of them); its iptables version and netfilter
+    capability tests once per process (``_OncePerProcess``)."""
     import gettext
 
     gettext.NullTranslations().install()
@@ -419,5 +450,10 @@ def import_ufw() -> Any:
     if home not in sys.path:
         sys.path.insert(0, home)
     import ufw.common
+    import ufw.util
 
+    for name in ("get_iptables_version", "get_netfilter_capabilities"):
+        ask = getattr(ufw.util, name)
+        if not isinstance(ask, _OncePerProcess):
+            setattr(ufw.util, name, _OncePerProcess(ask))
     return ufw.common

@@ -10,7 +10,13 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field, replace
-from typing import Any, Dict, List, Optional, Tuple
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy: true)
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional, Tuple
+
+    # ``UfwRule.key``: family, forward, proto, dport, dst, sport, src, iface, dapp, sapp
+    RuleKey = Tuple[int, bool, str, str, str, str, str, str, str, str]
 
 MARKER = "froxlor-fleet:"
 ANY = {4: "0.0.0.0/0", 6: "::/0"}
@@ -21,9 +27,6 @@ ADMITTING = ("allow", "limit")
 # a wanted one is added with ``ufw prepend`` (src/parser.py: position -1), before the
 # allows it is meant to cut into.
 BLOCKING = ("deny", "reject")
-
-# ``UfwRule.key``: family, forward, proto, dport, dst, sport, src, iface, dapp, sapp
-RuleKey = Tuple[int, bool, str, str, str, str, str, str, str, str]
 
 
 @dataclass(frozen=True)
