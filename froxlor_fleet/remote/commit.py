@@ -73,7 +73,7 @@ SYSLOG_IDENT = "froxlor-fleet"
 # A token: 8-64 of these (the control side's confirm.TOKEN_RE, [A-Za-z0-9-]{8,64}).
 TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-")
 
-# confirm()'s statuses (the control side maps them: froxlor_fleet/confirm.py).
+# confirm()'s statuses (the control side maps them: froxlor_fleet/operations/confirm.py).
 CONFIRMED = 0
 TOO_LATE = 2
 UNKNOWN_TOKEN = 3

@@ -94,12 +94,12 @@ def _sha256(data: bytes) -> str:
 
 
 def proftpd_digest(content: str) -> str:
-    """sha256 hex of the fragment's bytes (``froxlor_fleet.proftpd.digest``)."""
+    """sha256 hex of the fragment's bytes (``operations/ftpplan.fragment_digest``)."""
     return _sha256(content.encode())
 
 
 def pureftpd_digest(range_text: str, force_ip: Optional[str]) -> str:
-    """sha256 hex of what pure-ftpd runs with (``froxlor_fleet.pureftpd.digest``):
+    """sha256 hex of what pure-ftpd runs with (``operations/ftpplan.pureftpd_files_digest``):
     "PassivePortRange LOW HIGH\\n", then "ForcePassiveIP ADDRESS\\n" when set."""
     text = "PassivePortRange %s\n" % range_text
     if force_ip is not None:

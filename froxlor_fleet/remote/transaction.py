@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 ARMED = "froxlor-fleet:armed"  # the last line of an armed run: ARMED TOKEN DEADLINE
 # The only line of a run told not to wait (lock.wait 0) that found the host lock held:
-# it changed and armed nothing. The control side (hostprogram._transaction) sends every
+# it changed and armed nothing. The control side (operations/hostprogram._transaction) sends every
 # request so first, says at once that it waits, then sends it again with the real wait:
 # pyinfra shows a command's output only when the command ends.
 BUSY = "froxlor-fleet:busy"
