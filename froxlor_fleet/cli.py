@@ -19,6 +19,7 @@ import click
 
 from . import __version__
 from .audit.cli import EXIT_STATUS_HELP, audit_command, usage_error_document
+from .discover.cli import discover_command
 from .starter import TargetExists, write_example
 
 PROG = "froxlor-fleet"
@@ -45,6 +46,7 @@ def main() -> None:
 
 
 main.add_command(audit_command)
+main.add_command(discover_command)
 
 
 @main.command("init", short_help="Write a commented example fleet to start from.")

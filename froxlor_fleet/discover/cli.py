@@ -1,0 +1,146 @@
+"""``froxlor-fleet discover``: propose group data for a running fleet, read-only.
+
+Exit status: 0 every targeted host read, nothing to review; 1 every host read, with
+conflicts to review (in the files, and one line each on stderr); 2 a host could not be
+read, the inventory is wrong, a --limit matches nothing, or the files could not be
+written.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..audit.cli import _quiet_logs
+from ..audit.collect import AuditOptions, Progress
+from ..model import loading
+from .collect import Discovery, run_discover
+from .render import OutputFile, comment, layout, render
+
+PROG = "froxlor-fleet discover"
+
+EXIT_STATUS_HELP = """\b
+Exit status:
+  0  every targeted host read, nothing to review
+  1  every targeted host read, conflicts to review (listed on stderr)
+  2  a host could not be read, a missing or broken inventory, a --limit
+     that matches no host, files that could not be written, a bad option"""
+
+
+def _options(inventory: str, params: dict[str, Any]) -> AuditOptions:
+    ssh = tuple((key, params[key]) for key in loading.SSH_OVERRIDES if params.get(key))
+    return AuditOptions(
+        inventory=loading.InventoryOptions(
+            inventory=inventory, cwd=os.getcwd(), data=tuple(params["data"]),
+            group_data=tuple(params["group_data"]), limit=tuple(params["limit"]),
+            exclude=tuple(params["exclude"]), ssh=ssh),
+        config_file=params["config_file"] or "config.py", sudo=params["sudo"],
+        sudo_user=params["sudo_user"], su_user=params["su_user"], parallel=params["parallel"])
+
+
+def _say(text: str) -> None:
+    click.echo(f"{PROG}: {comment(text)}", err=True)
+
+
+def _write(out: Path, files: list[OutputFile]) -> list[Path] | str:
+    """Write every file, or none: the paths written, or why nothing was."""
+    paths = [out / f.path for f in files]
+    existing = [str(p) for p in paths if p.exists() or p.is_symlink()]
+    if existing:
+        return (f"{len(existing)} of the files exist{'s' if len(existing) == 1 else ''} already, "
+                f"nothing written (choose another --out, or remove them): {', '.join(existing)}")
+    try:
+        for path, file in zip(paths, files, strict=True):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "x", encoding="utf-8") as handle:
+                handle.write(render(file))
+    except OSError as error:
+        return f"--out {out}: {error.strerror or error}: {error.filename or out}"
+    return paths
+
+
+@click.command("discover", epilog=EXIT_STATUS_HELP,
+               short_help="Propose group data from what running hosts do (read-only).")
+@click.argument("inventory", type=click.Path())
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
+              help="Write DIR/group_data/<group>.py (a group whose members all agree) and "
+                   "DIR/host_data/<host>.py (the rest) instead of printing them; never "
+                   "overwrites.")
+@click.option("--limit", multiple=True, help="Restrict the target hosts by name and group "
+              "name (globs allowed), as pyinfra's --limit.")
+@click.option("--exclude", multiple=True, help="Exclude target hosts by name and group name.")
+@click.option("--data", multiple=True, help="Override data values, format key=value "
+              "(connection settings: the proposal never takes data from the inventory).")
+@click.option("--group-data", multiple=True, type=click.Path(exists=True),
+              help="Paths to load additional group data from (connection settings).")
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
+              help="pyinfra config file to use (default: config.py, if there is one).")
+@click.option("--sudo", is_flag=True, help="Read the hosts with sudo.")
+@click.option("--sudo-user", help="Which user to sudo to.")
+@click.option("--su-user", help="Which user to su to.")
+@click.option("--parallel", type=click.IntRange(min=1),
+              help="Number of hosts to read in parallel.")
+@click.option("--ssh-user", "--user", "ssh_user", help="SSH user to connect as.")
+@click.option("--ssh-port", "--port", "ssh_port", type=int, help="SSH port to connect to.")
+@click.option("--ssh-key", "--key", "ssh_key", type=click.Path(dir_okay=False),
+              help="SSH private key filename.")
+@click.option("--ssh-key-password", "--key-password", "ssh_key_password",
+              help="SSH private key password.")
+@click.option("--ssh-password", "--password", "ssh_password", help="SSH password.")
+@click.option("--debug", is_flag=True,
+              help="Show pyinfra's log, and a traceback for unexpected errors.")
+def discover_command(inventory: str, out: Path | None, debug: bool, **params: Any) -> int:
+    """Propose froxlor-fleet data for INVENTORY's running hosts: changes nothing.
+
+    Reads each host with one remote command (the audit's: UFW's rules and state, the
+    FTP daemon's effective passive range and masquerade address, what listens), and
+    proposes froxlor_roles, sources, the passive range and firewall_extra_rules, each
+    with its evidence (froxlor says | the host runs | UFW admits) and the conflicts to
+    review. froxlor's own settings are not read yet. Without --out, prints the files.
+    Review, then preview: pyinfra inventory.py deploy.py --group-data DIR/group_data
+    --dry --diff.
+    """
+    _quiet_logs(debug)
+    try:
+        found = run_discover(_options(inventory, params), Progress.on_terminal(sys.stderr))
+    except Exception as error:  # a bug of ours: still one line and exit 2
+        if debug:
+            raise
+        _say(f"internal error: {type(error).__name__}: {error} (--debug shows the traceback)")
+        return 2
+    return _report(found, out)
+
+
+def _report(found: Discovery, out: Path | None) -> int:
+    files = layout(found.proposals, found.groups, found.skip_groups)
+    failed = bool(found.errors or found.unreachable)
+    if out is None:
+        for file in files:
+            click.echo(f"# ==> {file.path} <==")
+            click.echo(render(file))
+    elif files:
+        written = _write(out, files)
+        if isinstance(written, str):
+            _say(written)
+            failed = True
+        else:
+            for path in written:
+                click.echo(f"wrote {path}")
+    for error in found.errors:
+        _say(error)
+    for host, why in found.unreachable.items():
+        _say(f"{host}: unreachable: {why}")
+    for proposal in found.proposals:
+        for text in proposal.conflicts:
+            _say(f"{proposal.host}: {text}")
+    if found.proposals:
+        read = len(found.proposals)
+        _say(f"{read} host{'s' if read != 1 else ''} read, {len(found.unreachable)} not, "
+             f"{found.conflicts} conflict{'s' if found.conflicts != 1 else ''} to review")
+    if failed:
+        return 2
+    return 1 if found.conflicts else 0
