@@ -37,7 +37,7 @@ from lab.netns_hosts import exec_in, holder_pid, reset_ufw  # noqa: E402
 
 PYINFRA = [sys.executable, "-m", "pyinfra"]
 SETTLE = 1.0  # seconds of quiet before every timed run, the same for every phase
-DEPLOY = str(ROOT / "deploy.py")
+DEPLOY = str(ROOT / "examples" / "deploy.py")
 
 
 def timed(args: list[str]) -> tuple[float, int, str]:

@@ -18,11 +18,11 @@ else
 fi
 cd "$dir"
 echo; echo "==> Preview: pyinfra inventory.py deploy.py --dry --diff"
-pyinfra inventory.py ../deploy.py --dry --diff
+pyinfra inventory.py ../examples/deploy.py --dry --diff
 echo; echo "==> Roll out: pyinfra -y inventory.py deploy.py"
-pyinfra -y inventory.py ../deploy.py
+pyinfra -y inventory.py ../examples/deploy.py
 echo; echo "==> Second run (must change nothing)"
-pyinfra -y inventory.py ../deploy.py 2>&1 | sed -n '/Results:/,$p'
+pyinfra -y inventory.py ../examples/deploy.py 2>&1 | sed -n '/Results:/,$p'
 echo; echo "==> Read-only fleet audit: python -m froxlor_fleet audit inventory.py"
 "$PY" -m froxlor_fleet audit inventory.py || true
 cd "$ROOT"

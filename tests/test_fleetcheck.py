@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+DEPLOY = ROOT / "examples" / "deploy.py"
 
 
 class Trap:
@@ -77,7 +78,7 @@ def write_group_data(folder: Path, files: dict[str, str]) -> None:
 
 def pyinfra(tmp: Path, *args: str, inventory: str = "inventory.py") -> tuple[int, str]:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    res = subprocess.run([sys.executable, "-m", "pyinfra", inventory, str(ROOT / "deploy.py"),
+    res = subprocess.run([sys.executable, "-m", "pyinfra", inventory, str(DEPLOY),
                           "--dry", *args], cwd=tmp, capture_output=True, text=True,
                          env=env, timeout=120)
     return res.returncode, res.stdout + res.stderr
@@ -283,7 +284,7 @@ def test_limited_run_plans_its_hosts_despite_bad_data_elsewhere(tmp_path: Path) 
                                                      "db1": {"lines": lines}}))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(CANNED)]),
                CANNED_FLEET=str(tmp_path / "fleet.json"), CANNED_FLEET_LOG=str(tmp_path / "log"))
-    res = subprocess.run([sys.executable, "-m", "pyinfra", "inventory.py", str(ROOT / "deploy.py"),
+    res = subprocess.run([sys.executable, "-m", "pyinfra", "inventory.py", str(DEPLOY),
                           "--dry", "--limit", "web_servers"], cwd=tmp_path, capture_output=True,
                          text=True, env=env, timeout=120)
     out = res.stdout + res.stderr

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "examples" / "deploy.py"  # the example fleet's deploy: what operators run
 
 
 class LabDriver:
@@ -29,7 +30,7 @@ class LabDriver:
         return res
 
     def deploy(self, *extra: str) -> subprocess.CompletedProcess:
-        return self.pyinfra("inventory.py", str(ROOT / "deploy.py"), *extra)
+        return self.pyinfra("inventory.py", str(DEPLOY), *extra)
 
     def write_group_data(self, name: str, text: str) -> None:
         (self.lab_dir / "group_data" / f"{name}.py").write_text(text)

@@ -27,6 +27,7 @@ import time
 
 import pytest
 
+from driver import DEPLOY
 from labtools import PASSIVE, ftp_transfer
 from systemd_lab import CFG, ROOT, assert_no_change, passive_data, systemd_lab
 
@@ -169,7 +170,7 @@ def no_pending(slab, name: str) -> bool:
 
 
 def background_deploy(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "pyinfra", "inventory.py", str(ROOT / "deploy.py"),
+    return subprocess.Popen([sys.executable, "-m", "pyinfra", "inventory.py", str(DEPLOY),
                              "-y", *args], cwd=CFG.lab_dir, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True,
                             env=dict(os.environ, PYTHONPATH=str(ROOT)))

@@ -17,6 +17,7 @@ import sys
 import time
 
 from conftest import ROOT, TEST_LAB
+from driver import DEPLOY
 from froxlor_fleet.audit.fact import LISTENING_SECTION, parse_listening
 from labtools import connect
 
@@ -151,7 +152,7 @@ def test_discover_proposal_rolled_out_closes_no_port_in_use(lab) -> None:
 
         # 2. the proposal as the fleet's data: the dry run removes nothing in use
         install(lab)
-        dry = lab.pyinfra(INVENTORY.name, str(ROOT / "deploy.py"), "--dry", "--diff")
+        dry = lab.pyinfra(INVENTORY.name, str(DEPLOY), "--dry", "--diff")
         assert dry.returncode == 0, dry.out
         assert lab.state_files() == files_before  # --dry touched nothing
         removed = removed_rules(dry.out)
@@ -165,7 +166,7 @@ def test_discover_proposal_rolled_out_closes_no_port_in_use(lab) -> None:
         assert not re.search(r"~ default incoming: allow -> ", dry.out)
 
         # 3. rolled out: every port that answered before still answers
-        applied = lab.pyinfra(INVENTORY.name, str(ROOT / "deploy.py"), "-y")
+        applied = lab.pyinfra(INVENTORY.name, str(DEPLOY), "-y")
         assert applied.returncode == 0, applied.out
         after_answering = answering(lab)
         assert before_answering <= after_answering, before_answering - after_answering

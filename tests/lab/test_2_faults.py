@@ -10,6 +10,7 @@ import threading
 import time
 
 from conftest import ROOT, TEST_LAB
+from driver import DEPLOY
 from lab.netns_hosts import nsenter
 from lab.services import start_services, wait_ssh
 from labtools import EXPECTED, assert_no_change, connect, reset_ufw
@@ -31,7 +32,7 @@ def host_files(lab, names) -> dict[str, str]:
 
 def background_deploy(*args: str) -> subprocess.Popen:
     import os
-    return subprocess.Popen([sys.executable, "-m", "pyinfra", "inventory.py", str(ROOT / "deploy.py"),
+    return subprocess.Popen([sys.executable, "-m", "pyinfra", "inventory.py", str(DEPLOY),
                              "-y", *args], cwd=TEST_LAB, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True,
                             env=dict(os.environ, PYTHONPATH=str(ROOT)))

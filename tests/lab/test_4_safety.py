@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import subprocess
 
-from conftest import ROOT, TEST_LAB, results
+from conftest import TEST_LAB, results
+from driver import DEPLOY
 from lab.access import COMMAND_LOG, HIDE_SESSION
 from lab.config import SUDO_USER as SUDO
 from labtools import EXPECTED, FRAGMENT, FTP_OP, UFW_OP, assert_no_change, connect, ftp_transfer, reset_ufw
@@ -132,17 +133,17 @@ def test_ipv6_session_guarded_and_converges(lab) -> None:
     with Data(lab) as data:
         # v4-only sources exclude a v6 session: refuse
         data.add("dns_servers", f'ssh_allowed_sources = ["{lab.control_ip}"]\n')
-        res = lab.pyinfra(inventory, str(ROOT / "deploy.py"), "-y")
+        res = lab.pyinfra(inventory, str(DEPLOY), "-y")
         assert res.returncode != 0 and "lockout guard" in res.out, res.out
         assert f"({lab.info['control_ip6']} -> {lab.hosts[dns]['ip6']}:22)" in res.out
         assert lab.state_files() == before
         # sources that include the v6 control address: converge over v6, then no change
         data.add("dns_servers", f'ssh_allowed_sources = ["{lab.control_ip}", "{lab.info["control_ip6"]}"]\n')
-        res = lab.pyinfra(inventory, str(ROOT / "deploy.py"), "-y")
+        res = lab.pyinfra(inventory, str(DEPLOY), "-y")
         assert res.returncode == 0, res.out
         assert f"ufw allow from {lab.info['control_ip6']} to any port 22 proto tcp " \
                "comment 'froxlor-fleet:ssh'" in lab.show_added(dns)
-        assert_no_change(lab.pyinfra(inventory, str(ROOT / "deploy.py"), "-y"))
+        assert_no_change(lab.pyinfra(inventory, str(DEPLOY), "-y"))
     converge(lab)
 
 
@@ -308,13 +309,13 @@ def test_sudo_login_over_ipv6_moves_the_passive_range(lab) -> None:
     with Data(lab) as data:
         data.sudo()
         data.set("ftp_servers", lab.group_data("ftp_servers").replace("(50000, 50100)", "(50200, 50300)"))
-        res = lab.pyinfra(inventory, str(ROOT / "deploy.py"), "-y")
+        res = lab.pyinfra(inventory, str(DEPLOY), "-y")
         assert res.returncode == 0, res.out
         ranges = [r for r in lab.show_added(web) if ":" in r.split()[2]]
         assert ranges == ["ufw allow 50200:50300/tcp comment 'froxlor-fleet:ftp'"]
         port, _ = ftp_transfer(lab.ip(web), timeout=10)
         assert 50200 <= port <= 50300
-        assert_no_change(lab.pyinfra(inventory, str(ROOT / "deploy.py"), "-y"))
+        assert_no_change(lab.pyinfra(inventory, str(DEPLOY), "-y"))
     assert all(line.startswith("sudo ") for line in commands_log(lab, web).splitlines()), \
         commands_log(lab, web)
     converge(lab)

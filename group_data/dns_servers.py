@@ -1,1 +1,0 @@
-froxlor_roles = ["dns"]

@@ -1,2 +1,0 @@
-froxlor_roles = ["ftp"]
-ftp_passive_ports = (49152, 65534)

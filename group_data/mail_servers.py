@@ -1,1 +1,0 @@
-froxlor_roles = ["mail", "pop3"]  # "mail" = smtp + imap
