@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from pyinfra.api import FactBase, StringCommand
@@ -64,21 +65,29 @@ def _public(address: str) -> bool:
         return True  # an interface name or the like: reachable from outside
 
 
-def parse_listening(lines: list[str]) -> Listening:
-    """Publicly bound sockets from ``ss -H -ltnup``: (port, proto) -> process names.
-    Loopback-only sockets are left out: no firewall rule concerns them."""
-    found: Listening = {}
+def public_sockets(lines: list[str]) -> Iterator[tuple[tuple[int, str], str, list[str]]]:
+    """Publicly bound sockets from ``ss -H -ltnup`` (the section after
+    ``LISTENING_SECTION``, up to the next one): ((port, proto), bound address, process
+    names). Loopback-only sockets are left out: no firewall rule concerns them."""
     try:
         start = lines.index(LISTENING_SECTION) + 1
     except ValueError:
-        return found
+        return
     for line in lines[start:]:
+        if line.startswith(SECTION):
+            return
         parts = line.split()
         if len(parts) < 5 or parts[0] not in ("tcp", "udp"):
             continue
         address, _, port = parts[4].rpartition(":")
-        if not port.isdigit() or not _public(address):
-            continue
-        names = found.setdefault((int(port), parts[0]), [])
-        names += [n for n in re.findall(r'\(\("([^"]+)"', line) if n not in names]
+        if port.isdigit() and _public(address):
+            yield (int(port), parts[0]), address, re.findall(r'\(\("([^"]+)"', line)
+
+
+def parse_listening(lines: list[str]) -> Listening:
+    """Publicly bound sockets: (port, proto) -> process names."""
+    found: Listening = {}
+    for key, _, processes in public_sockets(lines):
+        names = found.setdefault(key, [])
+        names += [n for n in processes if n not in names]
     return found

@@ -18,8 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..audit.fact import LISTENING_SECTION, AuditState, FleetAuditState, _public
-from ..facts import SECTION
+from ..audit.fact import AuditState, FleetAuditState, public_sockets
 
 # (port, "tcp"/"udp") -> the public addresses it is bound to, as ss shows them
 Bound = dict[tuple[int, str], list[str]]
@@ -47,20 +46,8 @@ def parse_bound(lines: list[str]) -> Bound:
     same notion of public): (port, proto) -> bound addresses, ``*`` for a dual-stack
     socket, ``[::]`` for an IPv6-only one."""
     found: Bound = {}
-    try:
-        start = lines.index(LISTENING_SECTION) + 1
-    except ValueError:
-        return found
-    for line in lines[start:]:
-        if line.startswith(SECTION):
-            break
-        parts = line.split()
-        if len(parts) < 5 or parts[0] not in ("tcp", "udp"):
-            continue
-        address, _, port = parts[4].rpartition(":")
-        if not port.isdigit() or not _public(address):
-            continue
-        where = found.setdefault((int(port), parts[0]), [])
+    for key, address, _ in public_sockets(lines):
+        where = found.setdefault(key, [])
         if address not in where:
             where.append(address)
     return found

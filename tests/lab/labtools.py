@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ftplib
 import ssl
+import time
 
 from conftest import TEST_LAB, results
 from lab import netns_hosts
@@ -100,3 +101,13 @@ def ufw_view(lab, name: str) -> dict[str, str]:
     view["default-ufw"] = (hd / "default-ufw").read_text()
     view["status"] = lab.sh(name, "ufw status verbose").stdout
     return view | lab.live_chains(name)
+
+
+def wait_until(predicate, timeout: float, step: float = 0.2) -> bool:
+    """Poll ``predicate`` every ``step`` s until it holds or ``timeout`` s pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return predicate()

@@ -23,12 +23,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 from driver import DEPLOY
-from labtools import PASSIVE, ftp_transfer
+from labtools import PASSIVE, ftp_transfer, wait_until
 from systemd_lab import CFG, ROOT, assert_no_change, passive_data, systemd_lab
 
 NEW_RANGE = (50200, 50300)  # disjoint from PASSIVE: an offered port proves which is live
@@ -72,13 +71,6 @@ def nft_bans(slab, name: str) -> str:
     return slab.sh(name, "nft list set inet f2b-table addr-set-sshd").stdout
 
 
-def wait_until(predicate, timeout: float, step: float = 0.2) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
 
 
 def audit_json(slab) -> tuple[int, dict]:

@@ -10,7 +10,7 @@ import time
 
 from conftest import TEST_LAB, results
 from lab.access import COMMAND_LOG
-from labtools import EXPECTED, UFW_OP, assert_no_change, connect, reset_ufw
+from labtools import EXPECTED, UFW_OP, assert_no_change, connect, reset_ufw, wait_until
 from test_2_faults import background_deploy, converge, host_files, wait_for_process
 from test_4_safety import Data
 
@@ -26,13 +26,6 @@ def ufw_files(name: str) -> dict[str, bytes]:
     return files
 
 
-def wait_until(predicate, timeout: float, step: float = 0.5) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
 
 
 def trap_new_ssh(lab, name: str) -> None:
