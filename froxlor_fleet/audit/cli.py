@@ -10,8 +10,9 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any, TypeVar
 
 import click
 
@@ -20,6 +21,8 @@ from .collect import AuditOptions, Progress, run_audit
 from .compare import FleetAudit, fleet_error
 from .probe import FAMILIES, ProbeOptions
 from .report import to_json, to_prometheus, to_text, write_atomically
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 # The probe's FTP password: from the environment only, so it is never on a command line
 # (ps, shell history) and never in a usage error.
@@ -56,7 +59,8 @@ def _probe_options(params: dict[str, Any]) -> ProbeOptions | None:
         families=FAMILIES if family == "all" else (int(family),), parallel=params["parallel"])
 
 
-def _options(inventory: str, params: dict[str, Any]) -> AuditOptions:
+def connection_settings(inventory: str, params: dict[str, Any]) -> AuditOptions:
+    """What ``connection_options`` gave, as the read's inputs (no probe)."""
     ssh = tuple((key, params[key]) for key in loading.SSH_OVERRIDES if params.get(key))
     return AuditOptions(
         inventory=loading.InventoryOptions(
@@ -64,8 +68,11 @@ def _options(inventory: str, params: dict[str, Any]) -> AuditOptions:
             group_data=tuple(params["group_data"]), limit=tuple(params["limit"]),
             exclude=tuple(params["exclude"]), ssh=ssh),
         config_file=params["config_file"] or "config.py", sudo=params["sudo"],
-        sudo_user=params["sudo_user"], su_user=params["su_user"], parallel=params["parallel"],
-        probe=_probe_options(params))
+        sudo_user=params["sudo_user"], su_user=params["su_user"], parallel=params["parallel"])
+
+
+def _options(inventory: str, params: dict[str, Any]) -> AuditOptions:
+    return replace(connection_settings(inventory, params), probe=_probe_options(params))
 
 
 def _check_probe_options(params: dict[str, Any]) -> None:
@@ -95,6 +102,44 @@ def _prometheus_path(args: Sequence[str]) -> str | None:
         elif arg.startswith("--prometheus="):
             path = arg.split("=", 1)[1]
     return path or None
+
+
+def connection_options(data_help: str, group_data_help: str) -> Callable[[F], F]:
+    """The options both read-only commands (audit, discover) take, as pyinfra's: which
+    hosts, extra data, and how to connect. Paths named on the command line must exist
+    (pyinfra itself ignores a missing --config or --group-data: a typo would silently read
+    without them). INVENTORY is checked by the loader (an inventory_error, not a usage
+    error); a missing --ssh-key is named per host."""
+    options = [
+        click.option("--limit", multiple=True, help="Restrict the target hosts by name and "
+                     "group name (globs allowed), as pyinfra's --limit."),
+        click.option("--exclude", multiple=True,
+                     help="Exclude target hosts by name and group name."),
+        click.option("--data", multiple=True, help=data_help),
+        click.option("--group-data", multiple=True, type=click.Path(exists=True),
+                     help=group_data_help),
+        click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
+                     help="pyinfra config file to use (default: config.py, if there is one)."),
+        click.option("--sudo", is_flag=True, help="Read the hosts with sudo."),
+        click.option("--sudo-user", help="Which user to sudo to."),
+        click.option("--su-user", help="Which user to su to."),
+        click.option("--parallel", type=click.IntRange(min=1),
+                     help="Number of hosts to read in parallel."),
+        click.option("--ssh-user", "--user", "ssh_user", help="SSH user to connect as."),
+        click.option("--ssh-port", "--port", "ssh_port", type=int,
+                     help="SSH port to connect to."),
+        click.option("--ssh-key", "--key", "ssh_key", type=click.Path(dir_okay=False),
+                     help="SSH private key filename."),
+        click.option("--ssh-key-password", "--key-password", "ssh_key_password",
+                     help="SSH private key password."),
+        click.option("--ssh-password", "--password", "ssh_password", help="SSH password."),
+    ]
+
+    def apply(command: F) -> F:
+        for option in reversed(options):  # as if stacked in this order above the function
+            command = option(command)
+        return command
+    return apply
 
 
 class AuditCommand(click.Command):
@@ -129,29 +174,9 @@ class AuditCommand(click.Command):
 @click.option("--prometheus", metavar="FILE", type=click.Path(dir_okay=False),
               help="Also write the results as Prometheus metrics to FILE (node_exporter "
                    "textfile collector), atomically.")
-@click.option("--limit", multiple=True, help="Restrict the target hosts by name and group "
-              "name (globs allowed), as pyinfra's --limit.")
-@click.option("--exclude", multiple=True, help="Exclude target hosts by name and group name.")
-@click.option("--data", multiple=True, help="Override data values, format key=value.")
-# Paths named on the command line must exist (pyinfra itself ignores a missing --config
-# or --group-data: a typo would silently audit without them). INVENTORY is checked by the
-# loader (an inventory_error, not a usage error); a missing --ssh-key is named per host.
-@click.option("--group-data", multiple=True, type=click.Path(exists=True),
-              help="Paths to load additional group data from (overrides matching keys).")
-@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
-              help="pyinfra config file to use (default: config.py, if there is one).")
-@click.option("--sudo", is_flag=True, help="Read the hosts with sudo.")
-@click.option("--sudo-user", help="Which user to sudo to.")
-@click.option("--su-user", help="Which user to su to.")
-@click.option("--parallel", type=click.IntRange(min=1),
-              help="Number of hosts to read in parallel.")
-@click.option("--ssh-user", "--user", "ssh_user", help="SSH user to connect as.")
-@click.option("--ssh-port", "--port", "ssh_port", type=int, help="SSH port to connect to.")
-@click.option("--ssh-key", "--key", "ssh_key", type=click.Path(dir_okay=False),
-              help="SSH private key filename.")
-@click.option("--ssh-key-password", "--key-password", "ssh_key_password",
-              help="SSH private key password.")
-@click.option("--ssh-password", "--password", "ssh_password", help="SSH password.")
+@connection_options(data_help="Override data values, format key=value.",
+                    group_data_help="Paths to load additional group data from (overrides "
+                                    "matching keys).")
 @click.option("--probe", is_flag=True,
               help="Also try each host from here, as a customer would: on ftp hosts an "
                    "explicit-FTPS session on IPv4 and IPv6 (AUTH TLS, PASV and EPSV: the port "

@@ -8,16 +8,14 @@ written.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-from ..audit.cli import _quiet_logs
-from ..audit.collect import AuditOptions, Progress
-from ..model import loading
+from ..audit.cli import _quiet_logs, connection_options, connection_settings
+from ..audit.collect import Progress
 from .collect import Discovery, run_discover
 from .render import OutputFile, comment, layout, render
 
@@ -29,17 +27,6 @@ Exit status:
   1  every targeted host read, conflicts to review (listed on stderr)
   2  a host could not be read, a missing or broken inventory, a --limit
      that matches no host, files that could not be written, a bad option"""
-
-
-def _options(inventory: str, params: dict[str, Any]) -> AuditOptions:
-    ssh = tuple((key, params[key]) for key in loading.SSH_OVERRIDES if params.get(key))
-    return AuditOptions(
-        inventory=loading.InventoryOptions(
-            inventory=inventory, cwd=os.getcwd(), data=tuple(params["data"]),
-            group_data=tuple(params["group_data"]), limit=tuple(params["limit"]),
-            exclude=tuple(params["exclude"]), ssh=ssh),
-        config_file=params["config_file"] or "config.py", sudo=params["sudo"],
-        sudo_user=params["sudo_user"], su_user=params["su_user"], parallel=params["parallel"])
 
 
 def _say(text: str) -> None:
@@ -70,27 +57,10 @@ def _write(out: Path, files: list[OutputFile]) -> list[Path] | str:
               help="Write DIR/group_data/<group>.py (a group whose members all agree) and "
                    "DIR/host_data/<host>.py (the rest) instead of printing them; never "
                    "overwrites.")
-@click.option("--limit", multiple=True, help="Restrict the target hosts by name and group "
-              "name (globs allowed), as pyinfra's --limit.")
-@click.option("--exclude", multiple=True, help="Exclude target hosts by name and group name.")
-@click.option("--data", multiple=True, help="Override data values, format key=value "
-              "(connection settings: the proposal never takes data from the inventory).")
-@click.option("--group-data", multiple=True, type=click.Path(exists=True),
-              help="Paths to load additional group data from (connection settings).")
-@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
-              help="pyinfra config file to use (default: config.py, if there is one).")
-@click.option("--sudo", is_flag=True, help="Read the hosts with sudo.")
-@click.option("--sudo-user", help="Which user to sudo to.")
-@click.option("--su-user", help="Which user to su to.")
-@click.option("--parallel", type=click.IntRange(min=1),
-              help="Number of hosts to read in parallel.")
-@click.option("--ssh-user", "--user", "ssh_user", help="SSH user to connect as.")
-@click.option("--ssh-port", "--port", "ssh_port", type=int, help="SSH port to connect to.")
-@click.option("--ssh-key", "--key", "ssh_key", type=click.Path(dir_okay=False),
-              help="SSH private key filename.")
-@click.option("--ssh-key-password", "--key-password", "ssh_key_password",
-              help="SSH private key password.")
-@click.option("--ssh-password", "--password", "ssh_password", help="SSH password.")
+@connection_options(data_help="Override data values, format key=value (connection "
+                              "settings: the proposal never takes data from the inventory).",
+                    group_data_help="Paths to load additional group data from (connection "
+                                    "settings).")
 @click.option("--debug", is_flag=True,
               help="Show pyinfra's log, and a traceback for unexpected errors.")
 def discover_command(inventory: str, out: Path | None, debug: bool, **params: Any) -> int:
@@ -106,7 +76,7 @@ def discover_command(inventory: str, out: Path | None, debug: bool, **params: An
     """
     _quiet_logs(debug)
     try:
-        found = run_discover(_options(inventory, params), Progress.on_terminal(sys.stderr))
+        found = run_discover(connection_settings(inventory, params), Progress.on_terminal(sys.stderr))
     except Exception as error:  # a bug of ours: still one line and exit 2
         if debug:
             raise
