@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ftplib
 import ssl
+import subprocess
 import time
 
 from conftest import TEST_LAB, results
@@ -111,3 +112,28 @@ def wait_until(predicate, timeout: float, step: float = 0.2) -> bool:
             return True
         time.sleep(step)
     return predicate()
+
+
+# Plain TCP listeners on a lab host (something "in use" on a port): argv[1] the pid file,
+# then the ports.
+LISTENER = r"""
+import os, socket, sys, time
+socks = []
+for port in map(int, sys.argv[2:]):
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", port)); s.listen(16); socks.append(s)
+open(sys.argv[1], "w").write(str(os.getpid()))
+time.sleep(600)
+"""
+
+
+def start_listener(lab, name: str, ports: list[str], pidfile: str) -> subprocess.Popen:
+    """LISTENER on ``name``, once it listens (its pid file is written after the binds)."""
+    proc = subprocess.Popen(netns_hosts.nsenter(name, "python3", "-c", LISTENER, pidfile, *ports))
+    wait_until(lambda: lab.sh(name, f"test -s {pidfile}", check=False).returncode == 0, 5, 0.05)
+    return proc
+
+
+def stop_listener(lab, name: str, proc: subprocess.Popen, pidfile: str) -> None:
+    lab.sh(name, f"kill $(cat {pidfile}); rm -f {pidfile}", check=False)
+    proc.wait(timeout=10)

@@ -14,27 +14,18 @@ import runpy
 import shutil
 import subprocess
 import sys
-import time
 
 from conftest import ROOT, TEST_LAB
 from driver import DEPLOY
 from froxlor_fleet.audit.fact import LISTENING_SECTION, parse_listening
-from labtools import connect
+from labtools import connect, start_listener, stop_listener
 
 PROPOSAL = TEST_LAB / "discover-proposal"
 INVENTORY = TEST_LAB / "inventory_discover.py"
 # What a hand-configured mail host runs: an MTA on 25, IMAP on 143 (role ports its managed
 # rules admit), a shop backend on 8080 with a hand-made rule, and an exporter on 9100 that
 # UFW blocks. Nothing listens on pop3's 110/995, which its managed rule admits.
-LISTENER = r"""
-import os, socket, sys, time
-socks = []
-for port in map(int, sys.argv[1:]):
-    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("0.0.0.0", port)); s.listen(16); socks.append(s)
-open("/run/lab-discover.pid", "w").write(str(os.getpid()))
-time.sleep(600)
-"""
+PIDFILE = "/run/lab-discover.pid"
 PORTS = ["25", "143", "8080", "9100"]
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -113,17 +104,12 @@ def install(lab) -> None:
 
 
 def test_discover_proposal_rolled_out_closes_no_port_in_use(lab) -> None:
-    from lab.netns_hosts import nsenter
 
     assert lab.deploy("-y").returncode == 0
     mail = lab.by_kind("mail")[0]
     shutil.rmtree(PROPOSAL, ignore_errors=True)
-    proc = subprocess.Popen(nsenter(mail, "python3", "-c", LISTENER, *PORTS))
+    proc = start_listener(lab, mail, PORTS, PIDFILE)
     try:
-        for _ in range(100):
-            if lab.sh(mail, "test -s /run/lab-discover.pid", check=False).returncode == 0:
-                break
-            time.sleep(0.05)
         lab.sh(mail, "ufw allow 8080/tcp comment 'shop backend' >/dev/null")
         used = {name: in_use(lab, name) for name in lab.hosts}
         assert {(25, "tcp"), (143, "tcp"), (8080, "tcp"), (9100, "tcp")} <= used[mail]
@@ -171,9 +157,7 @@ def test_discover_proposal_rolled_out_closes_no_port_in_use(lab) -> None:
         after_answering = answering(lab)
         assert before_answering <= after_answering, before_answering - after_answering
     finally:
-        lab.sh(mail, "kill $(cat /run/lab-discover.pid); rm -f /run/lab-discover.pid",
-               check=False)
-        proc.wait(timeout=10)
+        stop_listener(lab, mail, proc, PIDFILE)
         lab.sh(mail, "ufw delete allow 8080/tcp >/dev/null", check=False)
         INVENTORY.unlink(missing_ok=True)
         shutil.rmtree(PROPOSAL, ignore_errors=True)

@@ -24,6 +24,8 @@ from labtools import (
     cut_by_a_restart,
     ftp_transfer,
     reset_ufw,
+    start_listener,
+    stop_listener,
     ufw_view,
 )
 
@@ -71,37 +73,19 @@ def test_04_ftp_passive_transfer_works_inside_the_range(lab) -> None:
         assert data.startswith(f"hello from {web}".encode())
 
 
-LISTENER = r"""
-import os, socket, sys, time
-socks = []
-for port in map(int, sys.argv[1:]):
-    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("0.0.0.0", port)); s.listen(16); socks.append(s)
-open("/run/lab-listener.pid", "w").write(str(os.getpid()))
-time.sleep(120)
-"""
+
+
+PIDFILE = "/run/lab-listener.pid"
 
 
 @pytest.fixture
 def listeners(lab):
     """Something listening on every froxlor port on every host (sshd/proftpd are real)."""
-    import subprocess
-
-    from lab.netns_hosts import nsenter
-
     ports = ["80", "443", "25", "465", "587", "143", "993", "110", "995", "53", "3306"]
-    procs = [subprocess.Popen(nsenter(name, "python3", "-c", LISTENER, *ports))
-             for name in lab.hosts]
-    for name in lab.hosts:
-        for _ in range(100):
-            if lab.sh(name, "test -s /run/lab-listener.pid", check=False).returncode == 0:
-                break
-            time.sleep(0.05)
+    procs = {name: start_listener(lab, name, ports, PIDFILE) for name in lab.hosts}
     yield
-    for name in lab.hosts:
-        lab.sh(name, "kill $(cat /run/lab-listener.pid); rm -f /run/lab-listener.pid", check=False)
-    for proc in procs:
-        proc.wait(timeout=10)
+    for name, proc in procs.items():
+        stop_listener(lab, name, proc, PIDFILE)
 
 
 def test_05_ports_admitted_exactly_where_roles_say(lab, listeners) -> None:
