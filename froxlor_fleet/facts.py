@@ -2,13 +2,15 @@
 
 UFW state comes from ufw's own files (``ufw status`` shows nothing while ufw is
 inactive), plus the FTP daemons' configuration and loaded markers, the ProFTPd
-fragment, the SSH connection pyinfra is using (for the lockout guard), other tenants of
+fragment, the SSH connection pyinfra is using (for the lockout guard), the host's own
+addresses (what a source naming a group it is in stands for), other tenants of
 the firewall (iptables-persistent, nftables at boot) and the host program placed for
 this version (``model/program.py``).
 """
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 
 from pyinfra.api import FactBase, Host, QuoteString, StringCommand
@@ -48,6 +50,9 @@ class HostState:
     ssh_server: str | None = None  # address and port it connects to
     ssh_port: int | None = None
     ssh_interface: str | None = None  # the interface holding ssh_server
+    # The host's own global IPv4/IPv6 addresses (no loopback, link-local or failed ones),
+    # as ``ip`` prints them: what a source naming a group it is in stands for.
+    addresses: tuple[str, ...] = ()
     ftp: FtpConfig = field(default_factory=lambda: parse_dump([]))  # FTP daemons, effective config
     fragment: str | None = None  # current fragment text, None when absent
     fragment_sha256: str | None = None  # of the exact bytes on the host
@@ -124,6 +129,20 @@ def _assignments(lines: list[str]) -> dict[str, str]:
     return values
 
 
+def _addresses(lines: list[str]) -> tuple[str, ...]:
+    """The addrs section: one IP address a line; anything else (a scoped IPv6 address:
+    link-local only) is left out."""
+    found: list[str] = []
+    for line in lines:
+        try:
+            ip = ipaddress.ip_address(line.strip())
+        except ValueError:
+            continue
+        if "%" not in line:
+            found.append(str(ip))
+    return tuple(dict.fromkeys(found))
+
+
 def parse_state(lines: list[str]) -> HostState:
     """Build a ``HostState`` from the fact command's output."""
     sec = _sections(lines)
@@ -148,6 +167,7 @@ def parse_state(lines: list[str]) -> HostState:
         state.ssh_client, state.ssh_server = ssh[0], ssh[2]
         state.ssh_port = int(ssh[3])
         state.ssh_interface = next((s.strip() for s in sec.get("sshif", []) if s.strip()), None)
+    state.addresses = _addresses(sec.get("addrs", []))
     tenants = [line.split() for line in sec.get("tenants", [])]
     state.persistent = tuple(words[1] for words in tenants if words[:1] == ["persistent"]
                              and len(words) == 2)

@@ -327,3 +327,56 @@ def test_state_sh_reports_the_placed_program(tmp_path: Path) -> None:
     assert state.program_unsafe is (os.geteuid() != 0)  # root-owned only when run as root
     os.chmod(folder / "fleethost.py", 0o666)
     assert read().program_unsafe
+
+
+# --- the host's own addresses (issue 18: sources naming an inventory group) -------------
+
+# ``ip -o addr show`` as iproute2 prints it: loopback (scope host), global v4 with a
+# secondary and a peer address, global v6, link-local v6 (scope link), a failed DAD.
+TAIL = r"\       valid_lft forever preferred_lft forever"  # each line ends so
+IP_ADDR = "".join(line + TAIL + "\n" for line in (
+    "1: lo    inet 127.0.0.1/8 scope host lo",
+    "1: lo    inet6 ::1/128 scope host noprefixroute ",
+    "2: eth0    inet 10.0.0.5/24 brd 10.0.0.255 scope global eth0",
+    "2: eth0    inet 10.0.0.50/24 brd 10.0.0.255 scope global secondary eth0",
+    "2: eth0    inet6 fd00::5/64 scope global ",
+    "2: eth0    inet6 fd00::bad/64 scope global tentative dadfailed ",
+    "2: eth0    inet6 fe80::5/64 scope link ",
+    "3: tun0    inet 192.0.2.1 peer 192.0.2.2/32 scope global tun0",
+))
+
+
+def _counting_ip(tmp_path: Path, busybox: bool) -> tuple[Path, Path]:
+    """A PATH directory whose ``ip`` prints ``IP_ADDR`` and logs each run to a file."""
+    tools = _fake_tools(tmp_path, busybox)
+    runs = tmp_path / "ip-runs"
+    (tools / "ip").write_text(f"#!/bin/sh\necho \"$*\" >> {runs}\ncat <<'EOF'\n{IP_ADDR}EOF\n")
+    return tools, runs
+
+
+@pytest.mark.parametrize("shell", ["sh", "dash", "busybox"])
+@pytest.mark.parametrize("session", ["10.0.0.1 50022 10.0.0.5 22", ""], ids=["ssh", "no-session"])
+def test_state_sh_reads_the_host_addresses_from_one_ip_run(tmp_path: Path, session: str,
+                                                           shell: str) -> None:
+    """The addrs section: the host's global IPv4 and IPv6 addresses (no loopback,
+    link-local or failed ones), from the same one ``ip -o addr show`` that finds the
+    session's interface: a no-op run starts no process more than before."""
+    if shutil.which(shell) is None:
+        if IN_CI and shell != "busybox":
+            pytest.fail(f"{shell} is not installed")
+        pytest.skip(f"{shell} is not installed")
+    tools, runs = _counting_ip(tmp_path, shell == "busybox")
+    env = {**os.environ, "PATH": f"{tools}:{os.environ['PATH']}", "SSH_CONNECTION": session}
+    argv = ["busybox", "sh"] if shell == "busybox" else [shell]
+    out = subprocess.run([*argv, str(STATE_SH)], capture_output=True, text=True, env=env,
+                         timeout=30, check=True).stdout
+    state = parse_state(output_lines(out))
+    assert state.addresses == ("10.0.0.5", "10.0.0.50", "fd00::5", "192.0.2.1"), out
+    assert state.ssh_interface == ("eth0" if session else None)
+    assert runs.read_text().splitlines() == ["-o addr show"]
+
+
+def test_state_without_an_addrs_section_has_no_addresses() -> None:
+    assert parse_state(fact_lines("converged-web-ftp")).addresses == ()
+    lines = [f"{SECTION}addrs", "10.0.0.5", "", "not-an-address", "fd00::5%eth0", "fd00::5"]
+    assert parse_state(lines).addresses == ("10.0.0.5", "fd00::5")

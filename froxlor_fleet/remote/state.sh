@@ -1,8 +1,8 @@
 #!/bin/sh
 # Runs ON THE MANAGED HOST as the deploy's state fact: one remote command prints, in
 # sections, everything the deploy needs (UFW files, whether its chains are loaded, the
-# SSH session pyinfra uses, the passive-port fragment and whether ProFTPd loaded it;
-# the FTP daemons' configuration follows from proftpd_dump.sh).
+# SSH session pyinfra uses, the host's own addresses, the passive-port fragment and
+# whether ProFTPd loaded it; the FTP daemons' configuration follows from proftpd_dump.sh).
 # $1: the fragment's path, $2: the loaded-fragment marker, $3: pure-ftpd's loaded-range
 # marker, $4: the host program's folder (hostprogram.py). Read-only: it changes nothing.
 PATH=$PATH:/usr/sbin:/sbin
@@ -44,16 +44,32 @@ ssh_session() {
 
 session=$(ssh_session)
 section ssh; printf '%s\n' "$session"
+# The host's addresses, read once (one process) for the two sections below. Lines read
+# "2: eth0    inet 10.0.0.5/24 brd 10.0.0.255 scope global eth0\ ..."; here-documents,
+# not pipes, feed them to the loops: no process more.
+addrs=$(ip -o addr show 2>/dev/null)
 # The interface that holds the address the session connected to: UFW rules that name
 # an interface can only match the session if it is this one.
 section sshif
 server=$(printf '%s\n' "$session" | cut -d' ' -f3)
 server=${server#::ffff:}
 if [ -n "$server" ]; then
-  ip -o addr show 2>/dev/null | while read -r _ dev _ addr _; do
-    [ "${addr%/*}" = "$server" ] && printf '%s\n' "$dev"
-  done
+  while read -r _ dev _ addr _; do
+    if [ "${addr%/*}" = "$server" ]; then printf '%s\n' "$dev"; fi
+  done <<EOF
+$addrs
+EOF
 fi
+# The host's own global IPv4 and IPv6 addresses (not loopback's or link-local ones:
+# scope host / link; not one that failed duplicate address detection): what another
+# host's data means by a source naming a group this host is in ("@web_servers").
+section addrs
+while read -r _ _ family addr rest; do
+  case " $rest " in *" dadfailed "*) continue ;; *" scope global "*) ;; *) continue ;; esac
+  case $family in inet | inet6) printf '%s\n' "${addr%/*}" ;; esac
+done <<EOF
+$addrs
+EOF
 section ufw; command -v ufw || true
 section conf; show /etc/ufw/ufw.conf
 section default; show /etc/default/ufw
