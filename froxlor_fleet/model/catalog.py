@@ -53,8 +53,10 @@ ROLE_SERVICES: dict[str, tuple[Service, ...]] = {
     # HTTP/3 (froxlor's nginx "http3" setting: listen 443 quic) arrives over UDP.
     "web": (Service(("80", "443"), "tcp"), Service(("443",), "udp", when="web_http3")),
     "ftp": (Service(("21",), "tcp"),),
-    # The froxlor table lists 53/tcp only; ordinary DNS queries arrive over UDP.
-    "dns": (Service(("53",), "tcp"), Service(("53",), "udp")),
+    # The froxlor table lists 53/tcp only; ordinary DNS queries arrive over UDP, open to
+    # anywhere. 53/tcp carries zone transfers to the secondaries (dns_transfer_sources
+    # keeps it to them), but also resolvers' retries of answers too big for UDP.
+    "dns": (Service(("53",), "tcp", "dns_transfer_sources"), Service(("53",), "udp")),
     "ssh": (Service(("{ssh_port}",), "tcp", "ssh_allowed_sources", limit_key="ssh_rate_limit"),),
     "imap": (Service(("143", "993"), "tcp"),),
     "pop3": (Service(("110", "995"), "tcp"),),
@@ -83,6 +85,7 @@ DEFAULTS: dict[str, object] = {
     "ssh_rate_limit": False,
     "web_http3": False,  # the web role also opens 443/udp
     "mysql_allowed_sources": None,  # required when "mysql" is a role
+    "dns_transfer_sources": [],  # who may reach 53/tcp on a dns host; empty: anywhere
     "firewall_extra_rules": [],
     "firewall_default_incoming": "deny",
     "firewall_default_outgoing": "allow",

@@ -623,15 +623,25 @@ def _mysql_sources(layers: list[Layer], err: _Errors) -> tuple[str, ...]:
     return checked
 
 
+def _role_sources(roles: list[str], layers: list[Layer],
+                  err: _Errors) -> dict[str, tuple[str, ...]]:
+    """The sources keys of the host's roles (``Service.sources_key``), each checked; a
+    key no role of the host uses is not (``all.py`` may set it for every host)."""
+    srcs: dict[str, tuple[str, ...]] = {}
+    for key in sorted({svc.sources_key for role in roles for svc in ROLE_SERVICES[role]
+                       if svc.sources_key}):
+        srcs[key] = (_mysql_sources(layers, err) if key == "mysql_allowed_sources"
+                     else _get(layers, key, sources, err))
+    return srcs
+
+
 def resolve(host: str, layers: list[Layer]) -> tuple[HostPlan | None, list[str]]:
     """Resolve one host's data to its plan; returns ``(plan, [])`` or ``(None, errors)``."""
     err = _Errors(host)
     _unknown_keys(layers, err)
     roles = _roles(layers, err)
     ssh_port = _get(layers, "ssh_port", port_number, err)
-    srcs = {"ssh_allowed_sources": _get(layers, "ssh_allowed_sources", sources, err)}
-    if "mysql" in roles:
-        srcs["mysql_allowed_sources"] = _mysql_sources(layers, err)
+    srcs = _role_sources(roles, layers, err)
     passive, passive_ok = (_checked(layers, "ftp_passive_ports", _passive_range, err)
                            if "ftp" in roles else (None, False))
     flags = {key: _get(layers, key, _boolean, err) for key in ROLE_FLAGS}
