@@ -1,7 +1,7 @@
 """A request of any size reaches the host (issue 22): the kernel refuses a single
 argument over 128 KiB (MAX_ARG_STRLEN, E2BIG), which a UFW request once passed at about
 400 sources. The commands built by the real operation carry no long argument: the
-program is placed from stdin, and the transaction's request travels on stdin
+program's files and the transaction's request travel on stdin
 (``test_transaction.py`` runs the real program with a request past the limit).
 """
 
@@ -11,7 +11,7 @@ import ipaddress
 import json
 import shlex
 
-from pyinfra.api import FunctionCommand, StringCommand
+from pyinfra.api import FunctionCommand
 from pyinfra.api.state import StateStage
 
 from froxlor_fleet.model.plan import RuleSpec
@@ -33,9 +33,9 @@ def test_no_argument_of_a_big_change_passes_the_kernels_limit() -> None:
     with fake_host(build_fact({"scenario": "pristine"}), stage=StateStage.Execute):
         commands = list(ufw.rules_and_policies._inner(
             rules=big_rules(), confirm_timeout=60, lockout_guard=False))
-    place, transaction = commands
-    assert isinstance(place, StringCommand) and isinstance(transaction, FunctionCommand)
-    for command in (place, hostprogram.run_command("apply")):
+    [transaction] = commands  # pristine: the program is placed in the same command
+    assert isinstance(transaction, FunctionCommand) and transaction.kwargs["place"]
+    for command in (hostprogram.place_and_apply_command(), hostprogram.run_command("apply")):
         words = shlex.split(command.get_raw_value())
         assert max(len(w.encode()) for w in words) < MAX_ARG_STRLEN
     request = json.loads(transaction.args[0])

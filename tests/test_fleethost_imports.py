@@ -33,8 +33,8 @@ def imported(folder: Path, root: Path, *args: str, stdin: str = ""
     every module it imported (the interpreter's own startup modules included)."""
     runner = hostprogram.RUNNER.replace(" -I -S ", " -I -S -X importtime ")
     assert runner != hostprogram.RUNNER
-    done = subprocess.run(["sh", "-c", runner, str(folder / "fleethost.py"), *args], input=stdin,
-                          text=True, capture_output=True, timeout=60,
+    done = subprocess.run(["sh", "-c", runner, "froxlor-fleet", str(folder / "fleethost.py"), *args],
+                          input=stdin, text=True, capture_output=True, timeout=60,
                           env=dict(os.environ, FROXLOR_FLEET_ROOT=str(root)))
     rows = [line.split("|") for line in (done.stderr + done.stdout).splitlines()
             if line.startswith("import time:") and "[us]" not in line]
@@ -45,7 +45,7 @@ def test_status_and_confirm_load_neither_ufw_nor_typing(tmp_path: Path) -> None:
     """status, with nothing pending and with a pending change; confirm of that change,
     its revert timer alive (confirm stops it and removes the entry: the usual case)."""
     folder = tmp_path / "program"
-    assert place(folder).returncode == 0
+    assert place(folder).returncode == 64  # placed; apply refused test_hostprogram.NOT_JSON
     root = tmp_path / "root"
     done, modules = imported(folder, root, "status")
     assert (done.returncode, done.stdout) == (0, "no pending reverts\n"), done.stderr
@@ -78,7 +78,7 @@ def test_apply_loads_ufw_but_not_typing(tmp_path: Path) -> None:
     """The step imports the transaction (and with it every host module) before it reads
     the request."""
     folder = tmp_path / "program"
-    assert place(folder).returncode == 0
+    assert place(folder).returncode == 64  # placed; apply refused test_hostprogram.NOT_JSON
     done, modules = imported(folder, tmp_path / "root", "apply", stdin="not json")
     assert done.returncode == 64 and "froxlor-fleet: unreadable request: " in done.stdout
     assert "froxlor_fleet_host.ufw_apply" in modules and "froxlor_fleet_host.ufwmodel" in modules

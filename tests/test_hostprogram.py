@@ -1,12 +1,12 @@
-"""The host program's placement (``hostprogram.PLACE``) run for real in a temp folder:
-the files arrive intact and private, a copy in place stays put (two runs placing at
-once must not pull it from under a running transaction), a damaged one is replaced,
-and a tampered archive is refused. Then the transaction's command on the control side
+"""The host program's placement (``remote/place.py``, in the transaction's own command)
+run for real in a temp folder: the files arrive intact and private, a copy in place stays
+put (two runs placing at once must not pull it from under a running transaction), a
+damaged one is replaced, and a transfer that does not match its sums is refused with
+nothing placed or run. Then the transaction's command on the control side
 (``_transaction``, pyinfra's host faked): what the operator sees while it happens."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
@@ -23,39 +23,55 @@ from froxlor_fleet.facts import HostState
 from froxlor_fleet.model import program
 from froxlor_fleet.model.catalog import FRAGMENT_PATH, LOADED_MARKER, LOCK_WAIT, PUREFTPD_LOADED_MARKER
 from froxlor_fleet.operations import ftpplan, hostprogram
+from froxlor_fleet.remote import program as program_text
 from froxlor_fleet.remote import transaction
 from test_passive_switch import host_with
 
+NOT_JSON = "not json"  # the request: fleethost.py apply refuses it (64), changing nothing
 
-def place(folder: Path, archive: str | None = None, sums: list[str] | None = None
-          ) -> subprocess.CompletedProcess:
+
+def place(folder: Path, files: str | None = None, sums: list[str] | None = None,
+          request: str = NOT_JSON) -> subprocess.CompletedProcess:
+    """``place_and_apply_command`` as the host runs it (``RUNNER``, ``python3 -I -S -c``),
+    the transaction's root a temp folder."""
     lines = sums or [f"{digest}  {name}" for name, digest in sorted(program.sums().items())]
-    return subprocess.run(["sh", "-c", hostprogram.PLACE, "froxlor-fleet", str(folder), *lines],
-                          input=archive or hostprogram._archive(), text=True, capture_output=True,
-                          timeout=60)
+    env = dict(os.environ, FROXLOR_FLEET_ROOT=str(folder.parent / "root"))
+    return subprocess.run(["sh", "-c", hostprogram.RUNNER, "froxlor-fleet", "-c",
+                           program_text("place.py"), str(folder), *lines],
+                          input=(files or hostprogram.program_stdin()) + request, text=True,
+                          capture_output=True, timeout=60, env=env)
 
 
-def test_the_program_is_placed_intact_and_private(tmp_path: Path) -> None:
+def test_the_program_is_placed_intact_and_private_then_runs(tmp_path: Path) -> None:
     folder = tmp_path / "var" / "program" / program.version()
     done = place(folder)
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 64, done.stdout + done.stderr  # fleethost.py apply ran: NOT_JSON
+    assert done.stdout == (f"froxlor-fleet: host program placed in {folder}\n"
+                           "froxlor-fleet: unreadable request: Expecting value: line 1 column 1 (char 0)\n")
+    assert done.stderr == ""
     for name, text in program.texts().items():
         assert (folder / name).read_text() == text
         assert (folder / name).stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in folder.glob("*.py")) == sorted(program.FILES)
     assert folder.stat().st_mode & 0o777 == 0o700
     assert folder.parent.stat().st_mode & 0o777 == 0o700
+    assert folder.parent.parent.stat().st_mode & 0o777 == 0o700
     assert not [p for p in folder.parent.iterdir() if p.name.startswith(".new")]
 
 
 def test_a_copy_in_place_stays_and_a_damaged_one_is_replaced(tmp_path: Path) -> None:
     folder = tmp_path / "program" / program.version()
-    assert place(folder).returncode == 0
+    assert place(folder).returncode == 64
     inode = folder.stat().st_ino
-    assert place(folder).returncode == 0
+    again = place(folder)
+    assert again.returncode == 64 and "placed" not in again.stdout
     assert folder.stat().st_ino == inode  # kept: a transaction may run from it
     (folder / "commit.py").write_text("tampered\n")
-    assert place(folder).returncode == 0
+    assert place(folder).returncode == 64
     assert (folder / "commit.py").read_text() == program.texts()["commit.py"]
+    (folder / "extra.py").write_text("")  # a file the version does not have: placed anew
+    assert "placed" in place(folder).stdout
+    assert not (folder / "extra.py").exists()
 
 
 def test_the_placed_program_imports_its_modules_as_the_host_runs_it(tmp_path: Path) -> None:
@@ -64,38 +80,55 @@ def test_the_placed_program_imports_its_modules_as_the_host_runs_it(tmp_path: Pa
     module imports its siblings relatively (``status``: commit.py; ``apply``: the
     transaction, ufw_apply.py, ufwmodel.py, ftpapply.py, before the request is read)."""
     folder = tmp_path / "program" / program.version()
-    assert place(folder).returncode == 0
+    assert place(folder).returncode == 64
     env = dict(os.environ, FROXLOR_FLEET_ROOT=str(tmp_path / "root"))
 
     def run(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
-        return subprocess.run(["sh", "-c", hostprogram.RUNNER, str(folder / "fleethost.py"), *args],
+        return subprocess.run(["sh", "-c", hostprogram.RUNNER, "froxlor-fleet",
+                               str(folder / "fleethost.py"), *args],
                               input=stdin, text=True, capture_output=True, env=env, timeout=60)
 
     status = run("status")
     assert (status.returncode, status.stdout, status.stderr) == (0, "no pending reverts\n", "")
-    applied = run("apply", stdin="not json")
+    applied = run("apply", stdin=NOT_JSON)
     assert applied.returncode == 64, applied.stdout + applied.stderr
     assert applied.stdout.startswith("froxlor-fleet: unreadable request: ") and applied.stderr == ""
 
 
-def test_an_archive_that_does_not_match_the_sums_is_refused(tmp_path: Path) -> None:
+def test_files_that_do_not_match_the_sums_are_refused_and_nothing_runs(tmp_path: Path) -> None:
     folder = tmp_path / "program" / program.version()
     wrong = [f"{hashlib.sha256(b'x').hexdigest()}  fleethost.py"]
     done = place(folder, sums=wrong)
-    assert done.returncode != 0
+    assert done.returncode == 65, done.stdout + done.stderr
+    assert "do not match their sha256): nothing placed" in done.stdout
+    assert "unreadable request" not in done.stdout  # fleethost.py did not run
     assert not folder.exists()
-    assert not [p for p in folder.parent.iterdir() if p.name.startswith(".new")]
+    texts = dict(program.texts(), **{"commit.py": "import os; os.system('id')\n"})
+    done = place(folder, files=json.dumps(texts) + "\n")
+    assert done.returncode == 65 and not folder.exists()
+    done = place(folder, files="{not json\n")
+    assert done.returncode == 65 and "arrived damaged" in done.stdout and not folder.exists()
+    assert not folder.parent.exists()  # nothing made before the files were checked
 
 
-def test_the_archive_is_what_the_sums_name() -> None:
-    import io
-    import tarfile
+def test_the_runner_finds_ufws_python() -> None:
+    """``RUNNER`` reads the interpreter from ufw's #! line with shell builtins."""
+    done = subprocess.run(["sh", "-c", hostprogram.RUNNER, "froxlor-fleet", "-c",
+                           "import sys; print(sys.executable, sys.flags.isolated, sys.flags.no_site)"],
+                          capture_output=True, text=True, timeout=60)
+    ufw = next((p for p in ("/usr/sbin/ufw", "/sbin/ufw", "/usr/bin/ufw") if os.path.isfile(p)), None)
+    want = "/usr/bin/python3"
+    if ufw:
+        first = Path(ufw).read_text().splitlines()[0].removeprefix("#!").strip().split()[0]
+        want = first if "python" in first else want
+    assert done.stdout.split() == [want, "1", "1"], done.stdout + done.stderr
 
-    with tarfile.open(fileobj=io.BytesIO(base64.b64decode(hostprogram._archive()))) as tar:
-        names = {m.name: hashlib.sha256(tar.extractfile(m).read()).hexdigest()  # type: ignore[union-attr]
-                 for m in tar.getmembers()}
-    assert names == program.sums()
-    assert set(names) == set(program.FILES)
+
+def test_the_files_are_what_the_sums_name() -> None:
+    files = json.loads(hostprogram.program_stdin())
+    assert {n: hashlib.sha256(t.encode()).hexdigest() for n, t in files.items()} == program.sums()
+    assert set(files) == set(program.FILES)
+    assert hostprogram.program_stdin().count("\n") == 1  # one line: the request follows
     assert os.path.basename(program.folder()) == program.version()
 
 
@@ -129,13 +162,24 @@ class FakeHost:
 
     def run_shell_command(self, command: StringCommand, _stdin: str = "", print_output: bool = False,
                           **arguments: Any) -> tuple[bool, CommandOutput]:
-        assert command.get_raw_value() == hostprogram.run_command("apply").get_raw_value()
+        raw = command.get_raw_value()
+        if raw == hostprogram.place_and_apply_command().get_raw_value():
+            assert _stdin.startswith(hostprogram.program_stdin())  # the files, then the request
+            _stdin = _stdin.removeprefix(hostprogram.program_stdin())
+            self.events.append(("place", None))
+        else:
+            assert raw == hostprogram.run_command("apply").get_raw_value()
         self.events.append(("run", json.loads(_stdin)["lock"]["wait"]))
         ok, lines = self.answer(_stdin)
         return ok, CommandOutput([OutputLine("stdout", line) for line in lines])
 
     def runs(self) -> list[object]:
         return [wait for kind, wait in self.events if kind == "run"]
+
+    def placed_before(self) -> list[bool]:
+        """For each run: was the program placed in the same command?"""
+        return [i > 0 and self.events[i - 1][0] == "place"
+                for i, (kind, _) in enumerate(self.events) if kind == "run"]
 
 
 def run_transaction(host: FakeHost, current: HostState, request: dict[str, Any]) -> bool:
@@ -147,9 +191,16 @@ def run_transaction(host: FakeHost, current: HostState, request: dict[str, Any])
 
 def test_a_free_lock_costs_one_command() -> None:
     """No round trip for the case that is almost always true: the first command, told
-    not to wait, runs the whole transaction."""
+    not to wait, runs the whole transaction, placing the program first on a host that
+    does not have this version (one command either way)."""
     host = FakeHost(lambda stdin: (True, ["ufw: Rules updated"]))
     assert run_transaction(host, host_with(None), hostprogram.request(
+        ufw={"wanted": []}, ftp=None, confirm_timeout=0))
+    assert host.events == [("place", None), ("run", 0)]
+    placed = host_with(None)
+    placed.program, placed.program_unsafe = program.sums(), False
+    host = FakeHost(lambda stdin: (True, ["ufw: Rules updated"]))
+    assert run_transaction(host, placed, hostprogram.request(
         ufw={"wanted": []}, ftp=None, confirm_timeout=0))
     assert host.events == [("run", 0)]
 
@@ -163,7 +214,7 @@ def test_a_held_lock_is_said_at_once_then_waited_for() -> None:
     assert run_transaction(host, host_with(None), hostprogram.request(
         ufw={"wanted": []}, ftp=None, confirm_timeout=0))
     assert host.events == [
-        ("run", 0),
+        ("place", None), ("run", 0),  # placed by then: the second command only runs it
         ("log", f"another run holds the lock on this host; waiting up to {LOCK_WAIT} s"),
         ("run", LOCK_WAIT)]
 
@@ -195,7 +246,7 @@ def test_a_passive_range_switch_is_said_right_before_the_transaction() -> None:
     part = proftpd_part(ftpplan.render_fragment((50200, 50300)))
     assert _switch(running, part) == [
         ("log", "switching ProFTPd's passive range 50000:50100 -> 50200:50300 (restart)"),
-        ("run", 0)]
+        ("place", None), ("run", 0)]
     stopped = host_with((50000, 50100))  # a stopped ProFTPd reads the file when it starts
     assert _switch(stopped, part)[0] == (
         "log", "switching ProFTPd's passive range 50000:50100 -> 50200:50300 (not running: no restart)")
@@ -218,6 +269,6 @@ def test_no_switch_line_when_the_range_stays() -> None:
     (what changes is --diff's to show), so nothing is said before the command."""
     current = host_with((50000, 50100), ftp_running={"proftpd": 812})
     masquerade = proftpd_part(ftpplan.render_fragment((50000, 50100), "192.0.2.7"))
-    assert _switch(current, masquerade) == [("run", 0)]
-    assert _switch(current, proftpd_part(None)) == [("run", 0)]
-    assert _switch(current, None) == [("run", 0)]
+    assert _switch(current, masquerade) == [("place", None), ("run", 0)]
+    assert _switch(current, proftpd_part(None)) == [("place", None), ("run", 0)]
+    assert _switch(current, None) == [("place", None), ("run", 0)]

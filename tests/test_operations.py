@@ -32,7 +32,7 @@ OPERATIONS = {
     "ftp.passive_port_range": ftp.passive_port_range,
 }
 PLACEHOLDERS = {
-    hostprogram.PLACE: "<place>",
+    hostprogram.INSTALL_UFW: "<install-ufw>",
     hostprogram.RUNNER: "<runner>",
     program.folder(): "<program-dir>",
     **{f"{digest}  {name}": f"<sha256 {name}>" for name, digest in program.sums().items()},
@@ -50,6 +50,8 @@ def render(command: StringCommand | FunctionCommand, requests: list[dict]) -> st
                 assert re.fullmatch(r"[0-9a-f]+-[0-9a-f]{16}", request["confirm"]["token"])
                 request["confirm"]["token"] = "<token>"
             requests.append(request)
+            if command.kwargs.get("place"):  # remote/place.py first, in the same command
+                return "<place program, transaction> < <program> <request>"
             return "<transaction> < <request>"
         if name == "_report_carried":  # steps.reported
             return f"<carried in the UFW operation's transaction: {command.args[0]}>"
@@ -71,8 +73,6 @@ def render(command: StringCommand | FunctionCommand, requests: list[dict]) -> st
             bits.append(render(bit, requests))
         else:
             bits.append(str(bit))
-    if command.connector_arguments.get("_stdin") is not None:  # hostprogram.place_command
-        bits.append("< <program>")
     return command.separator.join(bits)
 
 

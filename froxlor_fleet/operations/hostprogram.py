@@ -6,8 +6,9 @@
 The state fact reports each placed file's sha256 and whether anyone but root could
 write it, so a host gets the program again only when that differs: a no-op run stays
 at one remote command. A change is then one command, the transaction (the request on
-stdin: an argument may hold at most 128 KiB), and, when the host armed it, the
-confirmation over a new SSH connection (``confirm.py``).
+stdin: an argument may hold at most 128 KiB; on a host without this version, the
+program's files before it, placed by ``remote/place.py`` in the same command), and,
+when the host armed it, the confirmation over a new SSH connection (``confirm.py``).
 
 pyinfra shows a command's output only when the command ends, so what the operator must
 see while it happens is said here, before the command: a passive-range switch, and a
@@ -18,11 +19,9 @@ wait is said and the request sent again with the real wait (a free lock: one com
 
 from __future__ import annotations
 
-import base64
-import io
 import json
-import tarfile
 import time
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from pyinfra import logger
@@ -31,6 +30,7 @@ from pyinfra.api import FunctionCommand, QuoteString, StringCommand
 from ..ftpconf.daemon import DAEMON_TITLES
 from ..model.catalog import LOCK_PATH, LOCK_WAIT
 from ..model.program import folder, sums, texts
+from ..remote import program as program_text
 from ..remote.transaction import ARMED, BUSY
 from . import confirm
 from .passive_switch import daemon_range
@@ -41,46 +41,20 @@ if TYPE_CHECKING:
 
     from ..facts import HostState
 
-# Run $0 (the program) with its arguments under the interpreter ufw itself uses (the
-# first python3 on PATH may be another Python without ufw's modules), isolated (-I: no
-# PYTHON* variables, no user site, no script folder on the path: what runs is what was
-# placed) and without site (-S: the program adds ufw's folder itself; every host
-# process pays for what it loads).
-RUNNER = ('ufw=$(command -v ufw || echo /usr/sbin/ufw); '
-          'py=$(sed -n "1s/^#! *//p" "$ufw" | cut -d" " -f1); '
-          'exec "${py:-/usr/bin/python3}" -I -S "$0" "$@"')
+# Run python3 with the arguments given (the program's path, or ``-c`` and place.py's
+# text) under the interpreter ufw itself uses, from its #! line (the first python3 on
+# PATH may be another Python without ufw's modules), isolated (-I: no PYTHON* variables,
+# no user site, no script folder on the path: what runs is what was placed) and without
+# site (-S: the program adds ufw's folder itself). Shell builtins only: every process a
+# host starts is its cost.
+RUNNER = ('for ufw in /usr/sbin/ufw /sbin/ufw /usr/bin/ufw; do [ -f "$ufw" ] && break; done; '
+          '{ read -r py; } 2>/dev/null < "$ufw"; py=${py#"#!"}; py=${py# }; py=${py%% *}; '
+          'case $py in /*python*) ;; *) py=/usr/bin/python3 ;; esac; '
+          'exec "$py" -I -S "$@"')
 
-# Places the program: $1 the folder, then "SHA256  NAME" lines; the files arrive as a
-# base64 tar on stdin, are checked against those sums, and replace the folder in one
-# rename. --install-ufw first: apt installs ufw (which brings its python3).
-PLACE = r"""set -eu
-umask 077
-dir=$1; shift
-if [ "${1:-}" = --install-ufw ]; then
-  shift
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q ufw >/dev/null
-fi
-base=${dir%/*}
-mkdir -p "$base"
-chmod 0700 "${base%/*}" "$base"
-# One placer at a time; a copy another run placed meanwhile is kept (a transaction
-# may be running from it).
-exec 8>"$base/.place.lock"
-flock 8
-if [ -d "$dir" ] && (cd "$dir" && printf '%s\n' "$@" | sha256sum -c --quiet - >/dev/null 2>&1); then
-  cat >/dev/null
-  exit 0
-fi
-tmp=$(mktemp -d "$base/.new.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-base64 -d | tar -x -C "$tmp" --no-same-owner --no-same-permissions -f -
-(cd "$tmp" && printf '%s\n' "$@" | sha256sum -c --quiet -)
-chmod 0600 "$tmp"/*
-rm -rf "$dir"
-mv "$tmp" "$dir"
-trap - EXIT
-echo "froxlor-fleet: host program placed in $dir"
-"""
+# Only when ufw is missing, before the program is placed: apt installs ufw (which brings
+# its python3, the one the program runs under).
+INSTALL_UFW = "DEBIAN_FRONTEND=noninteractive apt-get install -y -q ufw >/dev/null"
 
 
 def placed(current: HostState) -> bool:
@@ -88,39 +62,36 @@ def placed(current: HostState) -> bool:
     return current.program == sums() and not current.program_unsafe
 
 
-def _archive() -> str:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for name, text in sorted(texts().items()):
-            data = text.encode()
-            info = tarfile.TarInfo(name)
-            info.size, info.mode, info.mtime = len(data), 0o600, 0
-            tar.addfile(info, io.BytesIO(data))
-    return base64.encodebytes(buffer.getvalue()).decode()
-
-
-def place_command(install_ufw: bool = False) -> StringCommand:
-    flags = ["--install-ufw"] if install_ufw else []
-    lines = [QuoteString(f"{digest}  {name}") for name, digest in sorted(sums().items())]
-    return StringCommand("sh", "-c", QuoteString(PLACE), "froxlor-fleet", QuoteString(folder()),
-                         *flags, *lines, _stdin=_archive())
-
-
 def run_command(*args: str) -> StringCommand:
     """``fleethost.py ARGS`` on the host, under ufw's python3."""
-    return StringCommand("sh", "-c", QuoteString(RUNNER), QuoteString(f"{folder()}/fleethost.py"),
-                         *args)
+    return StringCommand("sh", "-c", QuoteString(RUNNER), "froxlor-fleet",
+                         QuoteString(f"{folder()}/fleethost.py"), *args)
+
+
+def place_and_apply_command() -> StringCommand:
+    """``place.py``: this version's files placed (stdin: ``program_stdin``), then
+    ``fleethost.py apply`` with the request that follows them on stdin."""
+    lines = [QuoteString(f"{digest}  {name}") for name, digest in sorted(sums().items())]
+    return StringCommand("sh", "-c", QuoteString(RUNNER), "froxlor-fleet", "-c",
+                         QuoteString(program_text("place.py")), QuoteString(folder()), *lines)
+
+
+@cache
+def program_stdin() -> str:
+    """The files ``place.py`` places: one line of JSON, the request follows."""
+    return json.dumps(texts(), sort_keys=True) + "\n"
 
 
 def commands(current: HostState, request: dict[str, Any]) -> list[StringCommand | FunctionCommand]:
-    """What changes a host: the program if it is not there yet (and ufw, if missing),
-    then the transaction."""
+    """What changes a host: ufw if it is missing, then the transaction (which places this
+    version's program first when the host does not have it: one command)."""
     out: list[StringCommand | FunctionCommand] = []
     install = request.get("ufw") is not None and not current.ufw.installed
-    if install or not placed(current):
-        out.append(place_command(install))
+    if install:
+        out.append(StringCommand("sh", "-c", QuoteString(INSTALL_UFW)))
     out.append(FunctionCommand(_transaction, (json.dumps(request),),
-                               {"switching": switch_line(current, request.get("ftp"))}))
+                               {"switching": switch_line(current, request.get("ftp")),
+                                "place": install or not placed(current)}))
     return out
 
 
@@ -158,10 +129,14 @@ def switch_line(current: HostState, ftp: dict[str, Any] | None) -> str | None:
     return f"switching {name}'s passive range {was} -> {new[0]}:{new[1]} ({how})"
 
 
-def _apply(state: State, host: Host, request_text: str, arguments: dict[str, Any]
-           ) -> tuple[bool, list[str]]:
-    """``fleethost.py apply``, the request on stdin: (ok, output lines)."""
-    ok, output = host.run_shell_command(run_command("apply"), _stdin=request_text,
+def _apply(state: State, host: Host, request_text: str, arguments: dict[str, Any],
+           place: bool = False) -> tuple[bool, list[str]]:
+    """``fleethost.py apply``, the request on stdin (``place``: after placing the
+    program, in the same command): (ok, output lines)."""
+    command, stdin = run_command("apply"), request_text
+    if place:
+        command, stdin = place_and_apply_command(), program_stdin() + request_text
+    ok, output = host.run_shell_command(command, _stdin=stdin,
                                         print_output=state.print_output, **arguments)
     return ok, [line.line for line in output.combined_lines] if output else []
 
@@ -170,7 +145,8 @@ def _without_wait(request: dict[str, Any]) -> str:
     return json.dumps({**request, "lock": {**request["lock"], "wait": 0}})
 
 
-def _transaction(state: State, host: Host, request_text: str, switching: str | None = None) -> bool:
+def _transaction(state: State, host: Host, request_text: str, switching: str | None = None,
+                 place: bool = False) -> bool:
     """Run the transaction; when the host armed it, confirm over a new SSH connection.
     A failure fails this host with the program's own lines. ``switching``: said first
     (``switch_line``)."""
@@ -178,8 +154,8 @@ def _transaction(state: State, host: Host, request_text: str, switching: str | N
     if switching:
         host.log(switching, logger.info)
     arguments = confirm.run_arguments(state, host)
-    ok, lines = _apply(state, host, _without_wait(request), arguments)
-    if not ok and BUSY in lines:  # nothing changed: say so now, then wait on the host
+    ok, lines = _apply(state, host, _without_wait(request), arguments, place)
+    if not ok and BUSY in lines:  # (placed by then)  # nothing changed: say so now, then wait on the host
         host.log("another run holds the lock on this host; waiting up to "
                  f"{request['lock']['wait']} s", logger.info)
         ok, lines = _apply(state, host, request_text, arguments)

@@ -49,7 +49,7 @@ from types import ModuleType
 # takes any TYPE_CHECKING as true.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, List, Tuple
+    from typing import Any, Callable, Dict, List, Optional, Tuple
 
 EXIT_USAGE = 64
 HOST_PACKAGE = "froxlor_fleet_host"  # this file's folder on the host, as a package
@@ -168,12 +168,13 @@ def apply(raw: bytes) -> int:
     return detached(body)
 
 
-def main(argv: List[str]) -> int:
+def main(argv: List[str], stdin: Optional[bytes] = None) -> int:
+    """``stdin``: the request when ``place.py`` already read this process's stdin."""
     os.umask(0o077)
     sub, args = (argv[0], argv[1:]) if argv else ("", [])
     root = os.environ.get("FROXLOR_FLEET_ROOT", "/")
     if sub == "apply" and not args:
-        return apply(sys.stdin.buffer.read())
+        return apply(sys.stdin.buffer.read() if stdin is None else stdin)
     if sub in ("confirm", "status") and len(args) == (1 if sub == "confirm" else 0):
         commit = _commit()
         paths = commit.Paths(root=root.rstrip("/") or "/")
