@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from pyinfra import host, inventory, state
-from pyinfra.api import deploy
+from pyinfra import host, inventory, logger, state
+from pyinfra.api import Host, deploy
 
 from .facts import host_state
 from .model.catalog import DEFAULTS
+from .model.groups import group_members, resolve_groups
 from .model.loading import run_plans
 from .model.plan import HostPlan
 from .operations import ftp, ufw
@@ -25,16 +26,33 @@ def fleet_plans() -> dict[str, HostPlan]:
     return plans
 
 
+def _run_addresses(member: Host) -> tuple[str, ...] | None:
+    """A group member's own addresses, from its state read (one per host and run, the
+    one its own deploy uses), when it is part of this run: connected and not failed.
+    ``None`` for the others (outside ``--limit``): reading them would connect to them."""
+    if member not in state.active_hosts:
+        return None
+    return host_state(member).addresses
+
+
 @deploy("froxlor firewall", data_defaults=DEFAULTS)
 def froxlor_firewall() -> None:
     """UFW rules, policies and state, and the FTP daemon's passive range (ProFTPd
     fragment or pure-ftpd's files), exactly as the host's ``froxlor_roles`` (and the
     other data keys, see README) ask. Each changed host gets one transaction of the host
     program: the UFW operation carries the FTP daemon's change."""
-    plan = fleet_plans()[host.name]
+    data_plan, current = fleet_plans()[host.name], host_state(host)
+    # Sources naming an inventory group become its hosts' addresses (one resolver, the
+    # audit's too): a group without any address leaves this host unchanged, and fails it.
+    sources = resolve_groups(data_plan, group_members(inventory, data_plan, _run_addresses),
+                             ipv6=current.ufw.ipv6)
+    plan = sources.plan
+    for group in sources.groups:
+        if group.unknown:  # the rules for their addresses would go: say so on every run
+            host.log(group.describe(), logger.warning)
     # The FTP side, decided once for this host and run (the daemon, its change, the
     # range switch) and handed to each operation below.
-    ftp_plan = plan_ftp(plan, host_state(host))
+    ftp_plan = plan_ftp(plan, current)
     # First: an ftp host without an FTP daemon that takes the new range fails here,
     # before its firewall changes.
     ftp.ready_for_ftp(name="FTP server ready for the ftp role",
@@ -53,7 +71,11 @@ def froxlor_firewall() -> None:
         lockout_guard=plan.lockout_guard,
         confirm_timeout=plan.confirm_timeout,
         ftp=ftp_plan.part,
+        source_groups=sources.groups,
+        refusal=" | ".join(sources.errors) or None,
     )
+    if sources.errors:
+        return  # the UFW operation fails this host: its FTP daemon stays as it is
     if ftp_plan.daemon == "pureftpd" and plan.passive_ports is not None:
         ftp.passive_port_range(name="pure-ftpd passive range",
                                passive_ports=plan.passive_ports,

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
+from typing import Any
 
 from pyinfra.api import FactBase, Host, QuoteString, StringCommand
+from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS, pop_global_arguments
 from pyinfra.api.state import StateStage
 
 from .ftpconf.dump import FtpConfig, dump_command, parse_dump
@@ -197,18 +199,31 @@ def parse_state(lines: list[str]) -> HostState:
 def host_state(host: Host, fragment_path: str = FRAGMENT_PATH) -> HostState:
     """``FleetHostState`` read at most once per host and run phase.
 
-    The deploy (to plan a passive-range switch) and each of its operations need it;
-    reading it once keeps a no-op run at one remote command per host. Safe because no
-    operation changes what a later one reads (UFW state vs. the FTP daemon's files).
-    The phases: with change detection, its stage and the execution (a prompt may wait in
-    between); with ``-y`` there is one (the deploy reads while preparing, its
-    operations run at execution)."""
+    The deploy (to plan a passive-range switch) and each of its operations need it, and
+    so does another host's deploy whose data names a group this host is in (its
+    addresses); reading it once keeps a no-op run at one remote command per host. Safe
+    because no operation changes what a later one reads (UFW state vs. the FTP daemon's
+    files). The phases: with change detection, its stage and the execution (a prompt may
+    wait in between); with ``-y`` there is one (the deploy reads while preparing, its
+    operations run at execution). A read is reused only with the connector arguments it
+    was made with (``_connector_arguments``: a read made for another host's deploy has
+    this host's own, without its deploy's ``_sudo``)."""
     stage: StateStage | None = host.state.current_stage if host.state.should_check_for_changes() else None
-    cached: tuple[tuple[StateStage | None, str], HostState] | None = getattr(
-        host, "_froxlor_fleet_state", None)
-    if cached and cached[0] == (stage, fragment_path):
+    key = (stage, fragment_path, _connector_arguments(host))
+    cached: tuple[tuple[object, ...], HostState] | None = getattr(host, "_froxlor_fleet_state", None)
+    if cached and cached[0] == key:
         return cached[1]
     value = host.get_fact(FleetHostState, fragment_path=fragment_path)
     # setattr: pyinfra's Host declares no such attribute (mypy's attr-defined)
-    setattr(host, "_froxlor_fleet_state", ((stage, fragment_path), value))  # noqa: B010
+    setattr(host, "_froxlor_fleet_state", (key, value))  # noqa: B010
     return value
+
+
+def _connector_arguments(host: Host) -> tuple[tuple[str, str], ...]:
+    """The connector arguments (sudo, su, shell, environment...) a fact read on ``host``
+    runs with now, as pyinfra works them out for it (``facts._handle_fact_kwargs``):
+    the operation's or deploy's running on ``host``, else its data's and the config's."""
+    arguments, _ = pop_global_arguments(host.state, host,
+                                        dict(host.current_op_global_arguments or {}))
+    values: dict[str, Any] = dict(arguments)
+    return tuple((name, repr(values.get(name))) for name in CONNECTOR_ARGUMENT_KEYS)

@@ -26,6 +26,7 @@ from pyinfra.api.command import StringCommand
 from pyinfra.api.state import StateStage
 
 from froxlor_fleet.model.catalog import DEFAULTS, VALID_ROLES
+from froxlor_fleet.model.groups import Member, resolve_groups
 from froxlor_fleet.model.ufwrules import ANY, Want, parse_tuple_line, want
 from froxlor_fleet.model.validation import FleetDataError, check_inventory, near_miss, resolve
 from froxlor_fleet.operations import ftp, ftpplan, hostprogram
@@ -46,7 +47,10 @@ SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) 
 ADDRESSES = st.sampled_from(["10.0.0.0/8", "192.0.2.7", "2001:db8::/32", "::1", "10.1.2.3/8",
                              "0.0.0.0/0", "300.1.1.1", "10.0.0.0/33", "fe80::1%eth0",
                              "::ffff:192.0.2.7", "2001:db8::1/32", "10.0.0.0/08", "any",
-                             "10.0.0.0/8\n", "fe80::1%x\nPassivePorts 1 2"]) | NASTY_TEXT
+                             "10.0.0.0/8\n", "fe80::1%x\nPassivePorts 1 2",
+                             # inventory groups (issue 18): known, unknown, not a name
+                             "@web_servers", "@db_servers", "@nope", "@web-servers", "@",
+                             "@$(id)"]) | NASTY_TEXT
 # Nested lists, sets, frozensets, dicts: the unhashable and odd shapes of issue 9.
 ANYTHING = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4) | st.tuples(inner, inner)
                         | st.frozensets(SCALARS, max_size=3) | st.sets(SCALARS, max_size=3)
@@ -72,6 +76,7 @@ VALUES = {
     "ssh_rate_limit": st.booleans() | ANYTHING,
     "web_http3": st.booleans() | ANYTHING,
     "mysql_allowed_sources": st.lists(ADDRESSES, max_size=3) | ANYTHING,
+    "dns_transfer_sources": st.lists(ADDRESSES, max_size=3) | ANYTHING,
     "firewall_extra_rules": st.lists(EXTRA_RULE, max_size=3) | ANYTHING,
     "firewall_default_incoming": st.sampled_from(["allow", "deny", "reject", "drop"]) | ANYTHING,
     "firewall_default_outgoing": st.sampled_from(["allow", "deny", "reject"]) | ANYTHING,
@@ -131,6 +136,15 @@ def test_any_data_gives_clear_errors_or_a_valid_quoted_plan(override, host_data,
         return
     event("plan" + (" with a user comment" if any(r.note for r in plan.rules) else ""))
     assert "ssh" in plan.roles
+    # Sources naming a group (both hold h1) become h1's addresses, as at deploy time.
+    h1 = Member("h1", "h1", ("10.0.0.5", "2001:db8::5"))
+    resolved = resolve_groups(plan, {"web_servers": [h1], "db_servers": [h1]})
+    assert not any(r.source and r.source.startswith("@") for r in resolved.plan.rules)
+    if resolved.errors:  # a group address that another rule acts on otherwise
+        event("group errors")
+        assert all(LINE.fullmatch(line) for line in resolved.errors), resolved.errors
+        return
+    plan = resolved.plan
     commands, frag_commands = _commands(plan)
     fragment = ftpplan.fragment_for(plan)
     install = {hostprogram.INSTALL_UFW, "sh", "-c"}

@@ -29,7 +29,7 @@ from pyinfra.api.exceptions import NoGroupError, PyinfraError
 from pyinfra.context import ctx_state
 
 from .plan import HostPlan
-from .validation import FleetDataError, inventory_layers, resolve
+from .validation import FleetDataError, inventory_groups, inventory_layers, resolve
 
 # Set while this module loads an inventory: the inventory file's own ``check_fleet``
 # call then does nothing (the loader validates afterwards, knowing the targets).
@@ -172,8 +172,9 @@ def validate(inventory: Inventory, targets: Iterable[Host]) -> Validated:
     plans: dict[str, HostPlan] = {}
     errors: dict[str, list[str]] = {}
     outside: list[str] = []
+    groups = inventory_groups(inventory)
     for host in inventory:
-        plan, problems = resolve(host.name, inventory_layers(inventory, host))
+        plan, problems = resolve(host.name, inventory_layers(inventory, host), groups)
         if host.name not in targeted:
             outside += problems
         elif problems:

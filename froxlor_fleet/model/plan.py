@@ -25,7 +25,8 @@ class RuleSpec:
 
     ``ports`` are ufw-normalised strings ("80", "49152:65534"), sorted the way ufw
     sorts them; ``source`` is an address/network exactly as ufw stores it, or ``None``
-    (anywhere); ``action`` is one of ``catalog.RULE_ACTIONS``.
+    (anywhere), or (before ``groups.resolve_groups``) ``"@group"``, an inventory group;
+    ``action`` is one of ``catalog.RULE_ACTIONS``.
     """
 
     ports: tuple[str, ...]
@@ -49,6 +50,17 @@ class RuleSpec:
     @property
     def dport(self) -> str:
         return ",".join(self.ports)
+
+
+@dataclass(frozen=True)
+class GroupSource:
+    """A source naming an inventory group (``"@web_servers"``, a ``RuleSpec.source``
+    until ``groups.resolve_groups`` puts the members' addresses in its place): which data
+    key named it, and where (``"group db_servers"``, ``"host data"``: for error lines)."""
+
+    key: str
+    group: str  # without the "@"
+    where: str
 
 
 @dataclass(frozen=True)
@@ -77,6 +89,9 @@ class HostPlan:
     passive_ports: tuple[int, int] | None = None
     masquerade_address: str | None = cast("str | None", DEFAULTS["ftp_masquerade_address"])
     ftp_daemon: str = cast(str, DEFAULTS["ftp_daemon"])  # auto, proftpd or pureftpd
+    # Sources naming an inventory group, in data order: their rules' source is "@group"
+    # until the group is resolved (``groups.resolve_groups``), which empties this.
+    source_groups: tuple[GroupSource, ...] = ()
 
 
 # --- ports in ufw's notation ("80", "49152:65534") ------------------------------------

@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -38,12 +38,12 @@ from .catalog import (
     UNION_KEYS,
     VALID_ROLES,
 )
-from .plan import MAX_PORT_WEIGHT, HostPlan, RuleSpec, port_weight, ufw_port_sort
+from .plan import MAX_PORT_WEIGHT, GroupSource, HostPlan, RuleSpec, port_weight, ufw_port_sort
 
 __all__ = ["FleetDataError", "confirm_timeout", "grouped", "nearest", "plural", "address",
-           "sources", "comment_text",
+           "source", "sources", "group_of", "comment_text",
            "port_number", "port_item", "ipv6_text", "resolve", "check_inventory",
-           "inventory_layers"]
+           "inventory_layers", "inventory_groups", "error_line", "slot_conflicts"]
 
 MAX_COMMENT = 120  # ours, not ufw's (it has no limit): keeps `ufw status` readable
 EXTRA_RULE_KEYS = {"port", *EXTRA_RULE_DEFAULTS}
@@ -59,6 +59,8 @@ _DIGITS = re.compile(r"[0-9]+")  # ASCII only: str.isdigit() also takes "²" and
 _V4_CHARS = re.compile(r"[0-9./]+")
 _V6_CHARS = re.compile(r"[0-9A-Fa-f:./]+")
 BAD_ADDRESS = "is not a valid IP address or CIDR network"
+GROUP_PREFIX = "@"  # a source "@web_servers": the addresses of that inventory group's hosts
+SHOWN_GROUPS = 8  # an unknown group's line lists this many of the inventory's groups
 BAD_MASQUERADE = "must be an IP address or a DNS name"
 
 
@@ -108,6 +110,18 @@ def grouped(errors: list[str]) -> list[str]:
 # --- reading data ---------------------------------------------------------------------
 
 Layer = tuple[str, Mapping[str, Any]]  # (where it came from, data)
+
+
+# An inventory's groups: name -> its hosts' names, in inventory order.
+Groups = Mapping[str, tuple[str, ...]]
+
+
+def inventory_groups(inventory: Any) -> dict[str, tuple[str, ...]]:
+    """Every group pyinfra knows in ``inventory``, with its hosts: the inventory file's
+    groups, the one named after the file, and groups that only have group data (empty)."""
+    members = {name: tuple(h.name for h in hosts) for name, hosts in inventory.groups.items()}
+    return {name: members.get(name, ()) for name in dict.fromkeys(
+        [*inventory.groups, *inventory.group_data])}
 
 
 def inventory_layers(inventory: Any, host: Any) -> list[Layer]:
@@ -274,12 +288,43 @@ def address(value: Any) -> str:
     return shown if prefix == ip.max_prefixlen else f"{shown}/{prefix}"
 
 
-def sources(value: Any) -> tuple[str, ...]:
+def group_of(source: str | None) -> str | None:
+    """The inventory group a (checked) source names: ``"@web_servers"`` -> ``web_servers``."""
+    return source[len(GROUP_PREFIX):] if source and source.startswith(GROUP_PREFIX) else None
+
+
+def source(value: Any, groups: Groups | None = None) -> str:
+    """One source: an address or network exactly as ufw stores it (``address``), or
+    ``"@group"``, naming a group of ``groups`` (the inventory's) that has hosts: it stands
+    for their addresses (``groups.resolve_groups``). Group names are pyinfra's: the names
+    of the inventory file's variables, Python identifiers."""
+    if not (isinstance(value, str) and value.startswith(GROUP_PREFIX)):
+        return address(value)
+    name = value[len(GROUP_PREFIX):]
+    if not name.isidentifier():
+        raise ValueError("names an inventory group, but a group's name is a Python identifier "
+                         "(as pyinfra's are: @web_servers)")
+    known = groups or {}
+    if name in known and not known[name]:
+        raise ValueError(f"inventory group {name!r} has no hosts")
+    if name not in known:
+        used = tuple(sorted(g for g, hosts in known.items() if hosts))
+        meant = nearest(name, used) if used else None
+        if meant:
+            raise ValueError(f"unknown inventory group {name!r}, did you mean '{meant}'?")
+        listed = ", ".join(used[:SHOWN_GROUPS]) + (", ..." if len(used) > SHOWN_GROUPS else "")
+        raise ValueError(f"unknown inventory group {name!r}"
+                         + (f" (groups: {listed})" if used else " (the inventory has no groups)"))
+    return value
+
+
+def sources(value: Any, groups: Groups | None = None) -> tuple[str, ...]:
+    """A list of sources (``source``), each once, in order."""
     if value is None:
         return ()
     if not isinstance(value, (list, tuple)):
-        raise ValueError("must be a list of IP addresses or CIDR networks")
-    return tuple(dict.fromkeys(address(v) for v in value))
+        raise ValueError("must be a list of IP addresses or CIDR networks (or @groups)")
+    return tuple(dict.fromkeys(source(v, groups) for v in value))
 
 
 # --- comments ---------------------------------------------------------------------------
@@ -333,12 +378,22 @@ class _Errors:
         self.lines: list[str] = []
 
     def add(self, key: str, value: Any, reason: str, where: str = "") -> None:
-        self.add_key(f"{key} = {_shown(value)}", reason, where)
+        self.lines.append(error_line(self.host, key, value, reason, where))
 
     def add_key(self, key: str, reason: str, where: str = "") -> None:
         """A line without the value: for keys that may not be ours (secrets)."""
-        origin = f" ({where})" if where and where not in ("default", "host data") else ""
-        self.lines.append(f"host {self.host}{origin}: {key}: {reason}")
+        self.lines.append(_line(self.host, key, reason, where))
+
+
+def _line(host: str, key: str, reason: str, where: str = "") -> str:
+    origin = f" ({where})" if where and where not in ("default", "host data") else ""
+    return f"host {host}{origin}: {key}: {reason}"
+
+
+def error_line(host: str, key: str, value: Any, reason: str, where: str = "") -> str:
+    """One problem of a key of ours, as every data error reads: ``host db1 (group
+    db_servers): mysql_allowed_sources = '@web_servers': why``."""
+    return _line(host, f"{key} = {_shown(value)}", reason, where)
 
 
 def _edits(a: str, b: str) -> int:
@@ -527,7 +582,7 @@ def _extra_rule(item: Any) -> RuleSpec:
 Extra = tuple[RuleSpec, Mapping[str, Any], str]
 
 
-def _extra_rules(layers: list[Layer], err: _Errors) -> list[Extra]:
+def _extra_rules(layers: list[Layer], err: _Errors, groups: Groups | None = None) -> list[Extra]:
     key = "firewall_extra_rules"
     rules: list[Extra] = []
     for value, where in _collected(layers, key):
@@ -545,7 +600,7 @@ def _extra_rules(layers: list[Layer], err: _Errors) -> list[Extra]:
                 continue
             try:
                 spec = _extra_rule(item)
-                srcs = sources(item.get("sources"))
+                srcs = sources(item.get("sources"), groups)
             except ValueError as e:
                 err.add(key, dict(item), str(e), where)
                 continue
@@ -582,17 +637,19 @@ def _slot(rule: RuleSpec) -> tuple[tuple[str, ...], str, str | None]:
     return rule.ports, rule.proto, rule.source
 
 
-def _check_slots(role_rules: list[RuleSpec], extras: list[Extra], err: _Errors) -> None:
+def slot_conflicts(role_rules: Sequence[RuleSpec],
+                   extras: Sequence[RuleSpec]) -> list[tuple[int, str]]:
     """ufw keeps one rule per ports, protocol and source, and adding another action for
     that slot updates the rule in place (src/backend_iptables.py, set_rule): an extra
     rule that acts otherwise on exactly a role rule's slot, or another extra rule's,
-    would overwrite it on every run (or never be added). Refused, one line each."""
-    key = "firewall_extra_rules"
+    would overwrite it on every run (or never be added). ``(index in extras, why)`` for
+    each such extra rule (the data check, and the deploy's once groups are resolved)."""
     roles: dict[tuple[tuple[str, ...], str, str | None], RuleSpec] = {}
     for rule in role_rules:
         roles.setdefault(_slot(rule), rule)
     seen: dict[tuple[tuple[str, ...], str, str | None], RuleSpec] = {}
-    for spec, item, where in extras:
+    found: list[tuple[int, str]] = []
+    for index, spec in enumerate(extras):
         slot = _slot(spec)
         slot_text = f"{spec.dport}/{spec.proto} from {spec.source or 'anywhere'}"
         role, other = roles.get(slot), seen.setdefault(slot, spec)
@@ -604,49 +661,67 @@ def _check_slots(role_rules: list[RuleSpec], extras: list[Extra], err: _Errors) 
                     if role.label == "ssh" and role.action == "limit" else
                     "name single ports or sources instead")
         elif other.action != spec.action:
-            owner = f"another {key} entry {_VERB[other.action]}"
+            owner = f"another firewall_extra_rules entry {_VERB[other.action]}"
             hint = "keep one of the two"
         else:
             continue
-        err.add(key, dict(item), f"{spec.action} on exactly the rule {owner} ({slot_text}): "
-                "ufw keeps one rule per ports, protocol and source, so one would overwrite "
-                f"the other; {hint}", where)
+        found.append((index, f"{spec.action} on exactly the rule {owner} ({slot_text}): ufw "
+                      "keeps one rule per ports, protocol and source, so one would overwrite "
+                      f"the other; {hint}"))
+    return found
 
 
-def _mysql_sources(layers: list[Layer], err: _Errors) -> tuple[str, ...]:
-    value, where = _scalar(layers, "mysql_allowed_sources")
-    if value is None or (isinstance(value, (list, tuple)) and not value):
-        err.add("mysql_allowed_sources", value,
-                "required when 'mysql' is a role (3306 is never opened to the world)", where)
-        return ()
-    checked: tuple[str, ...] = _get(layers, "mysql_allowed_sources", sources, err)
-    return checked
+def _check_slots(role_rules: list[RuleSpec], extras: list[Extra], err: _Errors) -> None:
+    """``slot_conflicts`` of the data as written, one line each."""
+    for index, why in slot_conflicts(role_rules, [spec for spec, _, _ in extras]):
+        _, item, where = extras[index]
+        err.add("firewall_extra_rules", dict(item), why, where)
 
 
-def _role_sources(roles: list[str], layers: list[Layer],
-                  err: _Errors) -> dict[str, tuple[str, ...]]:
+def _role_sources(roles: list[str], layers: list[Layer], err: _Errors,
+                  groups: Groups | None) -> dict[str, tuple[str, ...]]:
     """The sources keys of the host's roles (``Service.sources_key``), each checked; a
-    key no role of the host uses is not (``all.py`` may set it for every host)."""
+    key no role of the host uses is not (``all.py`` may set it for every host).
+    ``mysql_allowed_sources`` is required: 3306 is never opened to the world."""
     srcs: dict[str, tuple[str, ...]] = {}
     for key in sorted({svc.sources_key for role in roles for svc in ROLE_SERVICES[role]
                        if svc.sources_key}):
-        srcs[key] = (_mysql_sources(layers, err) if key == "mysql_allowed_sources"
-                     else _get(layers, key, sources, err))
+        value, where = _scalar(layers, key)
+        if key == "mysql_allowed_sources" and (
+                value is None or (isinstance(value, (list, tuple)) and not value)):
+            err.add(key, value, "required when 'mysql' is a role (3306 is never opened to "
+                    "the world)", where)
+            srcs[key] = ()
+            continue
+        srcs[key] = _get(layers, key, functools.partial(sources, groups=groups), err)
     return srcs
 
 
-def resolve(host: str, layers: list[Layer]) -> tuple[HostPlan | None, list[str]]:
-    """Resolve one host's data to its plan; returns ``(plan, [])`` or ``(None, errors)``."""
+def _group_sources(layers: list[Layer], srcs: dict[str, tuple[str, ...]],
+                   extras: list[Extra]) -> tuple[GroupSource, ...]:
+    """Where the data names inventory groups, in data order (the keys as ``srcs``)."""
+    found = [GroupSource(key, group, _scalar(layers, key)[1])
+             for key, values in srcs.items() for group in map(group_of, values) if group]
+    found += [GroupSource("firewall_extra_rules", group, where)
+              for spec, _, where in extras if (group := group_of(spec.source))]
+    return tuple(dict.fromkeys(found))
+
+
+def resolve(host: str, layers: list[Layer],
+            groups: Groups | None = None) -> tuple[HostPlan | None, list[str]]:
+    """Resolve one host's data to its plan; returns ``(plan, [])`` or ``(None, errors)``.
+    ``groups``: the inventory's (``inventory_groups``), which sources may name; without
+    them, a source naming a group is an unknown group."""
     err = _Errors(host)
     _unknown_keys(layers, err)
     roles = _roles(layers, err)
     ssh_port = _get(layers, "ssh_port", port_number, err)
-    srcs = _role_sources(roles, layers, err)
+    srcs = _role_sources(roles, layers, err, groups)
     passive, passive_ok = (_checked(layers, "ftp_passive_ports", _passive_range, err)
                            if "ftp" in roles else (None, False))
     flags = {key: _get(layers, key, _boolean, err) for key in ROLE_FLAGS}
     role_rules = _role_rules(roles, ssh_port, srcs, passive, flags)
-    extras = _extra_rules(layers, err)
+    extras = _extra_rules(layers, err, groups)
     _check_slots(role_rules, extras, err)
     plan_rules = role_rules + [spec for spec, _, _ in extras]
     if passive_ok and passive:
@@ -668,6 +743,7 @@ def resolve(host: str, layers: list[Layer]) -> tuple[HostPlan | None, list[str]]
         passive_ports=passive,
         masquerade_address=_get(layers, "ftp_masquerade_address", _masquerade, err),
         ftp_daemon=_get(layers, "ftp_daemon", _choice(FTP_DAEMONS), err),
+        source_groups=_group_sources(layers, srcs, extras),
     )
     return (None, err.lines) if err.lines else (plan, [])
 
@@ -701,8 +777,9 @@ def check_inventory(inventory: Any) -> dict[str, HostPlan]:
     """Validate every host of ``inventory``; raise one ``FleetDataError`` for all problems."""
     plans: dict[str, HostPlan] = {}
     errors: list[str] = []
+    groups = inventory_groups(inventory)
     for host in inventory:
-        plan, problems = resolve(host.name, inventory_layers(inventory, host))
+        plan, problems = resolve(host.name, inventory_layers(inventory, host), groups)
         errors.extend(problems)
         if plan:
             plans[host.name] = plan

@@ -17,6 +17,7 @@ from pyinfra.connectors.ssh import SSHConnector
 
 from ..facts import HostState, UfwState, host_state
 from ..model.catalog import DEFAULTS, LOG_LEVELS, POLICIES
+from ..model.groups import GroupAddresses
 from ..model.plan import RuleSpec
 from ..model.ufwrules import (
     RulePlan,
@@ -132,6 +133,8 @@ def rules_and_policies(
     lockout_guard: bool = bool(DEFAULTS["firewall_lockout_guard"]),
     confirm_timeout: int = int(DEFAULTS["firewall_confirm_timeout"]),  # type: ignore[call-overload]
     ftp: dict[str, Any] | None = None,
+    source_groups: Sequence[GroupAddresses] = (),
+    refusal: str | None = None,
 ) -> Generator[Any, None, None]:
     """
     Make UFW's rules, default policies, logging and enabled state exactly these.
@@ -150,6 +153,10 @@ def rules_and_policies(
       a new SSH connection, else the host undoes it after this many seconds (0: off)
     + ftp: the FTP daemon's change (``ftpplan.FtpPlan.part``: the host program's FTP part)
       to make in the same transaction (its operation then only reports it)
+    + source_groups: what each inventory group the data names as a source became
+      (``groups.resolve_groups``; its addresses are in ``rules``), shown under ``--diff``
+    + refusal: why this host must stay as it is (the deploy's: a source group without
+      any address); the host fails with it, unchanged
 
     Installs ufw with apt if missing. A refused plan fails this host only, unchanged.
     The host program plans again under the host lock, re-checks the guard and arms
@@ -173,6 +180,13 @@ def rules_and_policies(
                                  (logging, LOG_LEVELS, "logging")):
         if value not in options:
             raise OperationError(f"invalid {what} {value!r}, must be one of {', '.join(options)}")
+
+    if show_changes():
+        for group in source_groups:
+            host.log(f"sources from the inventory: {group.describe()}", logger.info)
+    if refusal:
+        yield refuse(refusal)
+        return
 
     current = host_state(host)
     installed = current.ufw.installed
