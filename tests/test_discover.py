@@ -82,9 +82,10 @@ def conflicts(proposal: HostProposal, text: str) -> list[str]:
 def test_discover_reads_with_the_audits_one_command() -> None:
     from froxlor_fleet.audit.fact import FleetAuditState
 
-    assert FleetDiscoverState().command().get_raw_value() == \
-        FleetAuditState().command().get_raw_value()
-    assert DiscoverState(FleetDiscoverState.default().state).froxlor is None  # not read yet
+    # the audit's command, then froxlor's settings (test_discover_froxlor.py)
+    assert FleetDiscoverState().command().get_raw_value().startswith(
+        FleetAuditState().command().get_raw_value() + " ; echo ':::froxlor-fleet:froxlor'; ")
+    assert DiscoverState(FleetDiscoverState.default().state).froxlor is None  # not read
 
 
 def test_bound_addresses_come_from_the_same_ss_lines() -> None:
@@ -106,7 +107,7 @@ def test_roles_are_the_listeners_ufw_admits() -> None:
         in p.notes and "firewall_extra_rules" not in p.data
     web = next(e for e in p.evidence["froxlor_roles"] if e.topic == "web")
     assert web.columns() == (
-        "web: froxlor says (not read yet) | the host runs 80/tcp nginx on 0.0.0.0, [::]; "
+        "web: froxlor says (not read) | the host runs 80/tcp nginx on 0.0.0.0, [::]; "
         "443/tcp nginx on 0.0.0.0, [::] | UFW admits allow 80,443/tcp (froxlor-fleet:web)")
 
 
@@ -342,7 +343,7 @@ def test_files_per_group_when_all_members_agree_else_per_host() -> None:
     text = render(files[0])
     assert text.startswith("# Proposed by `froxlor-fleet discover` for group web_servers "
                            "(web1, web2): review before use.")
-    assert "#   web1: web: froxlor says (not read yet) | the host runs 80/tcp nginx" in text
+    assert "#   web1: web: froxlor says (not read) | the host runs 80/tcp nginx" in text
 
 
 # --- the key property: the deploy's plan with the proposal closes nothing in use ---------

@@ -58,7 +58,9 @@ def test_prints_the_proposal_reading_each_host_with_one_command(fleet: Fleet) ->
     assert res.code == 1, res.out  # conflicts to review: UFW admits 80,443, nothing listens
     commands = fleet.commands()
     assert sorted(c["host"] for c in commands) == ["@canned/web1", "@canned/web2"]
-    assert all(c["command"].endswith("ss -H -ltnup 2>/dev/null || true") for c in commands)
+    assert all("; ss -H -ltnup 2>/dev/null || true ; echo ':::froxlor-fleet:froxlor'; " in c["command"]
+               and c["command"].endswith("else echo 'reason froxlor not installed'; fi")
+               for c in commands)
     # both groups hold both hosts, which agree: one group file (the first by name)
     assert res.stdout.startswith("# ==> group_data/ftp_servers.py <==\n# Proposed by "
                                  "`froxlor-fleet discover` for group ftp_servers "
@@ -169,3 +171,34 @@ def test_limit_reads_only_the_targeted_hosts(fleet: Fleet) -> None:
     # web2 not read: its groups get no file, web1 its own
     assert res.stdout.startswith("# ==> host_data/@canned%2Fweb1.py <==")
     assert WEB_OK  # the canned state of both hosts (test_cli)
+
+
+FROXLOR_SECRET = "Smtp-S3cret-" + "9f1c2e"
+# web1 as a froxlor host prints it (discover.fact's froxlor section), from a client that
+# printed a secret row too: froxlor's settings are evidence, the secret is dropped.
+WEB_FROXLOR = [*WEB_JAVA, ":::froxlor-fleet:froxlor", "install /var/www/froxlor",
+               "database froxlor", "system\tftpserver\tproftpd", "system\twebserver\tnginx",
+               f"system\tmail_smtp_passwd\t{FROXLOR_SECRET}",
+               "system\tmysql_access_host\t127.0.0.1,localhost,192.0.2.10"]
+
+
+def test_froxlors_settings_are_evidence_and_no_secret_is_printed(fleet: Fleet) -> None:
+    fleet.hosts["web1"] = {"lines": WEB_FROXLOR}
+    fleet.hosts["web2"] = {"lines": [*WEB_JAVA, ":::froxlor-fleet:froxlor",
+                                     "reason mysql: access denied (the read needs root: --sudo)"]}
+    outputs = []
+    for args in ([], ["--out", "proposal"]):
+        res = discover(fleet, *args)
+        assert res.code == 1, res.out
+        outputs.append(res.out)
+    outputs += [p.read_text() for p in (fleet.path / "proposal").rglob("*.py")]
+    (written,) = (fleet.path / "proposal").rglob("*.py")  # they agree: one group file
+    text = written.read_text()
+    assert ("#   @canned/web1: ftp: froxlor says ftpserver proftpd | the host runs 21/tcp "
+            "proftpd on *") in text
+    assert "#   @canned/web2: ftp: froxlor says (not read) | the host runs 21/tcp" in text
+    assert ("#   @canned/web2: froxlor's settings not read: mysql: access denied (the read "
+            "needs root: --sudo)") in text
+    assert "froxlor-fleet discover: @canned/web1: froxlor says web server nginx but nothing " \
+        "listens on 80,443/tcp" in outputs[0]
+    assert not [out for out in outputs if FROXLOR_SECRET in out or "mail_smtp" in out]

@@ -23,10 +23,23 @@ The proposal is built to change as little as possible that anyone uses today:
   UFW admits today (UFW inactive, not installed, incoming ``allow``) is kept open by one
   more extra rule, and said as a conflict, so the first rollout closes nothing in use.
 
+froxlor's own settings (``fact.FroxlorSettings``, read from its database) are the third
+view, never the deciding one (``froxlor.py``): the *froxlor says* column of the evidence,
+conflicts where they disagree with what listens (froxlor says nginx, apache2 listens),
+and two candidates where the host and UFW say nothing better:
+
+- ``mysql_allowed_sources`` from ``system.mysql_access_host`` (its addresses and
+  networks; names and loopback left out, with a note) when 3306 listens publicly and is
+  open to anywhere today: the mysql role with those sources, while what admits 3306
+  from anywhere today stays until you remove it. Where UFW blocks 3306, the conflict
+  names froxlor's sources and nothing is opened.
+- ``dns_transfer_sources`` from ``system.axfrservers``, with the dns role, when this
+  version of the deploy has that key (``catalog.DEFAULTS``).
+
 Every value is checked with the deploy's own validation (``validation.resolve``, whose
 values are the ones written) before it is proposed; what it refuses is a conflict.
-Evidence for every key is kept side by side: *froxlor says* (not read yet, see
-``fact.py``) / *the host runs* / *UFW admits*.
+Evidence for every key is kept side by side: *froxlor says* / *the host runs* / *UFW
+admits*.
 """
 
 from __future__ import annotations
@@ -45,9 +58,11 @@ from ..model.plan import HostPlan
 from ..model.ufwrules import ANY, UfwRule, admits, plan_rules, port_matches
 from ..model.validation import address, comment_text, resolve
 from ..remote.ufwmodel import ADMITTING, BLOCKING, ban_jail
-from .fact import DiscoverState, families
+from . import froxlor as froxlor_view
+from .fact import DiscoverState, FroxlorSettings, families
+from .froxlor import NOT_READ
 
-NOT_READ = "(not read yet)"
+TRANSFER_KEY = "dns_transfer_sources"  # in catalog.DEFAULTS from a later version on
 PURE_RANGE_FILE = "/etc/pure-ftpd/conf/PassivePortRange"
 # Linux's default ip_local_port_range: an unconnected UDP socket there is a client's own
 # (a resolver's, an NTP client's), not a service anyone reaches: never proposed.
@@ -66,7 +81,7 @@ class Evidence:
     topic: str
     runs: str
     ufw: str
-    froxlor: str | None = None  # None: froxlor's settings not read (fact.py's seam)
+    froxlor: str | None = None  # None: not filled in (propose fills in every line)
 
     def columns(self) -> str:
         return (f"{self.topic}: froxlor says {self.froxlor or NOT_READ} | the host runs "
@@ -130,6 +145,7 @@ class _Host:
                           if not (key[1] == "udp" and EPHEMERAL[0] <= key[0] <= EPHEMERAL[1])}
         self.ephemeral = sorted(set(seen.listening) - set(self.listening))
         self.bound = seen.bound
+        self.froxlor: FroxlorSettings | None = seen.froxlor
         self.outside = {family: _outside(family, self.rules) for family in (4, 6)}
         self.said: set[tuple[int, str]] = set()  # ports a conflict already says stay open
 
@@ -257,6 +273,8 @@ def propose(host: str, seen: DiscoverState) -> HostProposal:
     if "ftp" in roles:
         _ftp(view, data, out, roles)
     data["froxlor_roles"] = sorted(roles)
+    _froxlor_review(view, out)
+    _transfer_sources(view, data, out, roles)
     _settings(view, data, out)
     _checked_scalars(out, data)
     extras = _extras(view, data, out)
@@ -275,7 +293,71 @@ def propose(host: str, seen: DiscoverState) -> HostProposal:
     out.data = _ordered({k: v for k, v in data.items() if v != [] or k == "froxlor_roles"})
     plan, problems = validate_data(host, out.data)
     assert plan is not None, problems  # every piece was validated on its way in
+    for key, items in out.evidence.items():  # the "froxlor says" column of every line
+        out.evidence[key] = [e if e.froxlor is not None else
+                             replace(e, froxlor=froxlor_view.says(view.froxlor, e.topic, key))
+                             for e in items]
     return out
+
+
+def _froxlor_review(view: _Host, out: HostProposal) -> None:
+    """Where froxlor's settings and what listens disagree (``froxlor.review``), and why
+    they were not read."""
+    found = view.froxlor
+    if found is not None and not found.read:
+        out.notes.append(f"froxlor's settings not read: {found.reason}")
+    conflicts, notes = froxlor_view.review(found, view.listening, view.state.ftp)
+    out.conflicts += conflicts
+    out.notes += notes
+
+
+def _transfer_sources(view: _Host, data: dict[str, Any], out: HostProposal,
+                      roles: set[str]) -> None:
+    """``dns_transfer_sources`` (who reaches 53/tcp, zone transfers) with the dns role,
+    where this version of the deploy has the key: the sources UFW admits 53/tcp from
+    when it admits it from some only, else froxlor's ``system.axfrservers``."""
+    found, left_out = froxlor_view.sources(view.froxlor, "axfrservers")
+    named = ", ".join(found + [item.split(" (")[0] for item in left_out])
+    if TRANSFER_KEY not in DEFAULTS:  # looked up now: the key came with a later version
+        if named:
+            out.notes.append(f"froxlor's axfrservers names {named}: this version has no "
+                             f"{TRANSFER_KEY}, not proposed")
+        return
+    if "dns" not in roles:
+        if named:
+            out.notes.append(f"froxlor's axfrservers names {named}, but dns is not proposed: "
+                             f"{TRANSFER_KEY} not proposed")
+        return
+    port, proto = 53, "tcp"
+    evidence = Evidence("dns", view.runs(port, proto), view.ufw_text([(port, proto)]))
+    admitted = view.admitted(port, proto)
+    if admitted == "restricted":  # what UFW admits today wins, as for SSH and MySQL
+        ufw_sources, refused, unsayable = view.sources(port, proto)
+        for line in refused:
+            out.conflicts.append(f"DNS transfer source {line}: not proposed")
+        if unsayable:
+            out.conflicts.append(f"UFW admits 53/tcp by rules a source list cannot say "
+                                 f"({'; '.join(unsayable)}): they stay hand-made")
+        if ufw_sources:
+            data[TRANSFER_KEY] = ufw_sources
+            out.add_evidence(TRANSFER_KEY, evidence)
+            more = [s for s in found if s not in ufw_sources]
+            if more:
+                out.notes.append(f"froxlor's axfrservers also names {', '.join(more)}, which UFW "
+                                 "does not admit to 53/tcp today: not proposed")
+            return
+    for item in left_out:
+        out.notes.append(f"froxlor's axfrservers: {item} left out of {TRANSFER_KEY}")
+    if not found:
+        return
+    data[TRANSFER_KEY] = found
+    out.add_evidence(TRANSFER_KEY, evidence)
+    if admitted == "open" and (port, proto) in view.listening:
+        view.said.add((port, proto))
+        out.conflicts.append(f"{view.runs(port, proto)} is open to anywhere ({view.why_open()}): "
+                             f"proposing {TRANSFER_KEY} from froxlor's axfrservers "
+                             f"({', '.join(found)}); what admits it from anywhere today stays "
+                             "(a hand-made rule, or firewall_extra_rules) until you remove it")
 
 
 def _ssh(view: _Host, data: dict[str, Any], out: HostProposal) -> int:
@@ -385,25 +467,44 @@ def _mysql(view: _Host, data: dict[str, Any], out: HostProposal,
     sources, refused, unsayable = view.sources(port, proto)
     for line in refused:
         out.conflicts.append(f"MySQL source {line}: not proposed")
+    # froxlor's hosts allowed to reach MySQL: a candidate where UFW names no source
+    froxlor_sources, left_out = froxlor_view.sources(view.froxlor, "mysql_access_host")
+    for item in left_out:
+        out.notes.append(f"froxlor's mysql_access_host: {item} left out of mysql_allowed_sources")
+    named = ", ".join(froxlor_sources)
     if state[(port, proto)] == "open":
         hint = (f"; ufw's rule files (not enforced) name {', '.join(sources)}" if sources and
                 not view.filtering else "")
+        view.said.add((port, proto))
+        if froxlor_sources:
+            out.conflicts.append(f"{where} is open to anywhere ({view.why_open()}) and UFW names no "
+                                 f"source: proposing mysql with froxlor's mysql_access_host "
+                                 f"({named}) as mysql_allowed_sources; what admits it from "
+                                 "anywhere today stays (a hand-made rule, or firewall_extra_rules)"
+                                 f" until you remove it{hint}")
+            data["mysql_allowed_sources"] = froxlor_sources
+            return True
         out.conflicts.append(f"{where} is open to anywhere ({view.why_open()}) and no source is "
                              "known: mysql not proposed (3306 is never opened to the world); it "
                              "stays open to anywhere as today (firewall_extra_rules) until you set "
                              f"froxlor_roles 'mysql' with mysql_allowed_sources{hint}")
-        view.said.add((port, proto))
         return False
     if state[(port, proto)] == "blocked" or not sources:
         today = (f"UFW admits it only by rules a source list cannot say ({'; '.join(unsayable)}), "
                  "which stay hand-made" if unsayable else "UFW keeps blocking it")
+        candidate = (f" (froxlor's mysql_access_host names {named}: mysql_allowed_sources = "
+                     f"{froxlor_sources!r} if they should reach it)" if froxlor_sources else "")
         out.conflicts.append(f"{where} listens publicly but no source is known: mysql not "
                              f"proposed; {today} until you set froxlor_roles 'mysql' with "
-                             "mysql_allowed_sources")
+                             f"mysql_allowed_sources{candidate}")
         return False
     if unsayable:
         out.conflicts.append(f"UFW also admits MySQL by rules a source list cannot say "
                              f"({'; '.join(unsayable)}): they stay hand-made")
+    more = [s for s in froxlor_sources if s not in sources]
+    if more:
+        out.notes.append(f"froxlor's mysql_access_host also names {', '.join(more)}, which UFW "
+                         "does not admit to MySQL today: not proposed")
     data["mysql_allowed_sources"] = sources
     return True
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from .propose import NOT_READ, HostProposal
+from .propose import HostProposal
 
 _GROUP_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -98,8 +98,8 @@ def render(file: OutputFile) -> str:
     names = ", ".join(m.host for m in members)
     who = f"group {file.group} ({names})" if file.group else f"host {names}"
     lines = [f"# Proposed by `froxlor-fleet discover` for {comment(who)}: review before use.",
-             "# Read from what the host runs and what UFW admits; froxlor's own settings "
-             f"(MariaDB) are {NOT_READ[1:-1]}.",
+             "# Read from what the host runs, what UFW admits and froxlor's own settings (its "
+             "database, read-only; they never decide a role).",
              "# Evidence for each key: froxlor says | the host runs | UFW admits.",
              "# Only keys of froxlor-fleet are written; keys not written keep their defaults.",
              ""]
