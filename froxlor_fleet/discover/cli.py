@@ -67,10 +67,12 @@ def discover_command(inventory: str, out: Path | None, debug: bool, **params: An
     """Propose froxlor-fleet data for INVENTORY's running hosts: changes nothing.
 
     Reads each host with one remote command (the audit's: UFW's rules and state, the
-    FTP daemon's effective passive range and masquerade address, what listens), and
-    proposes froxlor_roles, sources, the passive range and firewall_extra_rules, each
-    with its evidence (froxlor says | the host runs | UFW admits) and the conflicts to
-    review. froxlor's own settings are not read yet. Without --out, prints the files.
+    FTP daemon's effective passive range and masquerade address, what listens; then
+    froxlor's own settings from its database, read-only, as root: --sudo), and proposes
+    froxlor_roles, sources, the passive range and firewall_extra_rules, each with its
+    evidence (froxlor says | the host runs | UFW admits) and the conflicts to review.
+    What listens decides; froxlor's settings are evidence. Without --out, prints the
+    files.
     Review, then preview: pyinfra inventory.py deploy.py --group-data DIR/group_data
     --dry --diff.
     """
