@@ -17,10 +17,12 @@ from pyinfra.api.state import StateStage
 from pyinfra.context import ctx_host, ctx_inventory, ctx_state
 
 from froxlor_fleet import deploys
+from froxlor_fleet.audit.fact import LISTENING_SECTION
 from froxlor_fleet.facts import SECTION, host_state
-from froxlor_fleet.model.groups import Member, resolve_groups
+from froxlor_fleet.model.groups import NO_ADDRESS, NOT_IN_RUN, Member, resolve_groups
 from froxlor_fleet.operations import ftp, ufw
 from helpers import build_fact, make_inventory
+from test_cli import SCHEMA, SS_WEB, Fleet
 from test_diff import Capture, log  # noqa: F401 (the fixture)
 from test_fleetcheck import (
     Trap,
@@ -430,3 +432,71 @@ def test_dry_diff_with_limit_never_contacts_the_members_outside_it(tmp_path: Pat
             "known: @canned/web1 is not in this run and pyinfra reaches it by name)") in out
     assert "+ allow 3306/tcp from 10.0.0.6  (mysql)" in out
     assert "from 10.0.0.5" not in out
+
+
+# --- the audit: the same resolver, its facts, shown in its report and JSON ----------------
+
+def audit_fleet(tmp_path: Path, db_data: str = 'mysql_allowed_sources = ["@web_servers"]\n',
+                ) -> Fleet:
+    """test_cli's fleet of canned hosts: web1, web2 (reached at 10.0.0.6) and db1."""
+    fleet = Fleet(tmp_path)
+    (tmp_path / "inventory.py").write_text(FAKE_INVENTORY)
+    fleet.group_data("group_data", {"web_servers": 'froxlor_roles = ["web"]\n',
+                                    "db_servers": f'froxlor_roles = ["mysql"]\n{db_data}'})
+    fleet.hosts = {name: {"lines": [*lines, LISTENING_SECTION, *SS_WEB]}
+                   for name, lines in FLEET_FACTS.items()}
+    return fleet
+
+
+def test_the_audit_resolves_groups_from_the_hosts_it_read_and_shows_it(tmp_path: Path) -> None:
+    fleet = audit_fleet(tmp_path)
+    res = fleet.audit("--json")
+    db1 = next(h for h in res.doc["hosts"] if h["host"] == "@canned/db1")  # schema-checked
+    assert db1["source_groups"] == [{"group": "web_servers",
+                                     "addresses": ["10.0.0.5", "10.0.0.6", "fd00::5"],
+                                     "unknown": [], "ipv6_left_out": []}]
+    missing = {f["detail"] for f in res.doc["findings"]
+               if f["host"] == "@canned/db1" and f["kind"] == "missing_rule"}
+    assert missing == {f"missing rule allow 3306/tcp from {a} (mysql)"
+                       for a in ("10.0.0.5", "10.0.0.6", "fd00::5")}
+    assert sorted(c["host"] for c in fleet.commands()) == [
+        "@canned/db1", "@canned/web1", "@canned/web2"]  # each read once
+    web1 = next(h for h in res.doc["hosts"] if h["host"] == "@canned/web1")
+    assert "source_groups" not in web1  # its data names no group
+    text = fleet.audit().stdout
+    assert ("sources from the inventory:\n  @canned/db1: @web_servers = 10.0.0.5, 10.0.0.6, "
+            "fd00::5") in text
+
+
+def test_the_audit_with_limit_resolves_like_the_deploy(tmp_path: Path) -> None:
+    fleet = audit_fleet(tmp_path)
+    res = fleet.audit("--json", "--limit", "@canned/db1")
+    (db1,) = res.doc["hosts"]
+    assert db1["source_groups"] == [{"group": "web_servers", "addresses": ["10.0.0.6"],
+                                     "unknown": [{"host": "@canned/web1",
+                                                  "why": "not_in_run"}],
+                                     "ipv6_left_out": []}]
+    assert [c["host"] for c in fleet.commands()] == ["@canned/db1"]
+
+
+def test_a_group_without_any_address_is_the_audited_hosts_data_error(tmp_path: Path) -> None:
+    fleet = audit_fleet(tmp_path, 'mysql_allowed_sources = ["@web_servers", "10.9.0.0/16"]\n')
+    (tmp_path / "inventory.py").write_text(FAKE_INVENTORY.replace(
+        '("@canned/web2", {"ssh_hostname": "10.0.0.6"})', '"@canned/web2"'))
+    res = fleet.audit("--json", "--limit", "db_servers")
+    assert res.code == 2
+    (db1,) = res.doc["hosts"]
+    assert db1["verdict"] == "error"
+    errors = [f["detail"] for f in res.doc["findings"] if f["kind"] == "data_error"]
+    assert errors == ["host @canned/db1 (group db_servers): mysql_allowed_sources = "
+                      "'@web_servers': no address of group web_servers is known: "
+                      "@canned/web1 and @canned/web2 are not in this run and pyinfra reaches "
+                      "them by name"]
+
+
+def test_source_groups_is_an_optional_field_of_the_audit_schema() -> None:
+    host = SCHEMA["$defs"]["host"]
+    assert "source_groups" in host["properties"] and "source_groups" not in host["required"]
+    item = host["properties"]["source_groups"]["items"]
+    why = item["properties"]["unknown"]["items"]["properties"]["why"]["enum"]
+    assert set(why) == {NOT_IN_RUN, NO_ADDRESS}

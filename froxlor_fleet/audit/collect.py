@@ -24,8 +24,17 @@ from pyinfra.api.state import BaseStateCallback, StateStage
 from pyinfra.context import ctx_config, ctx_host, ctx_inventory, ctx_state
 
 from ..model import loading
+from ..model.groups import connect_name, group_members, resolve_groups
 from ..model.plan import HostPlan
-from .compare import FleetAudit, HostAudit, audit_host, bad_data, fleet_error, unreachable
+from .compare import (
+    Finding,
+    FleetAudit,
+    HostAudit,
+    audit_host,
+    bad_data,
+    fleet_error,
+    unreachable,
+)
 from .fact import AuditState, FleetAuditState
 from .probe import FleetProbeState, ProbeOptions, ProbeTarget, probe_fleet, target_for
 
@@ -233,17 +242,30 @@ def _load(options: AuditOptions, fleet: FleetAudit) -> tuple[Config, Inventory] 
     return config, inventory
 
 
-def connect_name(host: Host) -> str:
-    """What pyinfra's SSH connector connects to: ``ssh_hostname``, else the host's name."""
-    return str(host.data.get("ssh_hostname") or host.name)
-
-
 def _probe(probes: list[tuple[HostAudit, ProbeTarget]], options: ProbeOptions,
            progress: Progress) -> None:
     def probed(done: int, total: int) -> None:
         progress.show(f"probed {done}/{total} hosts...")
 
     probe_fleet(probes, options, probed)
+
+
+def _audited(inventory: Inventory, plan: HostPlan,
+             seen: dict[str, AuditState]) -> tuple[HostAudit, HostPlan]:
+    """A host the audit read, compared with its plan once its sources naming groups are
+    resolved as the deploy resolves them (``groups.resolve_groups``): the hosts read in
+    this audit with their own addresses, the others by the address pyinfra connects to
+    if it is one. A group without any address is the host's ``data_error``, as the
+    deploy fails that host. Returns the audit and the resolved plan."""
+    def read(member: Host) -> tuple[str, ...] | None:
+        return seen[member.name].state.addresses if member.name in seen else None
+
+    own = seen[plan.host]
+    sources = resolve_groups(plan, group_members(inventory, plan, read), ipv6=own.state.ufw.ipv6)
+    audit = audit_host(sources.plan, own)
+    audit.source_groups = sources.groups
+    audit.findings += [Finding("data_error", "error", plan.host, line) for line in sources.errors]
+    return audit, sources.plan
 
 
 def run_audit(options: AuditOptions, progress: Progress | None = None) -> FleetAudit:
@@ -280,7 +302,8 @@ def _run_audit(options: AuditOptions, progress: Progress) -> FleetAudit:
         if plan is None:
             fleet.hosts.append(bad_data(host.name, checked.errors.get(host.name, [])))
         elif host.name in seen:
-            fleet.hosts.append(audit_host(plan, seen[host.name]))
+            audit, plan = _audited(inventory, plan, seen)
+            fleet.hosts.append(audit)
             if options.probe:  # only hosts it read: what UFW admits is what is probed
                 probes.append((fleet.hosts[-1], target_for(plan, seen[host.name],
                                                            fleet.hosts[-1], connect_name(host))))

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from ..facts import HostState, UfwState
 from ..ftpconf.dump import FtpConfig
 from ..model.catalog import FRAGMENT_PATH
+from ..model.groups import GroupAddresses
 from ..model.plan import HostPlan
 from ..model.ufwrules import ANY, UfwRule, admits, describe_spec, plan_rules, port_matches
 from ..operations.ftpplan import (
@@ -141,6 +142,8 @@ class HostAudit:
     ports: list[PortState] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     probe: HostProbe | None = None  # audit --probe: what the control node saw (probe.py)
+    # What each inventory group its data names as a source became (groups.resolve_groups)
+    source_groups: tuple[GroupAddresses, ...] = ()
 
     @property
     def verdict(self) -> str:

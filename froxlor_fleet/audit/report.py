@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from .. import __version__
+from ..model.groups import GroupAddresses
 from . import probe
 from .compare import GRID, VERDICTS, Finding, FleetAudit, HostAudit, PortState
 
@@ -51,8 +52,17 @@ def _port(p: PortState) -> dict[str, Any]:
             "listening": p.listening, "processes": list(p.processes)}
 
 
+def _source_group(group: GroupAddresses) -> dict[str, Any]:
+    return {"group": group.group, "addresses": list(group.addresses),
+            "unknown": [{"host": host, "why": why} for host, why in group.unknown],
+            "ipv6_left_out": list(group.ipv6_left_out)}
+
+
 def _host(a: HostAudit) -> dict[str, Any]:
     severities = Counter(f.severity for f in a.findings)
+    # Only for hosts whose data names an inventory group (an optional field of schema 2).
+    groups = {"source_groups": [_source_group(g) for g in a.source_groups]} if a.source_groups \
+        else {}
     return {
         "host": a.host,
         "verdict": a.verdict,
@@ -63,6 +73,7 @@ def _host(a: HostAudit) -> dict[str, Any]:
         "ports": [_port(p) for p in a.ports],
         "finding_counts": {s: severities.get(s, 0) for s in ("error", "drift", "notice")},
         "probe": probe.document(a.probe) if a.probe else None,
+        **groups,
     }
 
 
@@ -299,4 +310,7 @@ def to_text(fleet: FleetAudit, tty: bool = False) -> str:
     probed = [line for a in fleet.hosts if a.probe for line in probe.summary_lines(a.host, a.probe)]
     if probed:
         out += ["", "probe from the control node:"] + [f"  {line}" for line in probed]
+    groups = [f"  {a.host}: {g.describe()}" for a in fleet.hosts for g in a.source_groups]
+    if groups:
+        out += ["", "sources from the inventory:"] + groups
     return "\n".join(out + _finding_lines(fleet, tty))

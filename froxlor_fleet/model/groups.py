@@ -73,9 +73,9 @@ class Resolution:
     errors: tuple[str, ...] = ()
 
 
-# Why a member adds no address.
-NOT_IN_RUN = "outside"  # not read in this run, and pyinfra connects to it by name
-NO_ADDRESS = "none"  # read, but no global address (and pyinfra connects to it by name)
+# Why a member adds no address (the audit's JSON says these words).
+NOT_IN_RUN = "not_in_run"  # not read in this run, and pyinfra connects to it by name
+NO_ADDRESS = "no_address"  # read, but no global address (and pyinfra connects to it by name)
 
 
 def connect_name(host: Any) -> str:
