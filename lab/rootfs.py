@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Pristine Debian root filesystems for the systemd lab hosts (run as root).
 
-    python3 lab/rootfs.py build bookworm [--ftpd proftpd|pureftpd] [--tenants]  # build (or reuse) one
+    python3 lab/rootfs.py build bookworm [--ftpd proftpd|pureftpd] [--tenants] [--froxlor]
+                                                                     # build (or reuse) one
     python3 lab/rootfs.py list                                       # what the cache holds
 
 One tree per release and package list, built once with ``debootstrap --variant=minbase``
@@ -20,7 +21,10 @@ control side in each host's /etc/hosts). The .debs debootstrap downloaded move o
 the tree into ``repo/`` beside it, with a Packages and Release index: the lab serves it
 so ``apt-get install ufw`` on a host really installs from a repository. A tenants tree
 (``--tenants``) adds the firewall's other tenants: fail2ban, nftables on trixie, and
-iptables-persistent and Docker in its repository only.
+iptables-persistent and Docker in its repository only. A froxlor tree (``--froxlor``)
+adds MariaDB (server and client), installed after debootstrap with daemons kept from
+starting (policy-rc.d), mariadb.service enabled: froxlor's database lives there (each
+lab host seeds its own at first boot, lab/systemd_hosts.py).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import fcntl
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -66,6 +71,12 @@ def tenant_packages(release: str) -> list[str]:
     return ["fail2ban", "python3-systemd"] + (["nftables"] if release == "trixie" else [])
 
 
+# froxlor's database server and its client (the client: discover reads froxlor's
+# settings with it, as root over the unix socket). Installed after debootstrap, never
+# with it: mariadb-server's postinst would start the server inside the build's chroot.
+FROXLOR_PACKAGES = ["mariadb-server", "mariadb-client"]
+
+
 # Downloaded (with what they depend on) into a tenants tree's repository, never
 # installed there: a test installs one on a host the way an admin would (ufw's package
 # Breaks iptables-persistent; Docker only needs to be installed to be seen).
@@ -99,15 +110,18 @@ def mirror() -> str:
     return "http://deb.debian.org/debian"
 
 
-def key(release: str, ftpd: str, tenants: bool = False) -> str:
+def key(release: str, ftpd: str, tenants: bool = False, froxlor: bool = False) -> str:
     repo_only = REPO_ONLY_TENANTS if tenants else []
+    # a tree without froxlor hashes as before: the trees already cached stay valid
+    installed = ["after-debootstrap:", *FROXLOR_PACKAGES] if froxlor else []
     digest = hashlib.sha256("\n".join(
-        [release, mirror(), *packages(release, ftpd, tenants), *repo_only]).encode()).hexdigest()
+        [release, mirror(), *packages(release, ftpd, tenants), *repo_only, *installed]
+    ).encode()).hexdigest()
     return f"{release}-{digest[:12]}"
 
 
-def tree_dir(release: str, ftpd: str, tenants: bool = False) -> Path:
-    return CACHE / key(release, ftpd, tenants)
+def tree_dir(release: str, ftpd: str, tenants: bool = False, froxlor: bool = False) -> Path:
+    return CACHE / key(release, ftpd, tenants, froxlor)
 
 
 def run(*args: str, **kw) -> subprocess.CompletedProcess:
@@ -173,20 +187,21 @@ apt-get clean >/dev/null 2>&1 || true
 """
 
 
-def build(release: str, ftpd: str = "proftpd", tenants: bool = False) -> Path:
-    """The cached tree for release + FTP server (+ the firewall's other tenants):
-    debootstrap once per package list, the set-up once per SETUP_VERSION (one build at a
-    time; a second caller reuses it)."""
+def build(release: str, ftpd: str = "proftpd", tenants: bool = False,
+          froxlor: bool = False) -> Path:
+    """The cached tree for release + FTP server (+ the firewall's other tenants, + froxlor's
+    MariaDB): debootstrap once per package list, the set-up once per SETUP_VERSION (one
+    build at a time; a second caller reuses it)."""
     if release not in RELEASES or ftpd not in FTPDS:
         raise ValueError(f"unknown release/ftpd {release}/{ftpd}")
-    dest = tree_dir(release, ftpd, tenants)
+    dest = tree_dir(release, ftpd, tenants, froxlor)
     if ready(dest):
         return dest
     CACHE.mkdir(parents=True, exist_ok=True)
     with open(CACHE / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (dest / ".done").exists():
-            bootstrap(release, ftpd, dest, tenants)
+            bootstrap(release, ftpd, dest, tenants, froxlor)
         if not ready(dest):
             set_up(dest, ftpd)
     return dest
@@ -199,9 +214,11 @@ def ready(dest: Path) -> bool:
         return False
 
 
-def bootstrap(release: str, ftpd: str, dest: Path, tenants: bool = False) -> None:
+def bootstrap(release: str, ftpd: str, dest: Path, tenants: bool = False,
+              froxlor: bool = False) -> None:
     """debootstrap minbase with the package list; its .debs move to repo/ (indexed),
-    with REPO_ONLY_TENANTS downloaded beside them for a tenants tree."""
+    with REPO_ONLY_TENANTS downloaded beside them for a tenants tree, and MariaDB
+    installed (install_froxlor_packages) for a froxlor tree."""
     tmp = CACHE / f".build-{dest.name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.rmtree(dest, ignore_errors=True)
@@ -218,19 +235,74 @@ def bootstrap(release: str, ftpd: str, dest: Path, tenants: bool = False) -> Non
                 "--no-install-recommends $p; done",
                 env=dict(os.environ, PATH="/usr/sbin:/usr/bin:/sbin:/bin",
                          DEBIAN_FRONTEND="noninteractive"))
+        if froxlor:
+            install_froxlor_packages(root)
         repo = tmp / "repo"
         repo.mkdir()
         for deb in (root / "var/cache/apt/archives").glob("*.deb"):
             deb.rename(repo / deb.name)  # out of the tree: apt in a host must download them
         index_repo(repo)
         (tmp / "versions.txt").write_text(versions(root, ftpd))
-        (tmp / "packages.txt").write_text("\n".join(packages(release, ftpd, tenants)) + "\n")
+        (tmp / "packages.txt").write_text("\n".join(
+            packages(release, ftpd, tenants) + (FROXLOR_PACKAGES if froxlor else [])) + "\n")
         tmp.rename(dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     (dest / ".done").write_text(f"{time.monotonic() - started:.1f}\n")
     print(f"rootfs: {dest.name} bootstrapped in {time.monotonic() - started:.0f} s", flush=True)
+
+
+# Runs in a froxlor tree with chroot, after debootstrap, from the tree's own apt sources
+# (the mirror; SETUP points them at the lab's repository later). policy-rc.d refuses
+# every daemon start while the packages install (mariadb-server's postinst would start
+# the server in the chroot, left running on this machine); the server's system tables
+# are made by its postinst without a running server. mariadb.service is enabled: each
+# lab host starts it at boot.
+FROXLOR_INSTALL = r"""
+set -eu
+printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+chmod 0755 /usr/sbin/policy-rc.d
+trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "$@"
+systemctl enable mariadb.service >/dev/null 2>&1
+"""
+
+
+def install_froxlor_packages(root: Path) -> None:
+    """MariaDB into the tree (FROXLOR_INSTALL): its .debs stay in the tree's apt cache,
+    from where bootstrap moves them into the repository with the others."""
+    proc = root / "proc"  # the server's install-time bootstrap (its system tables) reads it
+    run("mount", "-t", "proc", "froxlor-fleet-lab-proc", str(proc))
+    leftover: list[int] = []
+    try:
+        run("chroot", str(root), "sh", "-c", FROXLOR_INSTALL, "froxlor", *FROXLOR_PACKAGES,
+            env=dict(os.environ, PATH="/usr/sbin:/usr/bin:/sbin:/bin",
+                     DEBIAN_FRONTEND="noninteractive"))
+    finally:
+        # Nothing may keep running from the tree (policy-rc.d sees to it): a process
+        # whose root is this new tree was started by this build; killed by its PID.
+        leftover = [int(p.name) for p in Path("/proc").glob("[0-9]*")
+                    if _root_of(p) == root.resolve()]
+        for pid in leftover:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.5 if leftover else 0)
+        if subprocess.run(["umount", str(proc)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(proc)], capture_output=True)
+    if leftover:
+        raise RuntimeError(f"MariaDB's install left processes running in {root} (killed: "
+                           f"{leftover})")
+
+
+def _root_of(proc: Path) -> Path | None:
+    try:
+        return Path(os.readlink(proc / "root")).resolve()
+    except OSError:
+        return None
 
 
 def set_up(dest: Path, ftpd: str) -> None:
@@ -257,7 +329,7 @@ def index_repo(repo: Path) -> None:
 
 def versions(root: Path, ftpd: str) -> str:
     """Versions of what the tests run on, read from the tree's dpkg database."""
-    names = ["ufw", "python3", "systemd", "openssh-server", "fail2ban", "nftables"]
+    names = ["ufw", "python3", "systemd", "openssh-server", "fail2ban", "nftables", "mariadb-server"]
     names += ["pure-ftpd-mysql"] if ftpd == "pureftpd" else ["proftpd-core", "proftpd-basic"]
     out = []
     for name in names:
@@ -269,15 +341,15 @@ def versions(root: Path, ftpd: str) -> str:
 
 
 def main(argv: list[str]) -> None:
-    if argv[:1] == ["build"] and len(argv) in (2, 3, 4, 5):
+    if argv[:1] == ["build"] and len(argv) in (2, 3, 4, 5, 6):
         ftpd = argv[argv.index("--ftpd") + 1] if "--ftpd" in argv else "proftpd"
-        print(build(argv[1], ftpd, "--tenants" in argv))
+        print(build(argv[1], ftpd, "--tenants" in argv, "--froxlor" in argv))
     elif argv == ["list"]:
         for d in sorted(CACHE.glob("*-*")):
             done = (d / ".done").exists()
             print(d.name, (d / "versions.txt").read_text().replace("\n", " ") if done else "(incomplete)")
     else:
-        sys.exit("usage: rootfs.py build RELEASE [--ftpd proftpd|pureftpd] [--tenants] | list")
+        sys.exit("usage: rootfs.py build RELEASE [--ftpd proftpd|pureftpd] [--tenants] [--froxlor] | list")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 """Lab hosts with systemd as PID 1: Debian 11, 12 and 13 booted with systemd-nspawn (root).
 
     python3 lab/systemd_hosts.py up --release bullseye,bookworm,trixie [--per-release 1]
-                                     [--pureftpd] [--tenants]
+                                     [--pureftpd] [--tenants] [--froxlor]
     python3 lab/systemd_hosts.py status      # hosts, system state, whether ssh / ftp answer
     python3 lab/systemd_hosts.py check       # UFW state and a port check from the control side
     python3 lab/systemd_hosts.py exec NAME -- CMD...   # a command inside a host (its console)
@@ -17,7 +17,10 @@ froxlor's pure-ftpd instead), the lab's SSH key for root and the sudo user ``fle
 IPv4 and IPv6 (ULA) on the lab bridge, no default route and no resolver
 (``nameserver 127.0.0.1``, its own /etc/hosts entry). apt on each host points only at a
 package repository this lab serves on the control address (the tree's own .debs), so
-``apt-get install ufw`` works for real on a host where ufw was purged.
+``apt-get install ufw`` works for real on a host where ufw was purged. With ``--froxlor``
+every host also runs MariaDB holding froxlor's settings table as froxlor 2.x shapes it,
+and froxlor's ``lib/userdata.inc.php`` (random passwords, made when the host is set up):
+what ``froxlor-fleet discover`` reads (configure_froxlor).
 
 It writes ``inventory.py``, ``group_data/*.py`` and ``lab.json`` into its LAB_DIR in the
 shape the namespace lab writes (lab/inventory.py: every proftpd host is a web + ftp host,
@@ -111,6 +114,7 @@ class Host:
     ip: str
     ip6: str
     tenants: bool = False  # fail2ban (and nftables on trixie) installed as Debian ships them
+    froxlor: bool = False  # MariaDB with froxlor's settings, froxlor's userdata.inc.php
 
     @property
     def kind(self) -> str:
@@ -118,12 +122,13 @@ class Host:
 
 
 def plan_hosts(cfg: Config, releases: list[str], per_release: int, pureftpd: bool,
-               tenants: bool = False) -> list[Host]:
+               tenants: bool = False, froxlor: bool = False) -> list[Host]:
     specs = [(f"lab-{r}-{n}", r, "proftpd") for r in releases for n in range(1, per_release + 1)]
     if pureftpd:
         specs.append(("lab-bookworm-pureftpd", "bookworm", "pureftpd"))
     return [Host(name=name, machine=f"{cfg.prefix}-{i}", index=i, release=release, ftpd=ftpd,
-                 ip=f"{cfg.subnet}.{10 + i}", ip6=f"{cfg.v6_prefix}{10 + i}", tenants=tenants)
+                 ip=f"{cfg.subnet}.{10 + i}", ip6=f"{cfg.v6_prefix}{10 + i}", tenants=tenants,
+                 froxlor=froxlor)
             for i, (name, release, ftpd) in enumerate(specs, 1)]
 
 
@@ -257,6 +262,8 @@ def configure_host(cfg: Config, host: Host, root: Path, pubkey: str) -> None:
         configure_pureftpd(root, host)
     if host.tenants:
         configure_fail2ban(root, host)
+    if host.froxlor:
+        configure_froxlor(cfg, root)
 
 
 # An admin's jail.d file: the sshd jail reads the journal (no rsyslog, so no auth.log,
@@ -274,6 +281,101 @@ FAIL2BAN_IPTABLES = ("\n[sshd-iptables]\nenabled = true\nfilter = sshd\nbackend 
 def configure_fail2ban(root: Path, host: Host) -> None:
     jails = FAIL2BAN_UFW + FAIL2BAN_JAIL + FAIL2BAN_IPTABLES if host.release != "trixie" else FAIL2BAN_JAIL
     write_file(root / "etc/fail2ban/jail.d/zz-froxlor-fleet-lab.local", jails)
+
+
+# froxlor's database as a froxlor 2.x install leaves it, reduced to what discover reads:
+# panel_settings (install/froxlor.sql.php's columns) with the service settings, a
+# secret beside them, and froxlor's own database user. Seeded at the host's first boot
+# by lab-froxlor-db.service, after mariadb.service, as root over the unix socket.
+FROXLOR_DB_UNIT = """\
+[Unit]
+Description=froxlor-fleet lab: froxlor's database (panel_settings), once
+After=mariadb.service
+Requires=mariadb.service
+ConditionPathExists=!/var/lib/froxlor-fleet-lab/froxlor-db.done
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/sh -c 'mariadb < /etc/froxlor-fleet-lab/froxlor.sql'
+ExecStart=/bin/mkdir -p /var/lib/froxlor-fleet-lab
+ExecStart=/bin/touch /var/lib/froxlor-fleet-lab/froxlor-db.done
+
+[Install]
+WantedBy=multi-user.target
+"""
+# Where discover's read looks first (froxlor's Debian package installs there).
+FROXLOR_DIR = "/var/www/froxlor"
+# 3306 on every address, as on froxlor hosts whose customers reach their databases
+# from elsewhere (mysql_access_host); small buffers, no name lookups (no resolver here).
+FROXLOR_MARIADB_CNF = ("[mysqld]\nbind-address = 0.0.0.0\nskip-name-resolve\n"
+                       "innodb_buffer_pool_size = 16M\nperformance_schema = OFF\n")
+
+
+def sql_text(value: str) -> str:
+    """``value`` as an SQL string literal (MariaDB's default sql_mode)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def froxlor_settings(cfg: Config, smtp_secret: str) -> list[tuple[str, str, str]]:
+    """panel_settings rows (settinggroup, varname, value) of a froxlor 2.x web host with
+    ProFTPd, Bind, Postfix and Dovecot, customers' databases reachable from the control
+    address, the control address (v6) as secondary nameserver; plus froxlor's SMTP relay
+    password (a secret discover must never read) and a few rows it does not read."""
+    return [("system", "webserver", "apache2"), ("system", "ftpserver", "proftpd"),
+            ("system", "bind_enable", "1"), ("system", "dns_server", "Bind"),
+            ("system", "mtaserver", "postfix"), ("system", "mdaserver", "dovecot"),
+            ("system", "mysql_access_host", f"127.0.0.1,localhost,{cfg.control_ip}"),
+            ("system", "nameservers", "ns1.lab.invalid,ns2.lab.invalid"),
+            ("system", "axfrservers", cfg.control_ip6), ("system", "http3_support", "0"),
+            ("system", "hostname", "froxlor.lab.invalid"), ("system", "mail_use_smtp", "1"),
+            ("system", "mail_smtp_user", "relay"), ("system", "mail_smtp_passwd", smtp_secret),
+            ("panel", "version", "2.2.5")]
+
+
+def froxlor_userdata(db_password: str, root_password: str) -> str:
+    """lib/userdata.inc.php as froxlor 2.x writes it (Install/Core.php createUserdataConf
+    through PhpHelper::parseArrayToPhpFile: each password a nowdoc)."""
+    return ("<?php\n// autogenerated froxlor file\n\n$sql = [\n\t'debug' => false,\n"
+            "\t'host' => 'localhost',\n\t'user' => 'froxlor',\n"
+            f"\t'password' => <<<'EOT'\n{db_password}\nEOT,\n\t'db' => 'froxlor',\n];\n"
+            "$sql_root = [\n\t'0' => [\n\t\t'caption' => 'Default',\n"
+            "\t\t'host' => 'localhost',\n\t\t'user' => 'froxlorroot',\n"
+            f"\t\t'password' => <<<'EOT'\n{root_password}\nEOT,\n\t],\n];\n")
+
+
+def configure_froxlor(cfg: Config, root: Path) -> None:
+    """froxlor's userdata.inc.php, its database's seed and the unit that loads it, with
+    passwords and the SMTP secret made now, for this host only (root's files: a test
+    reads them to check no output holds them)."""
+    db_password = secrets.token_urlsafe(18) + "'\"$x"  # quotes: the read's pattern must cope
+    root_password = secrets.token_urlsafe(18)
+    smtp_secret = "smtp-" + secrets.token_urlsafe(18)
+    write_file(root / FROXLOR_DIR.lstrip("/") / "lib/userdata.inc.php",
+               froxlor_userdata(db_password, root_password), 0o640)
+    rows = ",\n".join(f"({', '.join(sql_text(v) for v in row)})"
+                       for row in froxlor_settings(cfg, smtp_secret))
+    seed = ("CREATE DATABASE IF NOT EXISTS froxlor CHARACTER SET utf8 COLLATE utf8_general_ci;\n"
+            "USE froxlor;\n"
+            "CREATE TABLE panel_settings (\n"
+            "  settingid int(11) unsigned NOT NULL auto_increment,\n"
+            "  settinggroup varchar(255) NOT NULL default '',\n"
+            "  varname varchar(255) NOT NULL default '',\n"
+            "  value text NOT NULL,\n"
+            "  PRIMARY KEY (settingid)\n"
+            ") ENGINE=InnoDB CHARSET=utf8 COLLATE=utf8_general_ci;\n"
+            f"INSERT INTO panel_settings (settinggroup, varname, value) VALUES\n{rows};\n"
+            f"CREATE USER 'froxlor'@'localhost' IDENTIFIED BY {sql_text(db_password)};\n"
+            "GRANT ALL ON froxlor.* TO 'froxlor'@'localhost';\n")
+    write_file(root / "etc/froxlor-fleet-lab/froxlor.sql", seed, 0o600)
+    (root / "etc/froxlor-fleet-lab").chmod(0o700)
+    write_file(root / "etc/mysql/mariadb.conf.d/60-froxlor-fleet-lab.cnf", FROXLOR_MARIADB_CNF)
+    unit = root / "etc/systemd/system/lab-froxlor-db.service"
+    write_file(unit, FROXLOR_DB_UNIT)
+    wants = root / "etc/systemd/system/multi-user.target.wants/lab-froxlor-db.service"
+    wants.parent.mkdir(parents=True, exist_ok=True)
+    if not wants.is_symlink():
+        wants.symlink_to("../lab-froxlor-db.service")
 
 
 def configure_proftpd(cfg: Config, root: Path, host: Host) -> None:
@@ -497,16 +599,17 @@ def check_inotify(n: int) -> None:
 
 
 def up(cfg: Config, releases: list[str], per_release: int, pureftpd: bool,
-       tenants: bool = False) -> None:
+       tenants: bool = False, froxlor: bool = False) -> None:
     preflight(cfg)
-    hosts = plan_hosts(cfg, releases, per_release, pureftpd, tenants)
+    hosts = plan_hosts(cfg, releases, per_release, pureftpd, tenants, froxlor)
     if load_hosts(cfg) and load_hosts(cfg) != hosts:
         down(cfg, quiet=True)  # a different lab: start over
     check_inotify(len(hosts))
     ensure_packages()
     cfg.lab_dir.mkdir(parents=True, exist_ok=True)
     try:
-        trees = {(h.release, h.ftpd): rootfs.build(h.release, h.ftpd, h.tenants) for h in hosts}
+        trees = {(h.release, h.ftpd): rootfs.build(h.release, h.ftpd, h.tenants, h.froxlor)
+                 for h in hosts}
         pubkey = ensure_key(cfg.lab_dir).with_suffix(".pub").read_text()
         ensure_bridge(cfg.bridge, cfg.control_ip, cfg.control_ip6)
         start_repo(cfg, list(trees.values()))
@@ -648,6 +751,9 @@ def main(argv: list[str]) -> None:
                       help="one more bookworm host running froxlor's pure-ftpd, not proftpd")
     p_up.add_argument("--tenants", action="store_true",
                       help="fail2ban (ufw action on bookworm, nftables on trixie) on every host")
+    p_up.add_argument("--froxlor", action="store_true",
+                      help="MariaDB with froxlor's settings and froxlor's userdata.inc.php on "
+                           "every host (what discover reads)")
     sub.add_parser("down", help="stop and remove everything the lab made")
     sub.add_parser("status", help="list hosts")
     sub.add_parser("check", help="UFW state and a port check from the control side")
@@ -661,7 +767,7 @@ def main(argv: list[str]) -> None:
         bad = [r for r in releases if r not in rootfs.RELEASES]
         if bad or not releases or not 1 <= args.per_release <= 10:
             die(f"releases must be among {', '.join(rootfs.RELEASES)}; per-release 1-10")
-        up(cfg, releases, args.per_release, args.pureftpd, args.tenants)
+        up(cfg, releases, args.per_release, args.pureftpd, args.tenants, args.froxlor)
     elif args.cmd == "down":
         down(cfg)
     elif args.cmd == "status":

@@ -74,16 +74,18 @@ def assert_no_change(res: subprocess.CompletedProcess) -> None:
         assert (success, error, no_change) == ("-", "-", hosts), (op, res.out)  # type: ignore[attr-defined]
 
 
-def systemd_lab(releases: str, pureftpd: bool = True, tenants: bool = False) -> Iterator[SystemdLab]:
+def systemd_lab(releases: str, pureftpd: bool = True, tenants: bool = False,
+                froxlor: bool = False) -> Iterator[SystemdLab]:
     """The body of a module's lab fixture: the systemd hosts of ``releases`` (comma-
     separated), with pure-ftpd ones, or with the firewall's other tenants (fail2ban...),
-    up for the module and down after it."""
+    or with froxlor's database (MariaDB, its settings, lib/userdata.inc.php), up for the
+    module and down after it."""
     require_root_lab("systemd lab tests")
     before = machine_snapshot()
     cli("down")
     try:
         started = time.monotonic()
-        flags = ["--pureftpd"] * pureftpd + ["--tenants"] * tenants
+        flags = ["--pureftpd"] * pureftpd + ["--tenants"] * tenants + ["--froxlor"] * froxlor
         up = cli("up", "--release", releases, *flags)
         assert up.returncode == 0, up.stdout + up.stderr
         print(f"\nsystemd lab up in {time.monotonic() - started:.1f} s: {up.stdout.strip()}")
