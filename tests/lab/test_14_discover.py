@@ -2,7 +2,9 @@
 (services listening, a hand-made UFW rule), the proposal written with ``--out``, then
 installed as the fleet's data: ``pyinfra … --dry --diff`` removes no rule that admits a
 port in use on any host, and the rollout keeps every port that answered from the control
-node before answering after. froxlor's own settings are not read yet (no MariaDB here).
+node before answering after. froxlor is not installed on these hosts: its settings are
+"not read", and the note says why (test_15_froxlor_settings.py reads them on a host
+with froxlor's database).
 """
 
 from __future__ import annotations
@@ -130,7 +132,8 @@ def test_discover_proposal_rolled_out_closes_no_port_in_use(lab) -> None:
         data = {k: v for k, v in runpy.run_path(str(mail_file)).items() if not k.startswith("_")}
         assert data["froxlor_roles"] == ["imap", "smtp"], text
         assert data["firewall_extra_rules"] == [{"port": 8080, "comment": "shop backend"}], text
-        assert "froxlor says (not read yet)" in text
+        assert "froxlor says (not read)" in text
+        assert "froxlor's settings not read: froxlor not installed" in text
         assert "21/tcp listens (proftpd) but UFW blocks it: ftp not proposed" in text
         assert "UFW admits 110,995/tcp (pop3's ports) but nothing listens there" in text
         # the exporter UFW blocks stays blocked: no extra rule (checked above), a note
