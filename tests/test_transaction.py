@@ -364,6 +364,34 @@ def test_a_range_switch_runs_ufws_capability_test_once_per_family(
     assert [c for c in calls if c.split()[1] == "-V"] == ["iptables -V"], calls
     assert {r.dport for r in host.written()} == {"22", "60000:60100"}
 
+    # The next transaction is a new process: it takes the answers this boot already
+    # has from the state folder (written under the lock) and runs no test at all.
+    def new_process() -> None:
+        import ufw.util
+
+        for name in ("get_iptables_version", "get_netfilter_capabilities"):
+            monkeypatch.setattr(ufw.util, name, getattr(ufw.util, name).ask)
+
+    new_process()
+    (sbin / "calls.log").write_text("")
+    ftp = dict(ftp, range="50000 50100", keep=[NEW_RANGE.to_wire()])
+    code, said = host.run(host.request(wanted=[SSH, OLD_RANGE], ftp=ftp))
+    assert code == 0, said
+    calls = (sbin / "calls.log").read_text().splitlines()
+    assert calls and not [c for c in calls if c.split()[1] in ("-V", "-N", "-A", "-X")], calls
+    assert {r.dport for r in host.written()} == {"22", "50000:50100"}
+    # another boot (another kernel), or another iptables binary: asked again
+    answers = host.root / "var/lib/froxlor-fleet" / transaction.NETFILTER_ANSWERS
+    kept = json.loads(answers.read_text())
+    assert kept["answers"] and answers.stat().st_mode & 0o077 == 0
+    answers.write_text(json.dumps(dict(kept, boot="another-boot")))
+    new_process()
+    ftp = dict(ftp, range="60000 60100", keep=[OLD_RANGE.to_wire()])
+    code, said = host.run(host.request(wanted=[SSH, NEW_RANGE], ftp=ftp))
+    assert code == 0, said
+    calls = (sbin / "calls.log").read_text().splitlines()
+    assert [c for c in calls if c.split()[1] == "-V"] == ["iptables -V"], calls
+
 
 # --- another run holds the host lock --------------------------------------------------------
 
@@ -422,8 +450,8 @@ def test_the_control_side_says_it_waits_then_the_program_waits(host: Host) -> No
         pyinfra_host = FakeHost(answer)
         request = hostprogram.request(ufw=host.request()["ufw"], ftp=None, confirm_timeout=0)
         assert run_transaction(pyinfra_host, host_with(None), request)
-    assert pyinfra_host.events[:3] == [
-        ("run", 0),
+    assert pyinfra_host.events[:4] == [
+        ("place", None), ("run", 0),
         ("log", f"another run holds the lock on this host; waiting up to {LOCK_WAIT} s"),
         ("run", LOCK_WAIT)]
     assert {r.dport for r in host.written()} == {"22", "80,443"}

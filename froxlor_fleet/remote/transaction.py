@@ -32,6 +32,7 @@ ARMED = "froxlor-fleet:armed"  # the last line of an armed run: ARMED TOKEN DEAD
 # request so first, says at once that it waits, then sends it again with the real wait:
 # pyinfra shows a command's output only when the command ends.
 BUSY = "froxlor-fleet:busy"
+NETFILTER_ANSWERS = "netfilter-answers.json"  # ufw_apply._Store: in commit.Paths.state_dir
 EXIT_LOCK = 75  # EX_TEMPFAIL: the lock was not free within lock.wait (0: the line BUSY)
 
 
@@ -306,6 +307,7 @@ def step(request: Dict[str, Any], ctx: Context) -> int:
     tmp = tempfile.mkdtemp(prefix="froxlor-fleet.", dir=base)
     tmp_fd = os.open(tmp, os.O_RDONLY)
     fcntl.flock(tmp_fd, fcntl.LOCK_EX)  # this step's: the folder is in use
+    lock_fd = None
     try:
         remove_leftovers(base, tmp)
         try:
@@ -316,7 +318,8 @@ def step(request: Dict[str, Any], ctx: Context) -> int:
         except TimeoutError as e:
             say("froxlor-fleet: %s" % e)
             return EXIT_LOCK
-        common = ufw_apply.import_ufw()
+        # ufw's netfilter tests, once per boot (written under the lock just taken)
+        common = ufw_apply.import_ufw(os.path.join(ctx.paths.state_dir, NETFILTER_ANSWERS))
         try:
             return Transaction(request, ctx, say, lock_fd, tmp).run()
         except ufw_apply.StepError as e:
@@ -337,5 +340,7 @@ def step(request: Dict[str, Any], ctx: Context) -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         os.close(tmp_fd)
+        if lock_fd is not None:  # (an armed change's timer, a fork, holds its own)
+            os.close(lock_fd)
 
 

@@ -413,36 +413,94 @@ def _readd(ui: Any, rule: UfwRule) -> None:
     ui.set_rule(made, "v6" if rule.family == 6 else "v4")
 
 
-class _OncePerProcess:
+class _Remembered:
     """A ``ufw.util`` function whose answer is remembered, per arguments (which iptables
-    binary: iptables or ip6tables), for the life of this process.
+    binary: iptables or ip6tables), for the life of this process and, with ``store``,
+    for the rest of this boot.
 
     ufw's backend asks ``get_iptables_version`` in every new frontend, and
     ``get_netfilter_capabilities`` (can the kernel's netfilter do ``-m recent``, which
     ``limit`` rules need: a test chain created, two rules appended, flushed, deleted)
-    for iptables and ip6tables the first time a frontend changes a rule: ~11 process
-    executions a frontend, and ``Ufw`` makes a fresh frontend for each step. Their answers
-    are the binary's and the kernel's, not ufw's rules or settings (which stay read fresh
-    per step: another tenant may change those between steps); they can't change while a
-    transaction runs. The revert timer, a fork, inherits them: other netfilter
-    capabilities mean another kernel, a reboot, which ends the timer. A question ufw's
-    code fails on (an OSError) is not remembered: it is asked again, as before."""
+    for iptables and ip6tables the first time a frontend changes a rule: ~12 process
+    executions a transaction, and ``Ufw`` makes a fresh frontend for each step. Their
+    answers are the kernel's and the binary's, not ufw's rules or settings (which stay
+    read fresh per step: another tenant may change those between steps): they can't
+    change while this boot runs the same binary. So they are kept in ``store`` (in our
+    root-only state folder, written under the host lock), keyed by the boot and the
+    binary's identity; another boot or an upgraded iptables asks again. The revert
+    timer, a fork, inherits them. A question ufw's code fails on (an OSError) is not
+    remembered: it is asked again, as before."""
 
-    def __init__(self, ask: Callable[..., Any]) -> None:
+    def __init__(self, name: str, ask: Callable[..., Any], store: Optional[_Store]) -> None:
+        self.name = name
         self.ask = ask
+        self.store = store
         self.answers: Dict[Any, Any] = {}
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         key = (args, tuple(sorted(kwargs.items())))
         if key not in self.answers:
-            self.answers[key] = self.ask(*args, **kwargs)
+            stored = "%s %r %s" % (self.name, key, _identity(args[0] if args else None))
+            if self.store is not None and stored in self.store.answers:
+                self.answers[key] = self.store.answers[stored]
+            else:
+                self.answers[key] = self.ask(*args, **kwargs)
+                if self.store is not None:
+                    self.store.keep(stored, self.answers[key])
         return self.answers[key]  # ufw only reads it (a version string, a list of names)
 
 
-def import_ufw() -> Any:
+def _identity(exe: Any) -> str:
+    """The iptables binary a question is about: its file (an upgrade replaces it)."""
+    try:
+        st = os.stat(os.path.realpath(str(exe))) if exe else None
+    except OSError:
+        return "unknown"
+    return "%d:%d:%d" % (st.st_ino, st.st_size, st.st_mtime_ns) if st else "default"
+
+
+class _Store:
+    """``_Remembered``'s answers for this boot, in a JSON file."""
+
+    def __init__(self, path: str) -> None:
+        import json
+
+        self.path = path
+        try:
+            with open("/proc/sys/kernel/random/boot_id") as f:
+                self.boot = f.read().strip()
+        except OSError:
+            self.boot = ""
+        self.answers: Dict[str, Any] = {}
+        try:
+            with open(path) as f:
+                kept = json.load(f)
+            if self.boot and kept.get("boot") == self.boot and isinstance(kept.get("answers"), dict):
+                self.answers = kept["answers"]
+        except (OSError, ValueError, AttributeError):
+            pass
+
+    def keep(self, key: str, answer: Any) -> None:
+        import json
+
+        if not self.boot:
+            return
+        self.answers[key] = answer
+        try:
+            os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
+            tmp = "%s.%d" % (self.path, os.getpid())
+            with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+                json.dump({"boot": self.boot, "answers": self.answers}, f)
+            os.rename(tmp, self.path)
+        except (OSError, TypeError, ValueError):
+            pass  # only a cache: asked again next time
+
+
+def import_ufw(store: Optional[str] = None) -> Any:
     """ufw's own modules, whatever python3 runs us; untranslated messages, whatever the
     host's locale (``apply`` reads one of them); its iptables version and netfilter
-    capability tests once per process (``_OncePerProcess``)."""
+    capability tests once per process, and with ``store`` (a file) once per boot
+    (``_Remembered``)."""
     import gettext
 
     gettext.NullTranslations().install()
@@ -452,8 +510,12 @@ def import_ufw() -> Any:
     import ufw.common
     import ufw.util
 
+    kept = _Store(store) if store else None
     for name in ("get_iptables_version", "get_netfilter_capabilities"):
         ask = getattr(ufw.util, name)
-        if not isinstance(ask, _OncePerProcess):
-            setattr(ufw.util, name, _OncePerProcess(ask))
+        if isinstance(ask, _Remembered):
+            if (ask.store.path if ask.store else None) == store:
+                continue  # (a host process asks once: the boot hook, or a transaction)
+            ask = ask.ask
+        setattr(ufw.util, name, _Remembered(name, ask, kept))
     return ufw.common
