@@ -500,3 +500,12 @@ def test_source_groups_is_an_optional_field_of_the_audit_schema() -> None:
     item = host["properties"]["source_groups"]["items"]
     why = item["properties"]["unknown"]["items"]["properties"]["why"]["enum"]
     assert set(why) == {NOT_IN_RUN, NO_ADDRESS}
+
+
+def test_an_unknown_group_lists_only_groups_a_source_can_name(tmp_path: Path) -> None:
+    # a connector's group ("@canned") is no name a source can give
+    fleet = audit_fleet(tmp_path, 'mysql_allowed_sources = ["@frontends"]\n')
+    res = fleet.audit("--json")
+    (line,) = [f["detail"] for f in res.doc["findings"] if f["kind"] == "data_error"]
+    assert line.endswith("unknown inventory group 'frontends' (groups: db_servers, "
+                         "inventory, web_servers)"), line

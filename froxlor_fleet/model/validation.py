@@ -308,7 +308,7 @@ def source(value: Any, groups: Groups | None = None) -> str:
     if name in known and not known[name]:
         raise ValueError(f"inventory group {name!r} has no hosts")
     if name not in known:
-        used = tuple(sorted(g for g, hosts in known.items() if hosts))
+        used = tuple(sorted(g for g, hosts in known.items() if hosts and g.isidentifier()))
         meant = nearest(name, used) if used else None
         if meant:
             raise ValueError(f"unknown inventory group {name!r}, did you mean '{meant}'?")
