@@ -387,7 +387,7 @@ check_fleet(__file__)
 """
 
 
-def dry_diff(tmp_path: Path, *args: str) -> tuple[str, list[str]]:
+def dry_diff(tmp_path: Path, *args: str, inventory: str = FAKE_INVENTORY) -> tuple[str, list[str]]:
     """``pyinfra inventory.py deploy.py --dry --diff``: its output (host prefixes
     without padding, colours off) and the hosts each command ran on."""
     import json
@@ -397,7 +397,7 @@ def dry_diff(tmp_path: Path, *args: str) -> tuple[str, list[str]]:
 
     from test_cli import FAKECONN, ROOT
 
-    (tmp_path / "inventory.py").write_text(FAKE_INVENTORY)
+    (tmp_path / "inventory.py").write_text(inventory)
     write_group_data(tmp_path / "group_data", {
         "web_servers": 'froxlor_roles = ["web"]\n',
         "db_servers": 'froxlor_roles = ["mysql"]\nmysql_allowed_sources = ["@web_servers"]\n'})
@@ -432,6 +432,18 @@ def test_dry_diff_with_limit_never_contacts_the_members_outside_it(tmp_path: Pat
             "known: @canned/web1 is not in this run and pyinfra reaches it by name)") in out
     assert "+ allow 3306/tcp from 10.0.0.6  (mysql)" in out
     assert "from 10.0.0.5" not in out
+
+
+def test_dry_diff_says_a_host_whose_group_has_no_address_will_fail(tmp_path: Path) -> None:
+    by_name = FAKE_INVENTORY.replace('("@canned/web2", {"ssh_hostname": "10.0.0.6"})',
+                                     '"@canned/web2"')
+    out, commands = dry_diff(tmp_path, "--limit", "db_servers", inventory=by_name)
+    assert commands == ["@canned/db1"]
+    assert ("[@canned/db1] will fail: host @canned/db1 (group db_servers): "
+            "mysql_allowed_sources = '@web_servers': no address of group web_servers is "
+            "known: @canned/web1 and @canned/web2 are not in this run and pyinfra reaches "
+            "them by name") in out
+    assert "3306" not in out
 
 
 # --- the audit: the same resolver, its facts, shown in its report and JSON ----------------
