@@ -8,7 +8,7 @@ Phases: first rollout from pristine hosts (commit-confirmed, the default, and wi
 `firewall_confirm_timeout=0`), no-op run on the converged fleet, and `--dry --diff` on it.
 Each phase is timed several times (median), its commands per host are counted from
 what crossed SSH (the lab's sshd logs every command it runs),
-the pyinfra process's peak RSS is read from the kernel (wait4), and the hosts' CPU
+the pyinfra process's peak RSS and CPU time are read from the kernel (wait4), and the hosts' CPU
 time from their own accounting (every process in the hosts' PID namespaces, the
 children they reaped included). Prints one Markdown table of ratios to the floor. A
 benchmark, not a test: nothing here asserts.
@@ -40,8 +40,8 @@ SETTLE = 1.0  # seconds of quiet before every timed run, the same for every phas
 DEPLOY = str(ROOT / "examples" / "deploy.py")
 
 
-def timed(args: list[str]) -> tuple[float, int, str]:
-    """Run pyinfra in the lab dir: (seconds, peak RSS in MiB, output)."""
+def timed(args: list[str]) -> tuple[float, int, float, str]:
+    """Run pyinfra in the lab dir: (seconds, peak RSS in MiB, its CPU seconds, output)."""
     start = time.perf_counter()
     proc = subprocess.Popen(PYINFRA + args, cwd=BENCH_LAB, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True,
@@ -52,7 +52,7 @@ def timed(args: list[str]) -> tuple[float, int, str]:
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise SystemExit(f"bench: pyinfra {' '.join(args)} failed:\n{out[-3000:]}")
-    return elapsed, usage.ru_maxrss // 1024, out
+    return elapsed, usage.ru_maxrss // 1024, usage.ru_utime + usage.ru_stime, out
 
 
 def each_host(names: list[str], func) -> list:
@@ -110,22 +110,24 @@ def measure(n: int, repeat: int) -> dict[str, dict]:
     phases: dict[str, dict] = {}
 
     def run_phase(name: str, args: list[str], before=None) -> None:
-        times, rss, cmds, cpu = [], [], None, []
+        times, rss, cmds, cpu, control = [], [], None, [], []
         for _ in range(repeat):
             if before:
                 before(names)
             clear_command_logs(names)
             time.sleep(SETTLE)  # let set-up work (resets, log clearing) die down
             cpu_before = host_cpu_seconds(names)
-            seconds, peak, out = timed(args)
+            seconds, peak, control_cpu, out = timed(args)
             time.sleep(SETTLE)  # detached work (a confirmed timer's exit) has ended
             cpu.append((host_cpu_seconds(names) - cpu_before) / len(names))
             times.append(seconds)
             rss.append(peak)
+            control.append(control_cpu)
             cmds = commands_per_host(names)
         phases[name] = {"median": statistics.median(times), "runs": times,
                         "rss": max(rss), "commands": cmds, "last": out,
-                        "host_cpu": statistics.median(cpu)}
+                        "host_cpu": statistics.median(cpu),
+                        "control_cpu": statistics.median(control)}
 
     run_phase("floor (exec -- true)", ["-y", "inventory.py", "exec", "--", "true"])
     run_phase("first rollout", ["-y", "inventory.py", DEPLOY], before=reset_to_pristine)
@@ -149,13 +151,14 @@ def _all_no_change(output: str) -> bool:
 def table(n: int, phases: dict[str, dict]) -> str:
     floor = phases["floor (exec -- true)"]["median"]
     lines = [f"N = {n} hosts, median of {len(phases['no-op run']['runs'])} runs each",
-             "", "| phase | median s | × floor | commands/host | host CPU s/host | peak RSS MiB |",
-             "|---|---|---|---|---|---|"]
+             "", "| phase | median s | × floor | commands/host | host CPU s/host "
+             "| pyinfra CPU s | peak RSS MiB |",
+             "|---|---|---|---|---|---|---|"]
     for name, p in phases.items():
         lo, hi = p["commands"]
         cmds = f"{lo}" if lo == hi else f"{lo}–{hi}"
         lines.append(f"| {name} | {p['median']:.2f} | {p['median'] / floor:.2f} | {cmds} "
-                     f"| {p['host_cpu']:.2f} | {p['rss']} |")
+                     f"| {p['host_cpu']:.3f} | {p['control_cpu']:.2f} | {p['rss']} |")
     return "\n".join(lines)
 
 
