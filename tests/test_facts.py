@@ -212,6 +212,40 @@ def test_state_and_dump_frame_files_without_final_newline(tmp_path: Path, shell:
     assert from_fragment == ([] if fragment == "" else ["50000 50100"]), out.decode()
 
 
+@pytest.mark.parametrize("shell", ["sh", "dash", "busybox"])
+def test_state_sh_frames_files_with_the_shells_own_reads(tmp_path: Path, shell: str) -> None:
+    """A no-op run is this read on every host, every run: the files it shows (ufw's,
+    the markers, the fragment) and the session's address are read by the shell itself;
+    the tools it used to start per file (cat, tail, wc, cut) are not started at all, and
+    what it shows is the same, a final line without its newline included."""
+    if shutil.which(shell) is None:
+        if IN_CI and shell != "busybox":
+            pytest.fail(f"{shell} is not installed")
+        pytest.skip(f"{shell} is not installed")
+    fragment = WANTED.rstrip("\n")  # no final newline
+    root = _proftpd_root(tmp_path, fragment)
+    frag = root / FRAGMENT_PATH.lstrip("/")
+    marker = tmp_path / "loaded"
+    marker.write_text(sha(fragment))
+    tools = _fake_tools(tmp_path, shell == "busybox")
+    log = tmp_path / "started.log"
+    for name in ("cat", "tail", "wc", "cut"):
+        if (tools / name).exists():
+            (tools / name).unlink()
+        (tools / name).write_text(f"#!/bin/sh\necho {name} >> {log}\nexit 1\n")
+        (tools / name).chmod(0o755)
+    argv = ["busybox", "sh"] if shell == "busybox" else [shell]
+    env = {**os.environ, "FROXLOR_FLEET_ROOT": str(root), "PATH": f"{tools}:{os.environ['PATH']}",
+           "SSH_CONNECTION": "10.0.0.1 50000 10.0.0.5 22"}
+    out = subprocess.run(argv + [str(STATE_SH), str(frag), str(marker)], capture_output=True,
+                         check=True, env=env).stdout
+    assert not log.exists(), log.read_text()
+    state = parse_state(output_lines(out.decode()))
+    assert state.fragment == fragment and state.fragment_sha256 == sha(fragment)
+    assert state.fragment_loaded == sha(fragment)
+    assert (state.ssh_client, state.ssh_server, state.ssh_port) == ("10.0.0.1", "10.0.0.5", 22)
+
+
 # --- the real state read against newline-less /etc files, in a private mount namespace --
 
 NAMESPACE_SCRIPT = r"""

@@ -13,36 +13,31 @@ progdir=${4:-}
 
 section() { printf ':::froxlor-fleet:%s\n' "$1"; }
 
-# Does file $1 end in something other than a newline (a hand-edited file may)? Its
-# last byte counted by wc -l: cat + this, not awk/sed, keep every byte on dash, busybox.
-unterminated() { [ -s "$1" ] && [ "$(tail -c 1 "$1" 2>/dev/null | wc -l)" -eq 0 ]; }
-# File $1's bytes, then a newline if it lacks its final one: the next section's
-# marker always starts a line of its own.
+# File $1's lines, each ended by a newline, the last one too when the file lacks it (a
+# hand-edited file may): the next section's marker always starts a line of its own.
+# Read by the shell itself, not cat/tail/wc (a no-op run pays for every process it
+# starts; these files are a few lines).
 show() {
-  cat "$1" 2>/dev/null || return 0
-  if unterminated "$1"; then echo; fi
+  if [ ! -r "$1" ]; then return 0; fi
+  while IFS= read -r line; do printf '%s\n' "$line"; done < "$1"
+  if [ -n "$line" ]; then printf '%s\n' "$line"; fi
 }
 
-# The SSH session this command arrived through. sudo and su reset the environment,
-# so when $SSH_CONNECTION is gone, look for it in the environment of the processes
-# we descend from (sudo, the login shell, sshd's session): readable by root.
+# The SSH session this command arrived through, into $session. sudo and su reset the
+# environment, so when $SSH_CONNECTION is gone, look for it in the environment of the
+# processes we descend from (sudo, the login shell, sshd's session): readable by root.
 ssh_session() {
-  if [ -n "${SSH_CONNECTION:-}" ]; then
-    printf '%s\n' "$SSH_CONNECTION"
-    return
-  fi
+  session=${SSH_CONNECTION:-}
+  if [ -n "$session" ]; then return; fi
   pid=$$
   while [ -n "$pid" ] && [ "$pid" -gt 1 ]; do
-    found=$(tr '\0' '\n' < "/proc/$pid/environ" 2>/dev/null | sed -n 's/^SSH_CONNECTION=//p')
-    if [ -n "$found" ]; then
-      printf '%s\n' "$found"
-      return
-    fi
+    session=$(tr '\0' '\n' < "/proc/$pid/environ" 2>/dev/null | sed -n 's/^SSH_CONNECTION=//p')
+    if [ -n "$session" ]; then return; fi
     pid=$(sed -n 's/^PPid:[[:space:]]*//p' "/proc/$pid/status" 2>/dev/null)
   done
 }
 
-session=$(ssh_session)
+ssh_session
 section ssh; printf '%s\n' "$session"
 # The host's addresses, read once (one process) for the two sections below. Lines read
 # "2: eth0    inet 10.0.0.5/24 brd 10.0.0.255 scope global eth0\ ..."; here-documents,
@@ -51,7 +46,9 @@ addrs=$(ip -o addr show 2>/dev/null)
 # The interface that holds the address the session connected to: UFW rules that name
 # an interface can only match the session if it is this one.
 section sshif
-server=$(printf '%s\n' "$session" | cut -d' ' -f3)
+read -r _ _ server _ <<EOF
+$session
+EOF
 server=${server#::ffff:}
 if [ -n "$server" ]; then
   while read -r _ dev _ addr _; do
@@ -90,7 +87,8 @@ for pkg in iptables-persistent netfilter-persistent; do
   if [ -e "$root/var/lib/dpkg/info/$pkg.list" ]; then echo "persistent $pkg"; fi
 done
 # Enabled = systemctl enable's link in a target's .wants/ or .requires/ folder.
-if grep -qs '^[[:space:]]*flush[[:space:]][[:space:]]*ruleset' "$root/etc/nftables.conf"; then
+if [ -f "$root/etc/nftables.conf" ] \
+    && grep -qs '^[[:space:]]*flush[[:space:]][[:space:]]*ruleset' "$root/etc/nftables.conf"; then
   for unit in "$root"/etc/systemd/system/*.wants/nftables.service \
               "$root"/etc/systemd/system/*.requires/nftables.service; do
     if [ -L "$unit" ] || [ -e "$unit" ]; then echo nftables-flush; break; fi
@@ -115,8 +113,12 @@ if [ -n "$loaded" ]; then show "$loaded"; fi
 # newline that ends the text shown is not in the file.
 section fragment
 if [ -n "$frag" ] && [ -f "$frag" ]; then
-  sum=$(sha256sum < "$frag" | cut -d' ' -f1)
-  if unterminated "$frag"; then sum="$sum no-final-newline"; fi
+  read -r sum _ <<EOF
+$(sha256sum < "$frag")
+EOF
+  line=
+  while IFS= read -r line; do :; done < "$frag"  # $line: a last line without newline
+  if [ -n "$line" ]; then sum="$sum no-final-newline"; fi
   printf '%s\n' "$sum"
   show "$frag"
 fi
