@@ -106,7 +106,7 @@ def test_04_a_misspelt_group_stops_the_run_before_any_host(lab, grouped) -> None
     before = lab.state_files()
     res = lab.deploy("-y")
     assert res.returncode != 0
-    assert "mysql_allowed_sources = '@web_server'" in res.out, res.out
+    assert f"host {_hosts(lab)[1]} (group db_servers): mysql_allowed_sources = ['@web_server']" in res.out
     assert "did you mean 'web_servers'" in res.out, res.out
     assert "Traceback" not in res.out
     assert not results(res.out)  # no operation ran on any host
