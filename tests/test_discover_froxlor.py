@@ -17,6 +17,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -145,6 +146,7 @@ class Host:
             pytest.skip(f"{shell} is not installed")
         self.tmp = tmp_path
         self.shell = shell
+        self.as_user: list[str] = []  # a command prefix that runs the read as another user
         self.root = tmp_path / "root"
         self.root.mkdir()
         self.tools = tmp_path / "tools"
@@ -182,7 +184,7 @@ class Host:
         path.chmod(0o600)
 
     def read(self, mode: str = "answer", path: str | None = None) -> subprocess.CompletedProcess:
-        argv = ["busybox", "sh"] if self.shell == "busybox" else [self.shell]
+        argv = self.as_user + (["busybox", "sh"] if self.shell == "busybox" else [self.shell])
         env = {**os.environ, **self.env, "FAKE_MYSQL_MODE": mode,
                "PATH": path or f"{self.tools}:/usr/bin:/bin"}
         res = subprocess.run(argv + ["-c", froxlor_command()], capture_output=True, text=True,
@@ -319,13 +321,24 @@ def test_unknown_database_and_missing_client(tmp_path: Path) -> None:
     assert host.lines()[-1] == "reason no mysql client (mariadb, mysql) installed"
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file")
 def test_an_unreadable_userdata_says_the_read_needs_root(tmp_path: Path) -> None:
-    host = Host(tmp_path, "dash")
-    host.userdata(userdata_2x())
-    (host.root / "var/www/froxlor/lib/userdata.inc.php").chmod(0)
-    assert host.lines()[-1] == ("reason /var/www/froxlor/lib/userdata.inc.php is not readable "
-                                "(the read needs root: --sudo)")
+    """Read by a user who may not read froxlor's file (as root, which reads every file,
+    the read runs as nobody, in a folder nobody may enter)."""
+    base = tmp_path
+    if os.geteuid() == 0:
+        base = Path(tempfile.mkdtemp(prefix="froxlor-fleet-test-"))
+        base.chmod(0o755)
+    try:
+        host = Host(base, "dash")
+        if os.geteuid() == 0:
+            host.as_user = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
+        host.userdata(userdata_2x())
+        (host.root / "var/www/froxlor/lib/userdata.inc.php").chmod(0)
+        assert host.lines()[-1] == ("reason /var/www/froxlor/lib/userdata.inc.php is not "
+                                    "readable (the read needs root: --sudo)")
+    finally:
+        if base != tmp_path:
+            shutil.rmtree(base)
 
 
 def test_the_scripts_select_names_exactly_the_whitelist() -> None:
