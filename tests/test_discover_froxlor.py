@@ -55,7 +55,7 @@ from test_discover import MARIADB, NGINX, both, conflicts, discovered
 
 IN_CI = os.environ.get("CI") == "true"
 SMTP_SECRET = "Smtp-" + secrets.token_hex(12)
-KEY_SECRET = "-----BEGIN PRIVATE KEY-----" + secrets.token_hex(12)
+KEY_SECRET = "le-private-key-" + secrets.token_hex(12)  # a secret row: never printed
 DB_PASSWORD = "Db-" + secrets.token_hex(12)
 ROOT_PASSWORD = "Root-" + secrets.token_hex(12)
 
