@@ -72,6 +72,14 @@ def test_a_copy_in_place_stays_and_a_damaged_one_is_replaced(tmp_path: Path) -> 
     (folder / "extra.py").write_text("")  # a file the version does not have: placed anew
     assert "placed" in place(folder).stdout
     assert not (folder / "extra.py").exists()
+    # a copy someone else could have written (the state fact says "unsafe"): placed anew,
+    # not kept because its sums still match
+    (folder / "commit.py").chmod(0o666)
+    assert "placed" in place(folder).stdout
+    assert (folder / "commit.py").stat().st_mode & 0o777 == 0o600
+    folder.chmod(0o777)
+    assert "placed" in place(folder).stdout
+    assert folder.stat().st_mode & 0o777 == 0o700
 
 
 def test_the_placed_program_imports_its_modules_as_the_host_runs_it(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import sys
 import tempfile
 
@@ -36,14 +37,27 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _private(path: str, kind: int) -> bool:
+    """Is ``path`` a ``kind`` (stat.S_IFDIR/S_IFREG, not a link) of ours that nobody else
+    may write? (the state fact's "unsafe" test: owner root, no group/other write)"""
+    st = os.lstat(path)
+    return stat.S_IFMT(st.st_mode) == kind and st.st_uid == os.geteuid() and not st.st_mode & 0o022
+
+
 def intact(folder: str, sums: Dict[str, str]) -> bool:
-    """Does ``folder`` hold exactly these programs with these sums? (as the state fact
-    reads it: ``*.py``; the ``__pycache__`` Python writes beside them is its own)"""
+    """Does ``folder`` hold exactly these programs with these sums, writable by root
+    only? (as the state fact reads it: ``*.py``; the ``__pycache__`` Python writes beside
+    them is its own). A copy anyone else could have written is placed anew."""
     try:
+        if not _private(folder, stat.S_IFDIR):
+            return False
         if sorted(n for n in os.listdir(folder) if n.endswith(".py")) != sorted(sums):
             return False
         for name, digest in sums.items():
-            with open(os.path.join(folder, name), "rb") as f:
+            path = os.path.join(folder, name)
+            if not _private(path, stat.S_IFREG):
+                return False
+            with open(path, "rb") as f:
                 if _digest(f.read()) != digest:
                     return False
     except OSError:
