@@ -51,14 +51,11 @@ def froxlor_firewall() -> None:
         if group.unknown:  # the rules for their addresses would go: say so on every run
             host.log(group.describe(), logger.warning)
     # The FTP side, decided once for this host and run (the daemon, its change, the
-    # range switch) and handed to each operation below.
+    # range switch, or why the ftp role cannot be served) and handed to each operation.
     ftp_plan = plan_ftp(plan, current)
-    # First: an ftp host without an FTP daemon that takes the new range fails here,
-    # before its firewall changes.
-    ftp.ready_for_ftp(name="FTP server ready for the ftp role",
-                      passive_ports=plan.passive_ports,
-                      masquerade_address=plan.masquerade_address,
-                      ftp_daemon=plan.ftp_daemon, ftp=ftp_plan)
+    # A host this run must leave as it is (a source group without addresses, an ftp
+    # role no FTP daemon here can serve) fails in the UFW operation, before any change.
+    refusal = " | ".join([*sources.errors, *filter(None, [ftp_plan.refusal])]) or None
     ufw.rules_and_policies(
         name="UFW rules, policies and state",
         rules=plan.rules + ftp_plan.keep,
@@ -72,10 +69,10 @@ def froxlor_firewall() -> None:
         confirm_timeout=plan.confirm_timeout,
         ftp=ftp_plan.part,
         source_groups=sources.groups,
-        refusal=" | ".join(sources.errors) or None,
+        refusal=refusal,
     )
-    if sources.errors:
-        return  # the UFW operation fails this host: its FTP daemon stays as it is
+    if refusal:
+        return  # the host failed: its FTP daemon stays as it is
     if ftp_plan.daemon == "pureftpd" and plan.passive_ports is not None:
         ftp.passive_port_range(name="pure-ftpd passive range",
                                passive_ports=plan.passive_ports,

@@ -222,8 +222,22 @@ def host_state(host: Host, fragment_path: str = FRAGMENT_PATH) -> HostState:
 def _connector_arguments(host: Host) -> tuple[tuple[str, str], ...]:
     """The connector arguments (sudo, su, shell, environment...) a fact read on ``host``
     runs with now, as pyinfra works them out for it (``facts._handle_fact_kwargs``):
-    the operation's or deploy's running on ``host``, else its data's and the config's."""
-    arguments, _ = pop_global_arguments(host.state, host,
-                                        dict(host.current_op_global_arguments or {}))
-    values: dict[str, Any] = dict(arguments)
-    return tuple((name, repr(values.get(name))) for name in CONNECTOR_ARGUMENT_KEYS)
+    the operation's or deploy's running on ``host``, else its data's and the config's.
+
+    pyinfra's ``pop_global_arguments`` walks every global argument (~2 ms): it runs once
+    per host and distinct operation/deploy arguments, since what it adds (the host's
+    data, the config) does not change during a run."""
+    sources: tuple[dict[str, Any], ...] = (dict(host.current_op_global_arguments or {}),
+                                           dict(host.current_deploy_kwargs or {}))
+    given = (id(host.state),) + tuple(
+        (name, repr(source[name]) if name in source else "-")  # "-": not given
+        for source in sources for name in CONNECTOR_ARGUMENT_KEYS
+    )
+    known: dict[tuple[object, ...], tuple[tuple[str, str], ...]] = \
+        host.__dict__.setdefault("_froxlor_fleet_arguments", {})
+    if given not in known:
+        arguments, _ = pop_global_arguments(host.state, host,
+                                            dict(host.current_op_global_arguments or {}))
+        values: dict[str, Any] = dict(arguments)
+        known[given] = tuple((name, repr(values.get(name))) for name in CONNECTOR_ARGUMENT_KEYS)
+    return known[given]

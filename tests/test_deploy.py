@@ -93,9 +93,11 @@ def test_a_range_switch_is_decided_once_and_handed_to_every_operation(
         monkeypatch, daemon: str, facts: Any, operation: str, other: str) -> None:
     run = Run(monkeypatch, facts(CONVERGED_RANGE), ftp_passive_ports=(50000, 50100))
     assert run.decided == {"choose_daemon": 1, PART[daemon]: 1}
-    ftp_plan = run.once("ready_for_ftp")["ftp"]
+    ftp_plan = run.once(operation)["ftp"]
     assert isinstance(ftp_plan, FtpPlan) and (ftp_plan.daemon, ftp_plan.refusal) == (daemon, None)
+    assert "ready_for_ftp" not in run.calls  # one operation less per host: UFW's refuses
     ufw_call = run.once("rules_and_policies")
+    assert ufw_call["refusal"] is None
     assert ufw_call["ftp"] is ftp_plan.part and ftp_plan.part is not None
     assert [w["dport"] for w in ftp_plan.part["keep"]] == ["49152:65534"]
     assert ftp_plan.keep and set(ftp_plan.keep) <= set(ufw_call["rules"])  # open until the daemon switched
@@ -117,20 +119,35 @@ def test_a_host_no_daemon_can_serve_is_refused_from_the_one_decision(monkeypatch
     facts = proftpd_facts(CONVERGED_RANGE)
     facts["ftp_lines"] = PUREFTPD  # ProFTPd and pure-ftpd both installed, ftp_daemon auto
     run = Run(monkeypatch, facts, ftp_passive_ports=(50000, 50100))
-    ftp_plan = run.once("ready_for_ftp")["ftp"]
-    assert ftp_plan.daemon is None and ftp_plan.refusal.startswith("both ProFTPd (")
+    refusal = run.once("rules_and_policies")["refusal"]
+    assert refusal.startswith("both ProFTPd (")
     assert run.decided["choose_daemon"] == 1
-
+    # The UFW operation fails the host before anything changes; no FTP operation runs.
+    assert set(run.calls) == {"rules_and_policies"}
     with fake_host(run.facts, stage=StateStage.Execute):
-        kwargs = {k: v for k, v in run.once("ready_for_ftp").items() if k != "name"}
-        (refusal,) = OPERATIONS["ready_for_ftp"][1]._inner(**kwargs)
-    assert refusal.args == (ftp_plan.refusal,)
-    assert run.decided["choose_daemon"] == 1
+        kwargs = {k: v for k, v in run.once("rules_and_policies").items() if k != "name"}
+        (command,) = OPERATIONS["rules_and_policies"][1]._inner(**kwargs)
+    assert isinstance(command, FunctionCommand) and command.args == (refusal,)
+    # ready_for_ftp, for deploys of one's own, says the same from the same functions
+    with fake_host(run.facts, stage=StateStage.Execute):
+        (alone,) = OPERATIONS["ready_for_ftp"][1]._inner(passive_ports=(50000, 50100))
+    assert alone.args == (refusal,)
+    assert run.decided["choose_daemon"] == 2
+
+
+@pytest.mark.parametrize("data,expected", [
+    ({"ftp_masquerade_address": "2001:db8::21"}, "pure-ftpd's ForcePassiveIP takes an IPv4"),
+])
+def test_pureftpd_given_an_ipv6_masquerade_is_refused_by_the_ufw_operation(
+        monkeypatch, data: dict[str, Any], expected: str) -> None:
+    run = Run(monkeypatch, pureftpd_facts(CONVERGED_RANGE), ftp_passive_ports=(50000, 50100), **data)
+    assert run.once("rules_and_policies")["refusal"].startswith(expected)
+    assert set(run.calls) == {"rules_and_policies"}
 
 
 def test_nothing_to_change_is_decided_once_too(monkeypatch) -> None:
     run = Run(monkeypatch, proftpd_facts(CONVERGED_RANGE), ftp_passive_ports=CONVERGED_RANGE)
-    ftp_plan = run.once("ready_for_ftp")["ftp"]
+    ftp_plan = run.once("passive_ports_fragment")["ftp"]
     assert (ftp_plan.daemon, ftp_plan.part, ftp_plan.switch) == ("proftpd", None, None)
     assert run.once("rules_and_policies")["ftp"] is None
     noops, requests = run.real("passive_ports_fragment")
@@ -140,7 +157,7 @@ def test_nothing_to_change_is_decided_once_too(monkeypatch) -> None:
 
 def test_a_host_without_the_ftp_role_chooses_no_daemon(monkeypatch) -> None:
     run = Run(monkeypatch, proftpd_facts(CONVERGED_RANGE), froxlor_roles=["web"])
-    ftp_plan = run.once("ready_for_ftp")["ftp"]
+    ftp_plan = run.once("passive_ports_fragment")["ftp"]
     assert (ftp_plan.daemon, ftp_plan.refusal, ftp_plan.switch) == (None, None, None)
     assert "choose_daemon" not in run.decided
     # ProFTPd's leftover fragment goes (its operation, ProFTPd's part)

@@ -36,7 +36,6 @@ from pyinfra.operations.util.files import generate_color_diff
 
 from ..facts import HostState, host_state
 from ..ftpconf.daemon import choose_daemon
-from ..ftpconf.judge import conflicts as proftpd_conflicts
 from ..model.catalog import FRAGMENT_PATH
 from ..model.ufwrules import describe_spec
 from . import hostprogram
@@ -48,12 +47,11 @@ from .ftpplan import (
     pureftpd_files,
     pureftpd_files_now,
     pureftpd_part,
+    refusal_for,
 )
 from .passive_switch import Switch, range_rule, with_keep
 from .steps import carried, refuse, reported, show_changes
 
-PUREFTPD_MASQUERADE = ("pure-ftpd's ForcePassiveIP takes an IPv4 address or a DNS name (PASV "
-                       "replies carry IPv4 only), not {!r}; set ftp_masquerade_address to one")
 FRAGMENT_NOOP_MESSAGE = "ProFTPd passive-port fragment already as wanted"
 MISSING_PROFTPD = ("the ftp role needs ProFTPd, but 'proftpd' is not installed on this host "
                    "(froxlor uses proftpd-basic); install it first, this deploy does not")
@@ -76,9 +74,12 @@ def ready_for_ftp(*, passive_ports: tuple[int, int] | None,
     + masquerade_address: ``MasqueradeAddress`` / ``ForcePassiveIP``, if any
     + ftp_daemon: ``auto``, ``proftpd`` or ``pureftpd``
     + path: the ProFTPd fragment's path
-    + ftp: the FTP side the deploy decided for this host and run (``ftpplan.plan_ftp``,
-      from the same data): its daemon, or why none can be served, is used as it is.
-      ``None``: chosen here from ``ftp_daemon``.
+    + ftp: the FTP side decided for this host and run (``ftpplan.plan_ftp``, from the
+      same data): its daemon, or why the role cannot be served, is used as it is.
+      ``None``: decided here, with the same functions.
+
+    The packaged deploy does not call it: its UFW operation fails such a host with the
+    same line (one operation less per host and run).
 
     **Example:**
 
@@ -89,25 +90,17 @@ def ready_for_ftp(*, passive_ports: tuple[int, int] | None,
     if passive_ports is None:
         host.noop("no ftp role")
         return
-    current = host_state(host)
-    daemon, refusal = (ftp.daemon, ftp.refusal) if ftp is not None else choose_daemon(
-        current.ftp, ftp_daemon)
-    if daemon is None:
-        yield refuse(str(refusal))
+    if ftp is not None:
+        daemon, refusal = ftp.daemon, ftp.refusal
+    else:
+        current = host_state(host)
+        daemon, refusal = choose_daemon(current.ftp, ftp_daemon)
+        refusal = refusal or refusal_for(current, daemon, passive_ports, masquerade_address, path)
+    if refusal:
+        yield refuse(refusal)
         return
-    if daemon == "pureftpd":
-        if masquerade_address and ":" in masquerade_address:
-            yield refuse(PUREFTPD_MASQUERADE.format(masquerade_address))
-            return
-        host.noop("pure-ftpd will use PassivePortRange")
-        return
-    problems = proftpd_conflicts(current.ftp, path, (passive_ports[0], passive_ports[1]),
-                                 masquerade_address)
-    if problems:
-        yield refuse("ProFTPd would not use this deploy's passive ports, so UFW and ProFTPd "
-                     "would disagree; nothing was changed on this host: " + " | ".join(problems))
-        return
-    host.noop("ProFTPd will use the fragment's passive ports")
+    host.noop("pure-ftpd will use PassivePortRange" if daemon == "pureftpd"
+              else "ProFTPd will use the fragment's passive ports")
 
 
 @operation()

@@ -3,9 +3,10 @@ why none can be), what that daemon should be given (ProFTPd's fragment, pure-ftp
 files), the host program's FTP part and the passive-range switch.
 
 The deploy makes it once per host and run (``plan_ftp``) and hands it to every
-operation that needs it: ``ready_for_ftp`` (the daemon, or the refusal), the UFW
-operation (the part it carries in the host's transaction, the old range it keeps open)
-and the FTP daemon's operation (the same part). The audit asks ``daemon_for`` once per
+operation that needs it: the UFW operation (the refusal, which fails the host before
+anything changes; the part it carries in the host's transaction; the old range it keeps
+open) and the FTP daemon's operation (the same part). ``ready_for_ftp``, for deploys of
+your own, says the same from the same functions. The audit asks ``daemon_for`` once per
 host, and what each daemon should have. Used on their own, the operations decide from
 their arguments with the same functions.
 """
@@ -13,12 +14,14 @@ their arguments with the same functions.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from importlib import resources
 
-from jinja2 import Environment, StrictUndefined
+from jinja2 import Environment, StrictUndefined, Template
 
 from ..facts import HostState
 from ..ftpconf.daemon import DaemonChoice, choose_daemon
+from ..ftpconf.judge import conflicts as proftpd_conflicts
 from ..model.catalog import FRAGMENT_PATH, LOADED_MARKER, PUREFTPD_LOADED_MARKER
 from ..model.plan import HostPlan, RuleSpec
 from ..remote.ftpapply import proftpd_digest, pureftpd_digest
@@ -26,6 +29,10 @@ from .passive_switch import Switch, plan_switch, with_keep
 
 TEMPLATE = "proftpd-passive-ports.conf.j2"
 PUREFTPD_CONF_DIR = "/etc/pure-ftpd/conf"
+PUREFTPD_MASQUERADE = ("pure-ftpd's ForcePassiveIP takes an IPv4 address or a DNS name (PASV "
+                       "replies carry IPv4 only), not {!r}; set ftp_masquerade_address to one")
+PROFTPD_WOULD_NOT_USE = ("ProFTPd would not use this deploy's passive ports, so UFW and ProFTPd "
+                         "would disagree; nothing was changed on this host: ")
 
 
 @dataclass(frozen=True)
@@ -34,7 +41,7 @@ class FtpPlan:
     part={"daemon": "proftpd", ...}, switch=Switch(...))``"""
 
     daemon: str | None  # "proftpd"/"pureftpd"; None: no ftp role, or none can be served
-    refusal: str | None  # why none can be served (ready_for_ftp fails the host with it)
+    refusal: str | None  # why the ftp role cannot be served (the UFW operation fails the host)
     fragment: str | None  # ProFTPd's fragment as wanted (None: none, or pure-ftpd's host)
     part: dict[str, object] | None  # the host program's FTP part; None: nothing to change
     switch: Switch | None  # a passive-range change (passive_switch)
@@ -53,11 +60,28 @@ def daemon_for(plan: HostPlan, current: HostState) -> DaemonChoice:
     return choose_daemon(current.ftp, plan.ftp_daemon)
 
 
+def refusal_for(current: HostState, daemon: str | None, passive_ports: tuple[int, int] | None,
+                masquerade_address: str | None, path: str = FRAGMENT_PATH) -> str | None:
+    """Why ``daemon``, the one chosen, would not serve the ftp role as this deploy sets it
+    up, or ``None``: pure-ftpd given an IPv6 ``ForcePassiveIP``, a ProFTPd that would
+    not use the fragment (an admin's ``PassivePorts`` in proftpd.conf, an earlier
+    conf.d file, a ``<VirtualHost>`` of its own...)."""
+    if passive_ports is None or daemon is None:
+        return None
+    if daemon == "pureftpd":
+        if masquerade_address and ":" in masquerade_address:
+            return PUREFTPD_MASQUERADE.format(masquerade_address)
+        return None
+    problems = proftpd_conflicts(current.ftp, path, passive_ports, masquerade_address)
+    return PROFTPD_WOULD_NOT_USE + " | ".join(problems) if problems else None
+
+
 def plan_ftp(plan: HostPlan, current: HostState) -> FtpPlan:
     """The FTP side of this host's run (see the module docstring). Without a daemon
     (no ftp role, or none can be served) it is ProFTPd's fragment: a leftover one is
     removed, and a refused host fails before anything changes."""
     daemon, refusal = daemon_for(plan, current)
+    refusal = refusal or refusal_for(current, daemon, plan.passive_ports, plan.masquerade_address)
     fragment = None
     if daemon == "pureftpd" and plan.passive_ports is not None:
         files = pureftpd_files(plan.passive_ports, plan.masquerade_address)
@@ -76,12 +100,17 @@ def plan_ftp(plan: HostPlan, current: HostState) -> FtpPlan:
 # froxlor rewrites ``proftpd.conf`` itself and includes ``conf.d/``, so the fragment
 # lives in its own file there.
 
-def render_fragment(passive_ports: tuple[int, int], masquerade_address: str | None = None) -> str:
-    """The fragment text for ``passive_ports`` (and optional ``MasqueradeAddress``)."""
+@cache
+def _template() -> Template:
     env = Environment(undefined=StrictUndefined, keep_trailing_newline=True,
                       trim_blocks=True, lstrip_blocks=True)
     source = resources.files("froxlor_fleet").joinpath("templates").joinpath(TEMPLATE).read_text()
-    return env.from_string(source).render(
+    return env.from_string(source)
+
+
+def render_fragment(passive_ports: tuple[int, int], masquerade_address: str | None = None) -> str:
+    """The fragment text for ``passive_ports`` (and optional ``MasqueradeAddress``)."""
+    return _template().render(
         low=passive_ports[0], high=passive_ports[1], masquerade_address=masquerade_address,
         path=FRAGMENT_PATH,
     )
