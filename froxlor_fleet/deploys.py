@@ -9,7 +9,7 @@ from .facts import host_state
 from .model.catalog import DEFAULTS
 from .model.groups import group_members, resolve_groups
 from .model.loading import run_plans
-from .model.plan import HostPlan
+from .model.plan import NOT_MANAGED, HostPlan
 from .operations import ftp, ufw
 from .operations.ftpplan import plan_ftp
 
@@ -41,7 +41,11 @@ def froxlor_firewall() -> None:
     fragment or pure-ftpd's files), exactly as the host's ``froxlor_roles`` (and the
     other data keys, see README) ask. Each changed host gets one transaction of the host
     program: the UFW operation carries the FTP daemon's change."""
-    data_plan, current = fleet_plans()[host.name], host_state(host)
+    data_plan = fleet_plans()[host.name]
+    if not data_plan.managed:  # another deploy's host in a shared inventory: no command
+        host.log(NOT_MANAGED, logger.info)
+        return
+    current = host_state(host)
     # Sources naming an inventory group become its hosts' addresses (one resolver, the
     # audit's too): a group without any address leaves this host unchanged, and fails it.
     sources = resolve_groups(data_plan, group_members(inventory, data_plan, _run_addresses),

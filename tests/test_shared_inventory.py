@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from test_cli import Fleet
+from froxlor_fleet.audit.fact import LISTENING_SECTION
+from froxlor_fleet.model.plan import NOT_MANAGED
+from test_cli import SS_WEB, Fleet
 from test_fleetcheck import (
     WEB,
     Trap,
@@ -23,6 +25,7 @@ from test_fleetcheck import (
     pyinfra,
     write_fleet,
 )
+from test_sources import FAKE_INVENTORY, audit_fleet, dry_diff, state_lines
 
 SECRET = "Root-Pa55w0rd-of-another-deploy"
 # What other deploys keep in the same group data: every one shares a prefix with a key of
@@ -101,3 +104,67 @@ def test_the_audit_names_a_typo_without_its_value(tmp_path: Path) -> None:
     assert any("msql_allowed_sources: unknown key, did you mean 'mysql_allowed_sources'?" in d
                for d in details), details
     assert SECRET not in res.out and SECRET not in prom.read_text()
+
+
+# --- hosts of other deploys: no froxlor_roles in their data ------------------------------
+#
+# A shared inventory holds hosts that are not froxlor servers (a monitoring box, a mail
+# relay of another team). A run without --limit must leave them as they are: before,
+# they got UFW with SSH only, which cut whatever else they serve.
+
+MONITORING = FAKE_INVENTORY.replace("check_fleet(__file__)",
+                                    'monitoring = ["@canned/mon1"]\ncheck_fleet(__file__)')
+MON1 = {"mon1": state_lines("10.0.7.1")}
+
+
+def test_a_host_without_froxlor_roles_is_left_alone_without_a_command(tmp_path: Path) -> None:
+    out, commands = dry_diff(tmp_path, inventory=MONITORING, more_hosts=MON1)
+    assert "@canned/mon1" not in commands  # not even the state read
+    assert sorted(set(commands)) == ["@canned/db1", "@canned/web1", "@canned/web2"]
+    assert f"[@canned/mon1] {NOT_MANAGED}" in out
+    assert not [line for line in out.splitlines() if "[@canned/mon1]" in line and "allow" in line]
+
+
+def test_froxlor_roles_empty_is_a_managed_host_with_ssh_only(tmp_path: Path) -> None:
+    out, commands = dry_diff(tmp_path, inventory=MONITORING, more_hosts=MON1,
+                             more_data={"monitoring": "froxlor_roles = []\n"})
+    assert commands.count("@canned/mon1") == 1  # its state read
+    assert NOT_MANAGED not in out
+
+
+def test_a_host_without_roles_is_read_when_a_group_it_is_in_is_a_source(tmp_path: Path) -> None:
+    """Its own addresses count, as for any member: one read-only command, no change."""
+    out, commands = dry_diff(tmp_path, inventory=MONITORING, more_hosts=MON1, more_data={
+        "db_servers": 'froxlor_roles = ["mysql"]\nmysql_allowed_sources = ["@monitoring"]\n'})
+    assert commands.count("@canned/mon1") == 1
+    assert "+ allow 3306/tcp from 10.0.7.1  (mysql)" in out
+    assert f"[@canned/mon1] {NOT_MANAGED}" in out
+
+
+def _audit_with_monitoring(tmp_path: Path, db_sources: str = "@web_servers") -> Fleet:
+    fleet = audit_fleet(tmp_path, db_data=f'mysql_allowed_sources = ["{db_sources}"]\n')
+    (tmp_path / "inventory.py").write_text(MONITORING)
+    fleet.hosts["mon1"] = {"lines": [*MON1["mon1"], LISTENING_SECTION, *SS_WEB]}
+    return fleet
+
+
+def test_the_audit_leaves_out_hosts_without_froxlor_roles_and_says_so(tmp_path: Path) -> None:
+    fleet = _audit_with_monitoring(tmp_path)
+    text = fleet.audit()  # (the canned hosts drift: web1's facts stand in for db1's)
+    assert ("not audited, no froxlor_roles in their data (not managed by froxlor-fleet): "
+            "@canned/mon1") in text.out
+    doc = fleet.audit("--json").doc
+    assert doc["not_managed"] == ["@canned/mon1"]
+    assert [h["host"] for h in doc["hosts"]] == ["@canned/web1", "@canned/web2", "@canned/db1"]
+    assert "@canned/mon1" not in {c["host"] for c in fleet.commands()}
+
+
+def test_the_audit_reads_such_a_host_when_a_group_it_is_in_is_a_source(tmp_path: Path) -> None:
+    fleet = _audit_with_monitoring(tmp_path, db_sources="@monitoring")
+    doc = fleet.audit("--json").doc
+    assert doc["not_managed"] == ["@canned/mon1"]
+    assert "@canned/mon1" not in [h["host"] for h in doc["hosts"]]
+    db1 = next(h for h in doc["hosts"] if h["host"] == "@canned/db1")
+    assert [(g["group"], g["addresses"]) for g in db1["source_groups"]] == [
+        ("monitoring", ["10.0.7.1"])]
+    assert "@canned/mon1" in {c["host"] for c in fleet.commands()}

@@ -387,9 +387,13 @@ check_fleet(__file__)
 """
 
 
-def dry_diff(tmp_path: Path, *args: str, inventory: str = FAKE_INVENTORY) -> tuple[str, list[str]]:
+def dry_diff(tmp_path: Path, *args: str, inventory: str = FAKE_INVENTORY,
+             more_hosts: dict[str, list[str]] | None = None,
+             more_data: dict[str, str] | None = None) -> tuple[str, list[str]]:
     """``pyinfra inventory.py deploy.py --dry --diff``: its output (host prefixes
-    without padding, colours off) and the hosts each command ran on."""
+    without padding, colours off) and the hosts each command ran on. ``more_hosts``:
+    canned hosts beside ``FLEET_FACTS`` (name -> state lines), ``more_data``: group
+    data files beside web_servers' and db_servers' (group -> text)."""
     import json
     import os
     import subprocess
@@ -400,9 +404,10 @@ def dry_diff(tmp_path: Path, *args: str, inventory: str = FAKE_INVENTORY) -> tup
     (tmp_path / "inventory.py").write_text(inventory)
     write_group_data(tmp_path / "group_data", {
         "web_servers": 'froxlor_roles = ["web"]\n',
-        "db_servers": 'froxlor_roles = ["mysql"]\nmysql_allowed_sources = ["@web_servers"]\n'})
+        "db_servers": 'froxlor_roles = ["mysql"]\nmysql_allowed_sources = ["@web_servers"]\n',
+        **(more_data or {})})
     (tmp_path / "fleet.json").write_text(json.dumps(
-        {name: {"lines": lines} for name, lines in FLEET_FACTS.items()}))
+        {name: {"lines": lines} for name, lines in {**FLEET_FACTS, **(more_hosts or {})}.items()}))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(FAKECONN)]),
                CANNED_FLEET=str(tmp_path / "fleet.json"),
                CANNED_FLEET_LOG=str(tmp_path / "commands.log"), NO_COLOR="1")

@@ -268,6 +268,12 @@ def _audited(inventory: Inventory, plan: HostPlan,
     return audit, sources.plan
 
 
+def _members_named(inventory: Inventory, plans: list[HostPlan]) -> set[str]:
+    """The hosts of the groups these plans' sources name (``"@web_servers"``)."""
+    groups = {ref.group for plan in plans for ref in plan.source_groups}
+    return {member.name for group in groups for member in inventory.groups.get(group, ())}
+
+
 def run_audit(options: AuditOptions, progress: Progress | None = None) -> FleetAudit:
     """Audit the targeted hosts; never raises for anything a user or host can cause."""
     progress = progress or Progress()
@@ -291,13 +297,20 @@ def _run_audit(options: AuditOptions, progress: Progress) -> FleetAudit:
                          for p in loading.unmatched_patterns(inventory, limit)]
         targets = loading.target_hosts(inventory, limit, options.inventory.exclude)
         checked = loading.validate(inventory, targets)
-        readable = [h for h in targets if h.name in checked.plans]
+        managed = [h for h in targets if h.name not in checked.plans or checked.plans[h.name].managed]
+        fleet.not_managed = [h.name for h in targets if h not in managed]
+        # Hosts without froxlor_roles are read only as members of a group a managed
+        # host's sources name (their own addresses, as the deploy reads them).
+        named = _members_named(inventory, [checked.plans[h.name] for h in managed
+                                           if h.name in checked.plans])
+        readable = [h for h in targets if h.name in checked.plans
+                    and (h in managed or h.name in named)]
         # --probe reads the host's addresses too, in the same one command
         fact = FleetProbeState if options.probe else FleetAuditState
         seen, errors = (_read_hosts(state, inventory, config, readable, fact, progress)
                         if readable else ({}, {}))
     probes: list[tuple[HostAudit, ProbeTarget]] = []
-    for host in targets:
+    for host in managed:
         plan: HostPlan | None = checked.plans.get(host.name)
         if plan is None:
             fleet.hosts.append(bad_data(host.name, checked.errors.get(host.name, [])))

@@ -170,6 +170,7 @@ class FleetAudit:
     limit: tuple[str, ...] = ()
     hosts: list[HostAudit] = field(default_factory=list)
     errors: list[Finding] = field(default_factory=list)  # inventory / --limit problems
+    not_managed: list[str] = field(default_factory=list)  # targets without froxlor_roles
 
     @property
     def exit_status(self) -> int:

@@ -90,6 +90,8 @@ def document(fleet: FleetAudit) -> dict[str, Any]:
         "summary": {"hosts": len(fleet.hosts), **{v: fleet.count(v) for v in VERDICTS}},
         "hosts": [_host(a) for a in fleet.hosts],
         "findings": [_finding(f) for f in fleet.findings],
+        # optional (schema 2 allows fields it does not name): targets left out, no roles
+        **({"not_managed": list(fleet.not_managed)} if fleet.not_managed else {}),
     }
 
 
@@ -302,6 +304,9 @@ def to_text(fleet: FleetAudit, tty: bool = False) -> str:
     out = [f"froxlor-fleet audit: {plural(len(fleet.hosts), 'host')}, {fleet.count('ok')} ok, "
            f"{fleet.count('drift')} drift, {fleet.count('unreachable')} unreachable, "
            f"{plural(errors, 'error')}"]
+    if fleet.not_managed:
+        out += ["", "not audited, no froxlor_roles in their data (not managed by froxlor-fleet): "
+                    + ", ".join(fleet.not_managed)]
     if fleet.hosts:
         out += [""] + _matrix(fleet, tty)
     read = [a for a in fleet.hosts if a.ports]

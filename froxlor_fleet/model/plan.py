@@ -63,6 +63,13 @@ class GroupSource:
     where: str
 
 
+# A host whose data has no ``froxlor_roles`` (in no group, not in its own data) is not a
+# froxlor host to this tool: an inventory shared with other deploys holds others too. The
+# deploy and the audit leave it as it is. ``froxlor_roles = []`` in its data means a
+# managed host with SSH only.
+NOT_MANAGED = "no froxlor_roles in its data: not managed by froxlor-fleet, left as it is"
+
+
 @dataclass(frozen=True)
 class HostPlan:
     """Everything one host should look like after the deploy.
@@ -92,6 +99,7 @@ class HostPlan:
     # Sources naming an inventory group, in data order: their rules' source is "@group"
     # until the group is resolved (``groups.resolve_groups``), which empties this.
     source_groups: tuple[GroupSource, ...] = ()
+    managed: bool = True  # False: no froxlor_roles in the host's data (NOT_MANAGED)
 
 
 # --- ports in ufw's notation ("80", "49152:65534") ------------------------------------

@@ -746,6 +746,7 @@ def resolve(host: str, layers: list[Layer],
         masquerade_address=_get(layers, "ftp_masquerade_address", _masquerade, err),
         ftp_daemon=_get(layers, "ftp_daemon", _choice(FTP_DAEMONS), err),
         source_groups=_group_sources(layers, srcs, extras),
+        managed=bool(_collected(layers, "froxlor_roles")),
     )
     return (None, err.lines) if err.lines else (plan, [])
 

@@ -10,7 +10,10 @@ from __future__ import annotations
 import pytest
 
 from conftest import results
-from labtools import assert_no_change, connect, start_listener, stop_listener
+from froxlor_fleet.model.plan import NOT_MANAGED
+from lab.access import COMMAND_LOG
+from labtools import assert_no_change, connect, reset_ufw, start_listener, stop_listener
+from test_3_audit import audit_json
 
 PIDFILE = "/run/fxt-groups-listener.pid"
 EXTRA = "10.213.78.150"  # a second address on a web server (the lab's subnet)
@@ -111,3 +114,26 @@ def test_04_a_misspelt_group_stops_the_run_before_any_host(lab, grouped) -> None
     assert "Traceback" not in res.out
     assert not results(res.out)  # no operation ran on any host
     assert lab.state_files() == before
+
+
+def test_05_a_host_without_froxlor_roles_is_another_deploys_and_left_as_it_is(lab) -> None:
+    """A shared inventory: the mail server's group data loses its roles (another team's
+    host now). A run without --limit sends it no command and leaves its firewall as it
+    is: a fresh UFW stays inactive and what it serves stays reachable; the audit leaves
+    it out. (Before, it got UFW with SSH only.)"""
+    _, _, _, mail = _hosts(lab)
+    lab.write_group_data("mail_servers", "# another deploy's hosts: no froxlor_roles\n")
+    reset_ufw(lab, mail)
+    proc = start_listener(lab, mail, ["8025"], PIDFILE)
+    try:
+        lab.sh(mail, f": > {COMMAND_LOG}")
+        res = lab.deploy("-y")
+        assert res.returncode == 0, res.out
+        assert f"[{mail}] {NOT_MANAGED}" in " ".join(res.out.split()), res.out
+        assert lab.sh(mail, f"cat {COMMAND_LOG}").stdout == ""  # not one command
+        assert "Status: inactive" in lab.sh(mail, "ufw status").stdout
+        assert connect(lab.ip(mail), 8025) == "connected"
+        _, doc = audit_json()
+        assert mail not in [h["host"] for h in doc["hosts"]] and doc["not_managed"] == [mail]
+    finally:
+        stop_listener(lab, mail, proc, PIDFILE)
