@@ -4,6 +4,8 @@
     sudo .venv/bin/python bench/bench.py --hosts 30 --repeat 3 [--scale 100]
 
 Floor: `pyinfra inventory.py exec -- true` (connect to every host, run one command).
+Reference: `bench/least_deploy.py`, what pyinfra itself spends on a deploy shaped like
+ours (a `true` fact and two no-op operations per host).
 Phases: first rollout from pristine hosts (commit-confirmed, the default, and with
 `firewall_confirm_timeout=0`), no-op run on the converged fleet, and `--dry --diff` on it.
 Each phase is timed several times (median), its commands per host are counted from
@@ -38,6 +40,7 @@ from lab.netns_hosts import exec_in, holder_pid, reset_ufw  # noqa: E402
 PYINFRA = [sys.executable, "-m", "pyinfra"]
 SETTLE = 1.0  # seconds of quiet before every timed run, the same for every phase
 DEPLOY = str(ROOT / "examples" / "deploy.py")
+LEAST = str(ROOT / "bench" / "least_deploy.py")  # pyinfra's own cost of a deploy like ours
 
 
 def timed(args: list[str]) -> tuple[float, int, float, str]:
@@ -130,6 +133,8 @@ def measure(n: int, repeat: int) -> dict[str, dict]:
                         "control_cpu": statistics.median(control)}
 
     run_phase("floor (exec -- true)", ["-y", "inventory.py", "exec", "--", "true"])
+    # a reference, not ours: one `true` fact and two no-op operations (least_deploy.py)
+    run_phase("pyinfra's least deploy (reference)", ["-y", "inventory.py", LEAST])
     run_phase("first rollout", ["-y", "inventory.py", DEPLOY], before=reset_to_pristine)
     # commit-confirmed (the default) costs one new SSH connection per changed host
     run_phase("first rollout, confirm off", ["-y", "inventory.py", DEPLOY,
