@@ -40,7 +40,8 @@ def froxlor_firewall() -> None:
     """UFW rules, policies and state, and the FTP daemon's passive range (ProFTPd
     fragment or pure-ftpd's files), exactly as the host's ``froxlor_roles`` (and the
     other data keys, see README) ask. Each changed host gets one transaction of the host
-    program: the UFW operation carries the FTP daemon's change."""
+    program: the UFW operation carries the FTP daemon's change. A host whose data has no
+    ``froxlor_roles`` is left as it is (``plan.NOT_MANAGED``)."""
     data_plan = fleet_plans()[host.name]
     if not data_plan.managed:  # another deploy's host in a shared inventory: no command
         host.log(NOT_MANAGED, logger.info)
