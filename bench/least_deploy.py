@@ -9,20 +9,26 @@ from __future__ import annotations
 from collections.abc import Generator
 
 from pyinfra import host
-from pyinfra.api import FactBase, operation
+from pyinfra.api import FactBase, StringCommand, operation
 
 
 class Nothing(FactBase[list[str]]):
-    def command(self) -> str:
-        return "true"
+    def command(self) -> StringCommand:
+        return StringCommand("true")
 
     def process(self, output: list[str]) -> list[str]:
         return output
 
 
+_read: list[list[str]] = []  # this host's read (the file runs once per host)
+
+
 @operation()
 def unchanged(part: str) -> Generator[str, None, None]:
-    host.get_fact(Nothing)  # read once per host (pyinfra caches it), as our state read
+    # one read per host and run, as the deploy's state read (pyinfra would read again
+    # when it runs the operations after preparing them)
+    if not _read:
+        _read.append(host.get_fact(Nothing))
     host.noop(f"{part} already as wanted")
     yield from ()
 
