@@ -27,6 +27,13 @@ from .remote import program
 SECTION = ":::froxlor-fleet:"
 NO_FINAL_NEWLINE = "no-final-newline"  # the fragment file does not end in a newline
 POLICY_NAMES = {"DROP": "deny", "ACCEPT": "allow", "REJECT": "reject"}
+# The flags ``ip`` gives an address, as the addrs section repeats them after it
+# (remote/state.sh reports exactly these): the one place that decides what they exclude.
+# An address that failed duplicate address detection is another host's, not this one's.
+NOT_HELD = frozenset({"dadfailed"})
+# Addresses no customer reaches a server on: not usable yet (tentative), another host's
+# (dadfailed), being replaced (deprecated), outgoing only (temporary: privacy extensions).
+UNREACHABLE = NOT_HELD | {"tentative", "deprecated", "temporary"}
 
 
 @dataclass
@@ -53,8 +60,12 @@ class HostState:
     ssh_port: int | None = None
     ssh_interface: str | None = None  # the interface holding ssh_server
     # The host's own global IPv4/IPv6 addresses (no loopback, link-local or failed ones),
-    # as ``ip`` prints them: what a source naming a group it is in stands for.
+    # in ``ip``'s order: what a source naming a group it is in stands for (a temporary
+    # address is one the host connects from).
     addresses: tuple[str, ...] = ()
+    # Those of them customers reach it on (none of the ``UNREACHABLE`` flags), in the
+    # same order: what the audit's --probe tries.
+    reachable: tuple[str, ...] = ()
     ftp: FtpConfig = field(default_factory=lambda: parse_dump([]))  # FTP daemons, effective config
     fragment: str | None = None  # current fragment text, None when absent
     fragment_sha256: str | None = None  # of the exact bytes on the host
@@ -91,6 +102,7 @@ class FleetHostState(FactBase[HostState]):
             ssh_client="10.77.0.1", ssh_server="10.77.0.11", ssh_port=22,
             fragment="...PassivePorts 49152 65534\\n", fragment_loaded="9f2c...",
             ssh_interface="eth0", fragment_sha256="9f2c...",
+            addresses=("10.77.0.11", "2001:db8::99"), reachable=("10.77.0.11",),
         )
     """
 
@@ -131,18 +143,26 @@ def _assignments(lines: list[str]) -> dict[str, str]:
     return values
 
 
-def _addresses(lines: list[str]) -> tuple[str, ...]:
-    """The addrs section: one IP address a line; anything else (a scoped IPv6 address:
-    link-local only) is left out."""
-    found: list[str] = []
+def _addresses(lines: list[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The addrs section: an IP address a line, then its flags (``fd00::5 deprecated``).
+    Returns (the addresses the host holds: none ``NOT_HELD``; those customers reach: none
+    ``UNREACHABLE``), each in the section's order. Anything else (a scoped IPv6
+    address: link-local only) is left out."""
+    held: list[str] = []
+    reachable: list[str] = []
     for line in lines:
+        address, *words = line.split() or [""]
         try:
-            ip = ipaddress.ip_address(line.strip())
+            ip = ipaddress.ip_address(address)
         except ValueError:
             continue
-        if "%" not in line:
-            found.append(str(ip))
-    return tuple(dict.fromkeys(found))
+        flags = set(words)
+        if "%" in address or flags & NOT_HELD:
+            continue
+        held.append(str(ip))
+        if not flags & UNREACHABLE:
+            reachable.append(str(ip))
+    return tuple(dict.fromkeys(held)), tuple(dict.fromkeys(reachable))
 
 
 def parse_state(lines: list[str]) -> HostState:
@@ -169,7 +189,7 @@ def parse_state(lines: list[str]) -> HostState:
         state.ssh_client, state.ssh_server = ssh[0], ssh[2]
         state.ssh_port = int(ssh[3])
         state.ssh_interface = next((s.strip() for s in sec.get("sshif", []) if s.strip()), None)
-    state.addresses = _addresses(sec.get("addrs", []))
+    state.addresses, state.reachable = _addresses(sec.get("addrs", []))
     tenants = [line.split() for line in sec.get("tenants", [])]
     state.persistent = tuple(words[1] for words in tenants if words[:1] == ["persistent"]
                              and len(words) == 2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,6 +14,7 @@ from pyinfra.api.state import StateStage
 from pyinfra.context import ctx_host, ctx_inventory, ctx_state
 
 from froxlor_fleet.facts import FleetHostState
+from froxlor_fleet.remote import program
 
 TESTS = Path(__file__).resolve().parent
 FIXTURES = TESTS / "fixtures"
@@ -86,7 +88,9 @@ def load_case(path: Path) -> dict:
 def build_fact(spec: dict) -> list[str]:
     """Fact output for an operation case: a captured scenario, with optional overrides
     of whole sections (``rules4``, ``rules6``, ``running``, ``ssh``, ``ufw``,
-    ``proftpd``), ``conf``/``default`` key=value edits, the ``fragment`` text, and
+    ``proftpd``), ``addrs`` (the host's own addresses as state.sh writes them, each with
+    its flags: ``addrs_from_ip`` makes them from ``ip -o addr show``'s output),
+    ``conf``/``default`` key=value edits, the ``fragment`` text, and
     ``ftp_tree``: a tree under tests/fixtures/proftpd/ that the real host-side dump
     script reads as the host's ``/`` (``ftp_edits``: ``{file: [[old, new], ...]}`` made
     to a copy of it first)."""
@@ -107,6 +111,9 @@ def build_fact(spec: dict) -> list[str]:
     if "ftp_tree" in spec:
         sections["ftp"] = ftp_dump(spec["ftp_tree"], spec.get("ftp_edits", {}), spec.get("ftp_files"))
         order.insert(order.index("fragment"), "ftp")  # with_fragment() cuts after "fragment"
+    if "addrs" in spec:  # captured before the addrs section existed; state.sh's place
+        sections["addrs"] = list(spec["addrs"])
+        order.insert(order.index("ufw"), "addrs")
     if "tenants" in spec:  # captured before the tenants section existed
         sections["tenants"] = list(spec["tenants"])
         order.insert(order.index("fragment"), "tenants")
@@ -132,6 +139,24 @@ def build_fact(spec: dict) -> list[str]:
         lines += sections[name]
     return with_pure_marker(with_fragment(lines, spec.get("fragment"), spec.get("loaded", True)),
                             spec.get("pure_loaded", True))
+
+
+def addrs_from_ip(ip_output: str, tmp_path: Path) -> list[str]:
+    """The addrs section the real state.sh writes on a host whose ``ip -o addr show``
+    prints ``ip_output`` (a fake ``ip`` first on PATH; iptables answers nothing): never
+    this machine's interfaces or firewall."""
+    tools = tmp_path / "addrs-tools"
+    tools.mkdir()
+    (tools / "ip").write_text(f"#!/bin/sh\ncat <<'EOF'\n{ip_output}EOF\n")
+    (tools / "iptables").write_text("#!/bin/sh\nexit 1\n")
+    for tool in tools.iterdir():
+        tool.chmod(0o755)
+    env = {**os.environ, "PATH": f"{tools}:{os.environ['PATH']}", "SSH_CONNECTION": ""}
+    out = subprocess.run(["sh", "-c", program("state.sh"), "froxlor-fleet"], capture_output=True,
+                         text=True, env=env, timeout=30, check=True).stdout.splitlines()
+    start = out.index(":::froxlor-fleet:addrs") + 1
+    end = next(i for i in range(start, len(out)) if out[i].startswith(":::froxlor-fleet:"))
+    return out[start:end]
 
 
 def with_pure_marker(lines: list[str], loaded: str | bool | None) -> list[str]:

@@ -17,15 +17,20 @@ from pathlib import Path
 
 import pytest
 
-from froxlor_fleet.audit.probe import ADDRESS_SECTION
+from froxlor_fleet.audit.fact import FleetAuditState
+from froxlor_fleet.facts import SECTION
+from helpers import addrs_from_ip
 from test_cli import FAKECONN, ROOT, WEB_OK, Fleet
 
 SECRET = "s3cret-Probe-pw"
-# the host's addresses as `ip -o addr show scope global` prints them (loopback here:
-# the probe of the canned host reaches this machine, where nothing listens)
-ADDRESSES = [ADDRESS_SECTION,
-             "2: eth0    inet6 ::1/128 scope global \\       valid_lft forever preferred_lft "
-             "forever"]
+# the host's `ip -o addr show` (loopback here: the probe of the canned host reaches this
+# machine, where nothing listens); its temporary address, listed first, is no customer's
+IP_ADDR = ("2: eth0    inet6 2001:db8::99/64 scope global temporary dynamic \\       "
+           "valid_lft 1 preferred_lft 1\n"
+           "2: eth0    inet6 ::1/128 scope global \\       valid_lft forever preferred_lft "
+           "forever\n")
+# the audit's one read of a host, --probe or not: the state read carries the addresses
+READ = FleetAuditState().command().get_raw_value()
 
 
 def closed(port: int, address: str = "127.0.0.1") -> bool:
@@ -43,17 +48,19 @@ def fleet(tmp_path: Path) -> Fleet:
         pytest.skip("something listens on 127.0.0.1:21/22/80/443 here")
     fleet = Fleet(tmp_path)
     fleet.group_data("group_data", {"all": 'ssh_hostname = "127.0.0.1"\n'})
+    addrs = [f"{SECTION}addrs", *addrs_from_ip(IP_ADDR, tmp_path)]
+    assert addrs[1:] == ["2001:db8::99 temporary", "::1"]
     for host in fleet.hosts.values():
-        host["lines"] = [*WEB_OK, *ADDRESSES]
+        host["lines"] = [*WEB_OK, *addrs]
     return fleet
 
 
 def test_probe_reads_each_host_with_one_command_and_tries_it_from_here(fleet: Fleet) -> None:
     res = fleet.audit("--json", "--probe", "--probe-timeout", "1")
     assert res.code == 2, res.out
-    commands = fleet.commands()
-    assert len(commands) == 2 and all(ADDRESS_SECTION in c["command"]
-                                      for c in commands)
+    # one command per host, the plain audit's: its state read has the addresses
+    assert [c["command"] for c in fleet.commands()] == [READ, READ]
+    assert READ.count("ip -o addr show") == 1
     doc = res.doc  # validated against the shipped schema
     assert doc["schema"] == 2
     probe = doc["hosts"][0]["probe"]
@@ -74,7 +81,8 @@ def test_probe_reads_each_host_with_one_command_and_tries_it_from_here(fleet: Fl
 def test_without_probe_the_read_and_the_document_are_as_before(fleet: Fleet) -> None:
     res = fleet.audit("--json")
     assert res.code == 0, res.out
-    assert not [c for c in fleet.commands() if ADDRESS_SECTION in c["command"]]
+    # the same one command per host as with --probe: the probe costs no read more
+    assert [c["command"] for c in fleet.commands()] == [READ, READ]
     assert [h["probe"] for h in res.doc["hosts"]] == [None, None]
     assert "probe" not in res.stdout.replace('"probe": null', "")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from froxlor_fleet import remote
-from froxlor_fleet.facts import SECTION, FleetHostState, parse_state
+from froxlor_fleet.facts import NOT_HELD, SECTION, UNREACHABLE, FleetHostState, parse_state
 from froxlor_fleet.ftpconf.judge import conflicts
 from froxlor_fleet.model import program
 from froxlor_fleet.model.catalog import FRAGMENT_PATH
@@ -366,18 +366,28 @@ def test_state_sh_reports_the_placed_program(tmp_path: Path) -> None:
 # --- the host's own addresses (issue 18: sources naming an inventory group) -------------
 
 # ``ip -o addr show`` as iproute2 prints it: loopback (scope host), global v4 with a
-# secondary and a peer address, global v6, link-local v6 (scope link), a failed DAD.
+# secondary and a peer address, global v6, a privacy (temporary) and a deprecated v6
+# address, one still in DAD (tentative), link-local v6 (scope link), a failed DAD, and
+# an IPv4 label that reads like a flag (ip glues a label to the "\" after it).
 TAIL = r"\       valid_lft forever preferred_lft forever"  # each line ends so
 IP_ADDR = "".join(line + TAIL + "\n" for line in (
     "1: lo    inet 127.0.0.1/8 scope host lo",
     "1: lo    inet6 ::1/128 scope host noprefixroute ",
     "2: eth0    inet 10.0.0.5/24 brd 10.0.0.255 scope global eth0",
     "2: eth0    inet 10.0.0.50/24 brd 10.0.0.255 scope global secondary eth0",
+    "2: eth0    inet6 2001:db8::99/64 scope global temporary dynamic ",
     "2: eth0    inet6 fd00::5/64 scope global ",
+    "2: eth0    inet6 2001:db8::98/64 scope global deprecated dynamic mngtmpaddr noprefixroute ",
+    "2: eth0    inet6 2001:db8::97/64 scope global tentative ",
     "2: eth0    inet6 fd00::bad/64 scope global tentative dadfailed ",
     "2: eth0    inet6 fe80::5/64 scope link ",
     "3: tun0    inet 192.0.2.1 peer 192.0.2.2/32 scope global tun0",
+    "4: temporary    inet 192.0.2.9/24 scope global temporary",
 ))
+# The addrs section state.sh makes of it: each global address, then its flags.
+ADDRS = ["10.0.0.5", "10.0.0.50", "2001:db8::99 temporary", "fd00::5",
+         "2001:db8::98 deprecated", "2001:db8::97 tentative", "fd00::bad tentative dadfailed",
+         "192.0.2.1", "192.0.2.9"]
 
 
 def _counting_ip(tmp_path: Path, busybox: bool) -> tuple[Path, Path]:
@@ -392,9 +402,11 @@ def _counting_ip(tmp_path: Path, busybox: bool) -> tuple[Path, Path]:
 @pytest.mark.parametrize("session", ["10.0.0.1 50022 10.0.0.5 22", ""], ids=["ssh", "no-session"])
 def test_state_sh_reads_the_host_addresses_from_one_ip_run(tmp_path: Path, session: str,
                                                            shell: str) -> None:
-    """The addrs section: the host's global IPv4 and IPv6 addresses (no loopback,
-    link-local or failed ones), from the same one ``ip -o addr show`` that finds the
-    session's interface: a no-op run starts no process more than before."""
+    """The addrs section: the host's global IPv4 and IPv6 addresses (no loopback or
+    link-local ones), each with its flags, from the same one ``ip -o addr show`` that
+    finds the session's interface: a no-op run starts no process more than before. Its
+    groups' addresses are all the host holds (a temporary one is a source it connects
+    from; not one that failed DAD), the probe's those customers reach."""
     if shutil.which(shell) is None:
         if IN_CI and shell != "busybox":
             pytest.fail(f"{shell} is not installed")
@@ -404,13 +416,43 @@ def test_state_sh_reads_the_host_addresses_from_one_ip_run(tmp_path: Path, sessi
     argv = ["busybox", "sh"] if shell == "busybox" else [shell]
     out = subprocess.run([*argv, str(STATE_SH)], capture_output=True, text=True, env=env,
                          timeout=30, check=True).stdout
-    state = parse_state(output_lines(out))
-    assert state.addresses == ("10.0.0.5", "10.0.0.50", "fd00::5", "192.0.2.1"), out
+    lines = output_lines(out)
+    start = lines.index(f"{SECTION}addrs") + 1
+    assert lines[start:start + len(ADDRS) + 1] == [*ADDRS, f"{SECTION}ufw"], out
+    state = parse_state(lines)
+    assert state.addresses == ("10.0.0.5", "10.0.0.50", "2001:db8::99", "fd00::5",
+                               "2001:db8::98", "2001:db8::97", "192.0.2.1", "192.0.2.9"), out
+    assert state.reachable == ("10.0.0.5", "10.0.0.50", "fd00::5", "192.0.2.1", "192.0.2.9")
     assert state.ssh_interface == ("eth0" if session else None)
     assert runs.read_text().splitlines() == ["-o addr show"]
 
 
+@pytest.mark.parametrize("flag", sorted(UNREACHABLE))
+def test_state_sh_reports_every_flag_the_parser_decides_on(tmp_path: Path, flag: str) -> None:
+    """facts.py alone decides what a flag excludes (NOT_HELD, UNREACHABLE); state.sh
+    must report each of them, or a flag added there would silently change nothing."""
+    tools = _fake_tools(tmp_path)
+    (tools / "ip").write_text("#!/bin/sh\ncat <<'EOF'\n"
+                              f"2: eth0    inet6 2001:db8::7/64 scope global {flag} {TAIL}\n"
+                              "2: eth0    inet6 2001:db8::8/64 scope global nodad optimistic "
+                              f"stable-privacy home permanent autojoin {TAIL}\nEOF\n")
+    env = {**os.environ, "PATH": f"{tools}:{os.environ['PATH']}", "SSH_CONNECTION": ""}
+    lines = output_lines(subprocess.run(["sh", str(STATE_SH)], capture_output=True, text=True,
+                                        env=env, timeout=30, check=True).stdout)
+    start = lines.index(f"{SECTION}addrs") + 1
+    assert lines[start:start + 2] == [f"2001:db8::7 {flag}", "2001:db8::8"]
+    state = parse_state(lines)
+    assert state.reachable == ("2001:db8::8",)
+    assert state.addresses == (("2001:db8::8",) if flag in NOT_HELD
+                               else ("2001:db8::7", "2001:db8::8"))
+
+
 def test_state_without_an_addrs_section_has_no_addresses() -> None:
-    assert parse_state(fact_lines("converged-web-ftp")).addresses == ()
-    lines = [f"{SECTION}addrs", "10.0.0.5", "", "not-an-address", "fd00::5%eth0", "fd00::5"]
-    assert parse_state(lines).addresses == ("10.0.0.5", "fd00::5")
+    state = parse_state(fact_lines("converged-web-ftp"))
+    assert (state.addresses, state.reachable) == ((), ())
+    lines = [f"{SECTION}addrs", "10.0.0.5", "", "not-an-address", "fd00::5%eth0", "fd00::5",
+             "fe80::1%eth0 temporary", "2001:db8::99 temporary", "2001:db8::1 dadfailed",
+             "10.0.0.5 deprecated", "2001:db8::2 a-flag-nobody-decides-on"]
+    state = parse_state(lines)
+    assert state.addresses == ("10.0.0.5", "fd00::5", "2001:db8::99", "2001:db8::2")
+    assert state.reachable == ("10.0.0.5", "fd00::5", "2001:db8::2")

@@ -23,18 +23,18 @@ import jsonschema
 import pytest
 
 from froxlor_fleet.audit.compare import FleetAudit, HostAudit, audit_host
+from froxlor_fleet.audit.fact import LISTENING_SECTION, FleetAuditState
 from froxlor_fleet.audit.probe import (
-    ADDRESS_SECTION,
-    FleetProbeState,
     ProbeOptions,
     ProbeTarget,
-    parse_addresses,
     pick_addresses,
     probe_fleet,
     target_for,
 )
 from froxlor_fleet.audit.report import document, to_json, to_prometheus, to_text
-from froxlor_fleet.facts import SECTION
+from froxlor_fleet.facts import SECTION, FleetHostState
+from helpers import addrs_from_ip, build_fact
+from test_audit import CONVERGED
 
 SCHEMA = json.loads(resources.files("froxlor_fleet.audit").joinpath("audit.schema.json")
                     .read_text())
@@ -591,6 +591,7 @@ def test_role_ports_ufw_admits_are_tried_from_the_control_node() -> None:
 
 # --- what is probed ------------------------------------------------------------------------------
 
+# The host's ``ip -o addr show``: what its state read (state.sh's addrs section) is made of.
 IP_ADDR = [
     "1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever preferred_lft forever",
     "2: eth0    inet 10.213.78.11/24 brd 10.213.78.255 scope global eth0\\       valid_lft "
@@ -601,15 +602,36 @@ IP_ADDR = [
     "preferred_lft 1",
     "2: eth0    inet6 2001:db8::98/64 scope global deprecated \\       valid_lft 1 "
     "preferred_lft 0",
+    "2: eth0    inet6 2001:db8::97/64 scope global tentative \\       valid_lft forever "
+    "preferred_lft forever",
+    "2: eth0    inet6 2001:db8::96/64 scope global dadfailed tentative \\       valid_lft "
+    "forever preferred_lft forever",
+    "2: eth0    inet6 fe80::11/64 scope link \\       valid_lft forever preferred_lft forever",
 ]
 
 
-def test_the_hosts_global_addresses_are_read_in_the_same_command() -> None:
-    lines = [ADDRESS_SECTION, *IP_ADDR]
-    assert parse_addresses(lines) == ("10.213.78.11", "fd00:213:78::11")
-    command = FleetProbeState().command().get_raw_value()
-    assert "ip -o addr show scope global" in command
-    assert command.count(";") > 3  # still one command: the audit's read plus the addresses
+@pytest.fixture
+def addrs(tmp_path: Path) -> list[str]:
+    """The addrs section state.sh writes from ``IP_ADDR``."""
+    return addrs_from_ip("".join(line + "\n" for line in IP_ADDR), tmp_path)
+
+
+def test_the_hosts_global_addresses_come_from_the_audits_one_state_read(addrs) -> None:
+    """No command of the probe's own: the audit's one read (the state read's one
+    ``ip -o addr show``) gives the addresses customers reach, in ip's order (temporary,
+    deprecated, tentative and failed ones left out: facts.UNREACHABLE)."""
+    assert addrs == ["10.213.78.11", "fd00:213:78::11", "2001:db8::99 temporary",
+                     "2001:db8::98 deprecated", "2001:db8::97 tentative",
+                     "2001:db8::96 tentative dadfailed"]
+    state = FleetAuditState().process([*build_fact({**CONVERGED, "addrs": addrs}),
+                                       LISTENING_SECTION]).state
+    assert state.reachable == ("10.213.78.11", "fd00:213:78::11")
+    # a source naming its group still means all it holds (it connects from a temporary one)
+    assert state.addresses == ("10.213.78.11", "fd00:213:78::11", "2001:db8::99",
+                               "2001:db8::98", "2001:db8::97")
+    command = FleetAuditState().command().get_raw_value()
+    assert command.count("ip -o addr show") == 1  # read once, by state.sh
+    assert command.startswith(FleetHostState().command().get_raw_value())
 
 
 def test_one_address_per_family_the_connect_address_first() -> None:
@@ -619,21 +641,20 @@ def test_one_address_per_family_the_connect_address_first() -> None:
     assert pick_addresses(("fe80::1%eth0", "10.0.0.1"), (4, 6)) == ("10.0.0.1",)
 
 
-def test_the_target_is_what_ufw_admits_on_a_read_host() -> None:
-    from froxlor_fleet.audit.fact import LISTENING_SECTION
-    from helpers import build_fact
-    from test_audit import CONVERGED, SS_WEB, ftp_dump, web_ftp_plan
+def test_the_target_is_what_ufw_admits_on_a_read_host(addrs) -> None:
+    from test_audit import SS_WEB, ftp_dump, web_ftp_plan
 
-    lines = [*build_fact(CONVERGED), f"{SECTION}ftp", *ftp_dump(CONVERGED["fragment"]),
-             LISTENING_SECTION, *SS_WEB, ADDRESS_SECTION, *IP_ADDR]
-    state = FleetProbeState().process(lines)
-    assert state.complete and state.addresses == ("10.213.78.11", "fd00:213:78::11")
+    lines = [*build_fact({**CONVERGED, "addrs": addrs}), f"{SECTION}ftp",
+             *ftp_dump(CONVERGED["fragment"]), LISTENING_SECTION, *SS_WEB]
+    state = FleetAuditState().process(lines)
+    assert state.complete
     plan = web_ftp_plan()
     audit = audit_host(plan, state)
     assert audit.verdict == "ok"  # the address lines change nothing the audit reads
     aim = target_for(plan, state, audit, connect="web1.example.net")
     assert (aim.ftp_port, aim.passive, aim.passive_text) == (21, ((49152, 65534),), "49152:65534")
-    # what sshd was reached on first, then the host's own global addresses
+    # what sshd was reached on first, then the host's own global addresses customers
+    # reach (not its temporary, deprecated, tentative or failed ones)
     assert aim.known == ("10.213.77.11", "10.213.78.11", "fd00:213:78::11")
     # the role ports UFW admits from anywhere, but not 21 (the FTPS probe's) nor ranges
     assert sorted(aim.ports) == [(22, True, "ssh"), (80, False, "web"), (443, False, "web")]

@@ -18,10 +18,10 @@ from pyinfra.context import ctx_host, ctx_inventory, ctx_state
 
 from froxlor_fleet import deploys
 from froxlor_fleet.audit.fact import LISTENING_SECTION
-from froxlor_fleet.facts import SECTION, host_state
+from froxlor_fleet.facts import host_state
 from froxlor_fleet.model.groups import NO_ADDRESS, NOT_IN_RUN, Member, resolve_groups
 from froxlor_fleet.operations import ftp, ufw
-from helpers import build_fact, make_inventory
+from helpers import addrs_from_ip, build_fact, make_inventory
 from test_cli import SCHEMA, SS_WEB, Fleet
 from test_diff import Capture, log  # noqa: F401 (the fixture)
 from test_fleetcheck import (
@@ -252,8 +252,9 @@ def test_a_plan_without_groups_is_left_as_it_is() -> None:
 # --- the deploy: resolves at deploy time, shows it under --diff, fails the host ----------
 
 def state_lines(*addresses: str) -> list[str]:
-    """A converged web host's state read, with its own addresses (the addrs section)."""
-    return [*build_fact({"scenario": "converged-web-ftp"}), f"{SECTION}addrs", *addresses]
+    """A converged web host's state read, with its own addresses (the addrs section, as
+    state.sh writes it: an address a line, then its flags)."""
+    return build_fact({"scenario": "converged-web-ftp", "addrs": list(addresses)})
 
 
 FLEET_FACTS = {"web1": state_lines("10.0.0.5", "fd00::5", "fe80::5"),
@@ -339,6 +340,29 @@ def test_the_deploy_reads_the_members_in_the_run_once_and_opens_3306_to_them(
     assert "[db1] sources from the inventory: @web_servers = 10.0.0.5, 10.0.0.6, fd00::5" in texts
     assert "  + allow 3306/tcp from 10.0.0.5  (mysql)" in texts
     assert "  - allow 3306/tcp from 10.0.0.0/8" not in texts
+
+
+def test_a_group_stands_for_every_address_its_members_hold_temporary_ones_too(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """web1's own addresses as its state read gives them (state.sh on a real-looking
+    ``ip -o addr show``): a temporary (privacy) address is one web1 connects from, a
+    deprecated or tentative one is still web1's, so 3306 admits them all; one that failed
+    duplicate address detection is another host's, and link-local is no source at all.
+    (The probe tries only those customers reach: test_probe.)"""
+    tail = "\\       valid_lft forever preferred_lft forever\n"
+    ip = "".join(line + tail for line in (
+        "2: eth0    inet 10.0.0.5/24 brd 10.0.0.255 scope global eth0",
+        "2: eth0    inet6 2001:db8::99/64 scope global temporary dynamic ",
+        "2: eth0    inet6 fd00::5/64 scope global ",
+        "2: eth0    inet6 2001:db8::98/64 scope global deprecated dynamic ",
+        "2: eth0    inet6 2001:db8::97/64 scope global tentative ",
+        "2: eth0    inet6 fd00::bad/64 scope global tentative dadfailed ",
+        "2: eth0    inet6 fe80::5/64 scope link ",
+    ))
+    monkeypatch.setitem(FLEET_FACTS, "web1", state_lines(*addrs_from_ip(ip, tmp_path)))
+    run = DeployRun(monkeypatch, in_run=("web1", "web2", "db1"))
+    assert [r.source for r in run.ufw_call()["rules"] if r.label == "mysql"] == [
+        "10.0.0.5", "10.0.0.6", "2001:db8::97", "2001:db8::98", "2001:db8::99", "fd00::5"]
 
 
 def test_members_outside_the_run_are_never_read_and_add_only_an_ip_they_are_reached_by(

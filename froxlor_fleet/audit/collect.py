@@ -36,7 +36,7 @@ from .compare import (
     unreachable,
 )
 from .fact import AuditState, FleetAuditState
-from .probe import FleetProbeState, ProbeOptions, ProbeTarget, probe_fleet, target_for
+from .probe import ProbeOptions, ProbeTarget, probe_fleet, target_for
 
 
 class Progress:
@@ -305,10 +305,9 @@ def _run_audit(options: AuditOptions, progress: Progress) -> FleetAudit:
                                            if h.name in checked.plans])
         readable = [h for h in targets if h.name in checked.plans
                     and (h in managed or h.name in named)]
-        # --probe reads the host's addresses too, in the same one command
-        fact = FleetProbeState if options.probe else FleetAuditState
-        seen, errors = (_read_hosts(state, inventory, config, readable, fact, progress)
-                        if readable else ({}, {}))
+        # one read for --probe too: the state read has the addresses customers reach
+        seen, errors = (_read_hosts(state, inventory, config, readable, FleetAuditState,
+                                    progress) if readable else ({}, {}))
     probes: list[tuple[HostAudit, ProbeTarget]] = []
     for host in managed:
         plan: HostPlan | None = checked.plans.get(host.name)

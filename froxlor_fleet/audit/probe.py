@@ -35,21 +35,11 @@ from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyinfra.api import StringCommand
-
-from ..facts import SECTION
-from ..model.catalog import FRAGMENT_PATH
 from ..model.plan import HostPlan
 from ..remote.ufwmodel import BLOCKING
 from .compare import Finding, HostAudit
-from .fact import AuditState, FleetAuditState
+from .fact import AuditState
 
-ADDRESS_SECTION = f"{SECTION}addresses"
-# The host's own addresses, so a host reached over IPv4 is probed over IPv6 too.
-ADDRESS_COMMAND = f"echo '{ADDRESS_SECTION}'; ip -o addr show scope global 2>/dev/null || true"
-# Addresses no customer reaches a server on: not usable yet (tentative, dadfailed),
-# being replaced (deprecated), outgoing only (temporary: privacy extensions).
-UNUSABLE = frozenset({"tentative", "dadfailed", "deprecated", "temporary"})
 FAMILIES = (4, 6)
 DATA_OK = ("connected", "transferred")
 LIST_LIMIT = 1 << 20  # bytes of a LIST read at most: the connection works, enough
@@ -57,47 +47,7 @@ ANONYMOUS = ("anonymous", "ftp")
 DEFAULT_WORKERS = 32
 
 
-# --- what the audit reads when probing -------------------------------------------------
-
-@dataclass
-class ProbeAuditState(AuditState):
-    """The audit's read plus the host's global addresses (``ip -o addr``)."""
-
-    addresses: tuple[str, ...] = ()
-
-
-class FleetProbeState(FleetAuditState):
-    """``FleetAuditState`` plus the host's global addresses, still one command."""
-
-    def command(self, fragment_path: str = FRAGMENT_PATH) -> StringCommand:
-        return StringCommand(super().command(fragment_path), ";", ADDRESS_COMMAND)
-
-    def process(self, output: list[str]) -> ProbeAuditState:
-        read = super().process(output)
-        return ProbeAuditState(read.state, read.listening, read.complete,
-                               parse_addresses(output))
-
-
-def parse_addresses(lines: Sequence[str]) -> tuple[str, ...]:
-    """Usable global addresses from ``ip -o addr show scope global``, in its order."""
-    try:
-        start = list(lines).index(ADDRESS_SECTION) + 1
-    except ValueError:
-        return ()
-    found: list[str] = []
-    for line in lines[start:]:
-        if line.startswith(SECTION):
-            break
-        words = line.replace("\\", " ").split()
-        kind = next((i for i, w in enumerate(words[:-1]) if w in ("inet", "inet6")), None)
-        scope = words[words.index("scope") + 1:][:1] if "scope" in words else []
-        if kind is None or scope != ["global"] or UNUSABLE & set(words):
-            continue
-        address = words[kind + 1].split("/")[0]
-        if _ip(address) is not None and address not in found:
-            found.append(address)
-    return tuple(found)
-
+# --- where to reach a host ----------------------------------------------------------------
 
 def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
@@ -189,8 +139,8 @@ def target_for(plan: HostPlan, seen: AuditState, audit: HostAudit, connect: str)
     ftp_port = _ftp_port(plan)
     filters = audit.ufw is not None and audit.ufw.running
     text = audit.passive.ufw if audit.passive else None
-    own = seen.addresses if isinstance(seen, ProbeAuditState) else ()
-    known = tuple(dict.fromkeys(a for a in (seen.state.ssh_server, *own) if a))
+    # the host's own addresses customers reach, from its state read (facts.UNREACHABLE)
+    known = tuple(dict.fromkeys(a for a in (seen.state.ssh_server, *seen.state.reachable) if a))
     ports: dict[int, tuple[int, bool, str]] = {}
     for spec in plan.rules:
         if spec.action in BLOCKING or spec.proto not in ("tcp", "any"):

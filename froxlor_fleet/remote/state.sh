@@ -58,12 +58,22 @@ $addrs
 EOF
 fi
 # The host's own global IPv4 and IPv6 addresses (not loopback's or link-local ones:
-# scope host / link; not one that failed duplicate address detection): what another
-# host's data means by a source naming a group this host is in ("@web_servers").
+# scope host / link), in ip's order, each followed by those of its flags that say
+# whether the host holds it and whether customers reach it: "fd00::5 deprecated", plain
+# "10.0.0.5" when none. What each flag excludes is decided in one place, facts.py
+# (NOT_HELD, UNREACHABLE: the flags listed here): a source naming a group this host is
+# in ("@web_servers") stands for all the addresses it holds, the audit's --probe tries
+# those customers reach. ip ends each flag with a space (an IPv4 label is glued to the
+# "\" after it, so a label is never taken for a flag).
 section addrs
 while read -r _ _ family addr rest; do
-  case " $rest " in *" dadfailed "*) continue ;; *" scope global "*) ;; *) continue ;; esac
-  case $family in inet | inet6) printf '%s\n' "${addr%/*}" ;; esac
+  case $family in inet | inet6) ;; *) continue ;; esac
+  case " $rest " in *" scope global "*) ;; *) continue ;; esac
+  flags=
+  for flag in tentative dadfailed deprecated temporary; do
+    case " $rest " in *" $flag "*) flags="$flags $flag" ;; esac
+  done
+  printf '%s%s\n' "${addr%/*}" "$flags"
 done <<EOF
 $addrs
 EOF
