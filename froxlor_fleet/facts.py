@@ -249,12 +249,14 @@ def _connector_arguments(host: Host) -> tuple[tuple[str, str], ...]:
     data, the config) does not change during a run."""
     sources: tuple[dict[str, Any], ...] = (dict(host.current_op_global_arguments or {}),
                                            dict(host.current_deploy_kwargs or {}))
-    given = (id(host.state),) + tuple(
-        (name, repr(source[name]) if name in source else "-")  # "-": not given
-        for source in sources for name in CONNECTOR_ARGUMENT_KEYS
-    )
-    known: dict[tuple[object, ...], tuple[tuple[str, str], ...]] = \
-        host.__dict__.setdefault("_froxlor_fleet_arguments", {})
+    given = tuple((name, repr(source[name]) if name in source else "-")  # "-": not given
+                  for source in sources for name in CONNECTOR_ARGUMENT_KEYS)
+    memo: tuple[object, dict[Any, tuple[tuple[str, str], ...]]] | None = \
+        host.__dict__.get("_froxlor_fleet_arguments")
+    if memo is None or memo[0] is not host.state:  # a run of its own: its own config
+        memo = (host.state, {})
+        host.__dict__["_froxlor_fleet_arguments"] = memo
+    known = memo[1]
     if given not in known:
         arguments, _ = pop_global_arguments(host.state, host,
                                             dict(host.current_op_global_arguments or {}))

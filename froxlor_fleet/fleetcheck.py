@@ -39,4 +39,11 @@ def check_fleet(inventory_file: str) -> dict[str, HostPlan]:
         logger.warning(f"froxlor-fleet: not targeted by this run, fix before targeting: {line}")
     if result.errors:
         raise FleetDataError([line for lines in result.errors.values() for line in lines])
+    if result.plans and not any(plan.managed for plan in result.plans.values()):
+        # Every host is another deploy's (plan.NOT_MANAGED): most likely the group data
+        # was not found (pyinfra reads group_data/ beside the inventory and in the
+        # current folder), so say so once instead of letting the run do nothing quietly.
+        logger.warning(f"froxlor-fleet: none of the {len(result.plans)} targeted hosts has "
+                       "froxlor_roles in its data: froxlor_firewall() leaves them all as they "
+                       "are (is group_data/ beside the inventory or in the current folder?)")
     return result.plans

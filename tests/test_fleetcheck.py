@@ -291,3 +291,17 @@ def test_limited_run_plans_its_hosts_despite_bad_data_elsewhere(tmp_path: Path) 
     assert res.returncode == 0, out
     assert "not targeted by this run" in out and "fleet data is invalid" not in out
     assert "Detected changes" in out
+
+
+def test_a_fleet_where_no_host_has_roles_is_said_once_before_connecting(
+        tmp_path: Path, trap: Trap) -> None:
+    """group_data/ not found (run from elsewhere, misnamed): every host would be left as
+    it is, one line per host; the check says what is likely wrong, once."""
+    write_fleet(tmp_path, trap, {"web_servers": ["web1", "web2"]}, {})
+    code, out = pyinfra(tmp_path)
+    assert_went_on_to_connect(code, out, trap)
+    assert out.count("none of the 2 targeted hosts has froxlor_roles in its data") == 1, out
+    assert "is group_data/ beside the inventory or in the current folder?" in out
+    # one managed host is enough: no such line
+    write_group_data(tmp_path / "group_data", WEB)
+    assert "none of the" not in pyinfra(tmp_path)[1]
