@@ -297,19 +297,19 @@ def _run_audit(options: AuditOptions, progress: Progress) -> FleetAudit:
                          for p in loading.unmatched_patterns(inventory, limit)]
         targets = loading.target_hosts(inventory, limit, options.inventory.exclude)
         checked = loading.validate(inventory, targets)
-        managed = [h for h in targets if h.name not in checked.plans or checked.plans[h.name].managed]
-        fleet.not_managed = [h.name for h in targets if h not in managed]
+        # (checked.plans: the targets whose data is valid)
+        fleet.not_managed = [name for name, plan in checked.plans.items() if not plan.managed]
+        audited = [h for h in targets if h.name not in fleet.not_managed]
         # Hosts without froxlor_roles are read only as members of a group a managed
         # host's sources name (their own addresses, as the deploy reads them).
-        named = _members_named(inventory, [checked.plans[h.name] for h in managed
-                                           if h.name in checked.plans])
+        named = _members_named(inventory, [plan for plan in checked.plans.values() if plan.managed])
         readable = [h for h in targets if h.name in checked.plans
-                    and (h in managed or h.name in named)]
+                    and (checked.plans[h.name].managed or h.name in named)]
         # one read for --probe too: the state read has the addresses customers reach
         seen, errors = (_read_hosts(state, inventory, config, readable, FleetAuditState,
                                     progress) if readable else ({}, {}))
     probes: list[tuple[HostAudit, ProbeTarget]] = []
-    for host in managed:
+    for host in audited:
         plan: HostPlan | None = checked.plans.get(host.name)
         if plan is None:
             fleet.hosts.append(bad_data(host.name, checked.errors.get(host.name, [])))
